@@ -1,0 +1,188 @@
+"""Command line: ``perspectives compare | figure2``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PerspectivesError
+
+app = typer.Typer(
+    help="Track the perspectives of interacting language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _friendly_errors(fn):
+    """Turn the package's input errors into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PerspectivesError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; files written so far are complete[/]")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+@app.command()
+@_friendly_errors
+def compare(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A responses file (.csv, .jsonl or .parquet with columns model, prompt_id, "
+            "response; optional replicate, time and label columns), or a .yaml listing models."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "compare-run"
+    ),
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt file (or bundled set name) for a .yaml; overrides its 'prompts'."
+        ),
+    ] = None,
+    color_by: Annotated[
+        str | None,
+        typer.Option(help="Label column that colours the scatter (default: the first label)."),
+    ] = None,
+    n_components: Annotated[
+        int | None, typer.Option(help="Dimension of the space (default: Zhu–Ghodsi elbow).")
+    ] = None,
+    drop_incomplete: Annotated[
+        bool, typer.Option(help="Drop points that lack some prompts instead of failing.")
+    ] = False,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="'bundled' (all-MiniLM-L6-v2), a sentence-transformers name or path, or the model "
+            "name at --embedding-url."
+        ),
+    ] = "bundled",
+    embedding_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible embeddings API, e.g. http://localhost:8000/v1."
+        ),
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Cache embeddings on disk.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Place a collection of models in a perspective space.
+
+    Writes OUT/perspectives.parquet|csv, distances.npy|csv, space.png, space.html (interactive,
+    opens offline), summary.json, and responses.parquet when answers were generated.
+    """
+    from .compare import compare_responses, write_comparison
+    from .config import load_compare_config
+    from .embed import get_embedder
+    from .generate import generate_responses
+    from .prompts import load_prompts
+    from .responses import read_table
+
+    generated = None
+    if source.suffix.lower() in (".yaml", ".yml"):
+        cfg = load_compare_config(source)
+        prompt_table = (
+            load_prompts(prompts or cfg.prompts)
+            if (prompts or isinstance(cfg.prompts, str))
+            else _inline_prompts(cfg.prompts)
+        )
+        generated = generate_responses(
+            cfg.models, prompt_table, cfg.generation, show_progress=not quiet
+        )
+        table, label, allow_empty = generated, f"{source} (generated responses)", True
+    else:
+        table, label, allow_empty = read_table(source), str(source), False
+    emb = get_embedder(embedder, url=embedding_url, cache=cache)
+    comp = compare_responses(
+        table,
+        embedder=emb,
+        n_components=n_components,
+        source=label,
+        drop_incomplete=drop_incomplete,
+        allow_empty=allow_empty,
+        show_progress=not quiet,
+        warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+    )
+    if color_by is not None and color_by not in comp.perspectives.columns:
+        from .errors import InputError
+
+        raise InputError(
+            f"no such label column; available: {list(comp.kernels.points.columns)}",
+            source=label,
+            field="--color-by",
+            value=color_by,
+        )
+    write_comparison(comp, out, color_by=color_by, responses=generated)
+    out_console.print(
+        f"{comp.info['n_points']} points, {comp.info['n_prompts']} prompts, "
+        f"d = {comp.space.n_components_} -> {out}/"
+    )
+
+
+def _inline_prompts(prompts: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"prompt_id": [f"p{i + 1:04d}" for i in range(len(prompts))], "prompt": prompts}
+    )
+
+
+@app.command()
+@_friendly_errors
+def figure2(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "figure2"
+    ),
+    max_prompts: Annotated[
+        int | None, typer.Option(help="Use only the first N prompts of each set (faster, weaker).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The paper's Figure 2 on the embedded defaults.
+
+    15 models in 3 classes (optimist, pessimist, scientist system prompts; one sampling seed per
+    model) answer a prompt set relevant to the class differences and one orthogonal to them.
+    Writes both perspective spaces side by side (OUT/figure2.png, figure2.html) and prints how
+    well the classes separate in each (leave-one-out 1-NN accuracy, silhouette).
+    """
+    from .figure2 import run_figure2, separation_table
+
+    result = run_figure2(out, max_prompts=max_prompts, show_progress=not quiet)
+    frame = separation_table(result)
+    table = Table(
+        title="Class separation (1-NN: leave-one-out accuracy, chance 0.33; silh.: "
+        "silhouette; 2d: the plotted space; elbow: d chosen by Zhu–Ghodsi)"
+    )
+    for col in frame.columns:
+        table.add_column(col, justify="right" if col != "prompts" else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    out_console.print(table)
+    out_console.print(f"figures: {out}/figure2.png, {out}/figure2.html")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

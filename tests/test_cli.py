@@ -1,0 +1,140 @@
+"""The command line as a user runs it: compare from a file or a YAML; clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from perspectives.cli import app
+
+runner = CliRunner()
+
+ANSWERS = {
+    "sunny": [
+        "What a wonderful day it will be!",
+        "Everything will turn out great.",
+        "I am sure it will be lovely.",
+        "The best is yet to come!",
+    ],
+    "gloomy": [
+        "It will probably go badly.",
+        "Expect the worst, as always.",
+        "Nothing good will come of it.",
+        "It is going to be a disaster.",
+    ],
+}
+
+
+def responses_frame():
+    rows = []
+    for cls, answers in ANSWERS.items():
+        for k in range(3):
+            for j, text in enumerate(answers):
+                rows.append(
+                    {
+                        "model": f"{cls}-{k}",
+                        "prompt_id": f"q{j}",
+                        "class": cls,
+                        "response": text if k == 0 else f"{text} (take {k})",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
+
+
+def test_compare_from_a_responses_file(tmp_path, cache_env):
+    src = tmp_path / "responses.parquet"
+    responses_frame().to_parquet(src)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["compare", str(src), "--out", str(out), "-q", "--n-components", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "perspectives.parquet")
+    assert list(table.columns) == ["model", "class", "z1", "z2"]
+    assert len(table) == 6
+    csv = pd.read_csv(out / "perspectives.csv")
+    np.testing.assert_allclose(csv[["z1", "z2"]], table[["z1", "z2"]])
+    D = np.load(out / "distances.npy")
+    assert D.shape == (6, 6) and np.allclose(D, D.T)
+    # the two moods sit apart: within-class distances are smaller than between-class ones
+    cls = table["class"].to_numpy()
+    same = cls[:, None] == cls[None, :]
+    assert D[same & ~np.eye(6, dtype=bool)].mean() < D[~same].mean()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["separation"]["loo_1nn_accuracy"] == 1.0
+    assert (out / "space.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "space.html").read_text()
+    assert "plotly" in html and '<script src="http' not in html  # library embedded
+
+
+def test_compare_reports_bad_input_in_one_line(tmp_path, cache_env):
+    src = tmp_path / "responses.csv"
+    responses_frame().drop(columns="prompt_id").to_csv(src, index=False)
+    result = runner.invoke(app, ["compare", str(src), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "responses.csv" in result.output and "prompt_id" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_compare_color_by_unknown_column(tmp_path, cache_env):
+    src = tmp_path / "responses.csv"
+    responses_frame().to_csv(src, index=False)
+    result = runner.invoke(
+        app, ["compare", str(src), "-q", "--color-by", "mood", "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "'--color-by'" in result.output and "mood" in result.output
+
+
+def test_compare_from_yaml_generates_with_a_model(tmp_path, tiny_model_dir, cache_env):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Will it rain?\nName a fruit.\nHow are you?\n")
+    cfg = {
+        "prompts": "prompts.txt",
+        "generation": {"max_new_tokens": 6, "do_sample": True, "dtype": "float32"},
+        "models": [
+            {
+                "name": f"m{i}",
+                "model": str(tiny_model_dir),
+                "seed": i,
+                "system_prompt": f"You are model {i}.",
+                "labels": {"group": i % 2},
+            }
+            for i in range(4)
+        ],
+    }
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compare", str(path), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    responses = pd.read_parquet(out / "responses.parquet")
+    assert len(responses) == 12 and set(responses["model"]) == {"m0", "m1", "m2", "m3"}
+    assert len(pd.read_parquet(out / "perspectives.parquet")) == 4
+
+
+def test_yaml_errors_name_the_key(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        yaml.safe_dump({"prompts": ["hi"], "models": [{"name": "a", "temp": 1}, {"name": "b"}]})
+    )
+    result = runner.invoke(app, ["compare", str(path)])
+    assert result.exit_code == 2
+    assert "models.yaml" in result.output and "models.0.temp" in result.output
+
+
+def test_help_explains_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "compare" in result.output and "figure2" in result.output

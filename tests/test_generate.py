@@ -1,0 +1,77 @@
+"""Answering prompts with a causal LM: batching, seeding, replicates, chat rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from perspectives.agents.hf import HFChatModel, load_causal_lm
+from perspectives.config import GenerationConfig, ModelSpec
+from perspectives.errors import InputError
+from perspectives.generate import generate_responses
+
+PROMPTS = ["Will it rain tomorrow?", "Name a colour.", "What is two plus two, in words please?"]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_model_dir):
+    batched = HFChatModel(str(tiny_model_dir), batch_size=8, max_new_tokens=8, dtype="float32")
+    single = HFChatModel(str(tiny_model_dir), batch_size=1, max_new_tokens=8, dtype="float32")
+    assert batched.answer(PROMPTS) == single.answer(PROMPTS)
+
+
+def test_sampling_is_seeded_and_replicates_differ(tiny_model_dir):
+    chat = HFChatModel(str(tiny_model_dir), max_new_tokens=8, dtype="float32")
+    a = chat.answer(PROMPTS, do_sample=True, seed=1, replicates=3)
+    b = chat.answer(PROMPTS, do_sample=True, seed=1, replicates=3)
+    c = chat.answer(PROMPTS, do_sample=True, seed=2, replicates=3)
+    assert a == b
+    assert a != c
+    assert all(len(reps) == 3 for reps in a)
+    assert len({r for reps in a for r in reps}) > 3  # replicates are distinct draws
+
+
+def test_system_prompt_is_rendered_with_the_chat_template(tiny_model_dir):
+    _, tokenizer = load_causal_lm(str(tiny_model_dir), "float32")
+    chat = HFChatModel(str(tiny_model_dir), system_prompt="You are a pessimist.")
+    text = chat._render(tokenizer, "Hello?")
+    assert "<|im_start|>system\nYou are a pessimist.<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    plain = HFChatModel(str(tiny_model_dir), prompt_format="plain")._render(tokenizer, "Hello?")
+    assert plain == "Hello?"
+
+
+def test_generate_responses_table(tiny_model_dir):
+    import pandas as pd
+
+    prompts = pd.DataFrame({"prompt_id": ["a", "b"], "prompt": PROMPTS[:2]})
+    specs = [
+        ModelSpec(name=f"m{i}", model=str(tiny_model_dir), seed=i, labels={"class": "x"})
+        for i in range(2)
+    ]
+    gen = GenerationConfig(max_new_tokens=6, replicates=2, dtype="float32")
+    table = generate_responses(specs, prompts, gen, show_progress=False)
+    assert len(table) == 2 * 2 * 2
+    assert set(table.columns) >= {"model", "prompt_id", "prompt", "replicate", "response", "class"}
+    assert table.groupby("model").size().tolist() == [4, 4]
+
+
+def test_bad_prompts_and_missing_model(tiny_model_dir, tmp_path):
+    with pytest.raises(InputError, match=r"prompts\[1\]"):
+        HFChatModel(str(tiny_model_dir)).answer(["ok", "  "])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no config.json"):
+        HFChatModel(str(tmp_path / "empty")).answer(["hi"])
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load_causal_lm.cache_clear()
+    with pytest.raises(InputError, match="not found locally and no network access"):
+        HFChatModel("no-such-org/no-such-model").answer(["hi"])
+
+
+@pytest.mark.slow
+def test_bundled_model_answers_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    chat = HFChatModel("bundled", max_new_tokens=16)
+    [[answer]] = chat.answer(["What is the capital of France?"])
+    assert "Paris" in answer
