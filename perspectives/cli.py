@@ -100,17 +100,16 @@ def compare(
     generated = None
     if source.suffix.lower() in (".yaml", ".yml"):
         cfg = load_compare_config(source)
-        prompt_table = (
-            load_prompts(prompts or cfg.prompts)
-            if (prompts or isinstance(cfg.prompts, str))
-            else _inline_prompts(cfg.prompts)
-        )
+        prompt_table = load_prompts(prompts if prompts is not None else cfg.prompts)
+        columns = {"model"} | {k for m in cfg.models for k in m.labels}
+        _check_color_by(color_by, columns, str(source))
         generated = generate_responses(
             cfg.models, prompt_table, cfg.generation, show_progress=not quiet
         )
         table, label, allow_empty = generated, f"{source} (generated responses)", True
     else:
         table, label, allow_empty = read_table(source), str(source), False
+        _check_color_by(color_by, set(table.columns) - {"prompt_id", "response"}, label)
     emb = get_embedder(embedder, url=embedding_url, cache=cache)
     comp = compare_responses(
         table,
@@ -122,15 +121,6 @@ def compare(
         show_progress=not quiet,
         warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
     )
-    if color_by is not None and color_by not in comp.perspectives.columns:
-        from .errors import InputError
-
-        raise InputError(
-            f"no such label column; available: {list(comp.kernels.points.columns)}",
-            source=label,
-            field="--color-by",
-            value=color_by,
-        )
     write_comparison(comp, out, color_by=color_by, responses=generated)
     out_console.print(
         f"{comp.info['n_points']} points, {comp.info['n_prompts']} prompts, "
@@ -138,12 +128,16 @@ def compare(
     )
 
 
-def _inline_prompts(prompts: list[str]):
-    import pandas as pd
+def _check_color_by(color_by: str | None, columns: set[str], source: str) -> None:
+    if color_by is not None and color_by not in columns:
+        from .errors import InputError
 
-    return pd.DataFrame(
-        {"prompt_id": [f"p{i + 1:04d}" for i in range(len(prompts))], "prompt": prompts}
-    )
+        raise InputError(
+            f"no such label column; available: {sorted(columns)}",
+            source=source,
+            field="--color-by",
+            value=color_by,
+        )
 
 
 @app.command()

@@ -1,8 +1,20 @@
-"""Choosing an embedding dimension: the Zhu–Ghodsi profile-likelihood elbow."""
+"""Choosing an embedding dimension: the Zhu–Ghodsi profile-likelihood elbow.
+
+Follows graspologic's ``select_dimension`` (the implementation the paper used), so the same
+spectrum gives the same dimension: the elbows are sought among the leading
+``ceil(log2(n))`` values of the spectrum of an ``n x n`` matrix.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def n_candidates(n: int) -> int:
+    """How many leading spectrum values of an ``n x n`` matrix the elbow search considers."""
+    return max(2, math.ceil(math.log2(max(n, 2))))
 
 
 def profile_likelihood(values: np.ndarray) -> np.ndarray:
@@ -10,39 +22,43 @@ def profile_likelihood(values: np.ndarray) -> np.ndarray:
 
     Entry ``q - 1`` is the log-likelihood of the first ``q`` values and the rest being two
     Gaussians with their own means and a pooled variance (Zhu & Ghodsi, 2006), ``q = 1..N``.
+    A split with zero pooled variance has no likelihood (NaN), as in graspologic; the split of
+    two single values is ``-inf``.
     """
     x = np.asarray(values, dtype=np.float64)
     n = x.size
-    q = np.arange(1, n + 1)
-    csum = np.cumsum(x)
-    csq = np.cumsum(x * x)
-    tot, tot_sq = csum[-1], csq[-1]
-    # Sums of squared deviations from each group's own mean, from running sums.
-    ss1 = csq - csum**2 / q
-    n2 = n - q
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ss2 = np.where(n2 > 0, (tot_sq - csq) - (tot - csum) ** 2 / np.maximum(n2, 1), 0.0)
-    ss = np.maximum(ss1 + ss2, 0.0)
-    var = ss / max(n - 2, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loglik = -0.5 * n * np.log(2 * np.pi * var) - ss / (2 * var)
-    # A zero pooled variance (a degenerate split) gives no usable likelihood.
-    loglik[~np.isfinite(loglik)] = -np.inf
-    return loglik
+    out = np.empty(n)
+    # Deviations are computed directly (not from running sums): spectra span many orders of
+    # magnitude and the short form loses the small tail to rounding.
+    for q in range(1, n + 1):
+        head, tail = x[:q], x[q:]
+        if head.size == 1 and tail.size == 1:
+            out[q - 1] = -np.inf
+            continue
+        ss = np.sum((head - head.mean()) ** 2)
+        if tail.size:
+            ss += np.sum((tail - tail.mean()) ** 2)
+        var = ss / (n - 1 - (q < n))
+        if var <= 0:
+            out[q - 1] = np.nan
+            continue
+        out[q - 1] = -0.5 * n * np.log(2 * np.pi * var) - ss / (2 * var)
+    return out
 
 
 def select_dimension(values: np.ndarray, n_elbows: int = 2) -> list[int]:
-    """Elbows of a spectrum by repeated profile likelihood (graspologic's convention).
+    """Elbows of a spectrum by repeated profile likelihood.
 
     Parameters
     ----------
-    values : 1-d array of non-negative spectrum values (e.g. eigenvalues), any order.
+    values : 1-d array of spectrum values (e.g. eigenvalues); absolute values are sorted
+        descending. Pass only the leading ones to search (see ``n_candidates``).
     n_elbows : how many successive elbows to find.
 
     Returns
     -------
-    The elbow positions as counts of leading values (each >= 1), increasing. The last one is
-    the usual choice of dimension.
+    The elbow positions as counts of leading values (each >= 1), increasing; fewer than
+    ``n_elbows`` when the spectrum runs out. The last one is the usual choice of dimension.
     """
     d = np.sort(np.abs(np.asarray(values, dtype=np.float64)))[::-1]
     elbows: list[int] = []
@@ -51,6 +67,7 @@ def select_dimension(values: np.ndarray, n_elbows: int = 2) -> list[int]:
         arr = d[idx:]
         if arr.size <= 1:
             break
+        # np.argmax returns the first NaN if any, which is graspologic's behaviour too.
         idx += int(np.argmax(profile_likelihood(arr))) + 1
         elbows.append(idx)
     if not elbows:

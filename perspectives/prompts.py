@@ -20,13 +20,21 @@ def bundled_prompt_sets() -> list[str]:
     )
 
 
-def load_prompts(source: str | os.PathLike) -> pd.DataFrame:
+def prompts_from_list(prompts: list[str], source: str = "prompts") -> pd.DataFrame:
+    """A prompt table from a list of texts (ids ``p0001``...); same checks as ``load_prompts``."""
+    frame = pd.DataFrame({"prompt": list(prompts)})
+    return _checked(frame, source)
+
+
+def load_prompts(source: str | os.PathLike | list[str]) -> pd.DataFrame:
     """Load prompts as a table with columns ``prompt_id`` and ``prompt``.
 
     ``source`` is a bundled set's name or a file: ``.txt`` (one prompt per line, ids
     ``p0001``...), or ``.csv`` / ``.jsonl`` / ``.parquet`` with columns ``prompt_id`` (optional)
     and ``prompt``. Raises InputError for a missing file or column, empty or duplicate prompts.
     """
+    if isinstance(source, list):
+        return prompts_from_list(source)
     name = str(source)
     if name in bundled_prompt_sets():
         path = resources.files("perspectives") / "data" / "prompts" / f"{name}.jsonl"
@@ -44,6 +52,10 @@ def load_prompts(source: str | os.PathLike) -> pd.DataFrame:
             frame = pd.DataFrame({"prompt": lines})
         else:
             frame = read_table(p)
+    return _checked(frame, label)
+
+
+def _checked(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     if "prompt" not in frame.columns:
         raise InputError(
             f"missing column 'prompt'; found {list(frame.columns)}", source=label, field="prompt"

@@ -80,34 +80,11 @@ def validate_responses(
             row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
             raise InputError(f"empty value in row {row}", source=source, field=col)
         df[col] = df[col].astype(str)
-    missing_text = df["response"].isna()
-    if missing_text.any():
-        row = int(np.flatnonzero(missing_text.to_numpy())[0])
-        raise InputError(
-            f"missing response in row {row} (model {df['model'].iloc[row]!r}, "
-            f"prompt {df['prompt_id'].iloc[row]!r})",
-            source=source,
-            field="response",
-        )
-    bad_type = ~df["response"].map(lambda v: isinstance(v, str))
-    if bad_type.any():
-        row = int(np.flatnonzero(bad_type.to_numpy())[0])
-        raise InputError(
-            f"non-text response in row {row}",
-            source=source,
-            field="response",
-            value=df["response"].iloc[row],
-        )
-    empty = df["response"].str.strip() == ""
-    if empty.any() and not allow_empty:
-        row = int(np.flatnonzero(empty.to_numpy())[0])
-        raise InputError(
-            f"empty response in row {row} (model {df['model'].iloc[row]!r}, "
-            f"prompt {df['prompt_id'].iloc[row]!r})",
-            source=source,
-            field="response",
-            value=df["response"].iloc[row],
-        )
+    texts = df["response"]
+    _raise_at_first(df, texts.isna(), "missing response", source, show_value=False)
+    _raise_at_first(df, ~texts.map(lambda v: isinstance(v, str)), "non-text response", source)
+    if not allow_empty:
+        _raise_at_first(df, texts.str.strip() == "", "empty response", source)
 
     keys = point_columns(df)
     dup = df.duplicated([*keys, "prompt_id", "replicate"], keep=False)
@@ -152,6 +129,22 @@ def validate_responses(
             field="model",
         )
     return df
+
+
+def _raise_at_first(
+    df: pd.DataFrame, bad: pd.Series, what: str, source: str, show_value: bool = True
+) -> None:
+    """Raise InputError for the first row where ``bad`` holds, naming the model and prompt."""
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    raise InputError(
+        f"{what} in row {row} (model {df['model'].iloc[row]!r}, "
+        f"prompt {df['prompt_id'].iloc[row]!r})",
+        source=source,
+        field="response",
+        value=df["response"].iloc[row] if show_value else None,
+    )
 
 
 def point_columns(df: pd.DataFrame) -> list[str]:

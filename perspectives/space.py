@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_is_fitted
 
-from .dimension import select_dimension
+from .dimension import n_candidates, select_dimension
 from .errors import InputError
 
 # Above this many points the exact solver's n x n Gram matrix and eigendecomposition cost more
@@ -120,11 +120,9 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
         ``"precomputed"``: ``X`` is an ``(n, n)`` matrix of distances between points.
     svd_solver : "auto", "exact" or "randomized"
         ``"exact"`` eigendecomposes the ``n x n`` Gram matrix; ``"randomized"`` never copies the
-        input and computes only ``n_components`` (or ``max_components``) directions; ``"auto"``
+        input and computes only the ``n_components`` leading directions (with
+        ``n_components=None``, the ``ceil(log2 n)`` among which the elbow is sought); ``"auto"``
         takes exact up to 3,000 points.
-    max_components : int
-        With the randomized solver and ``n_components=None``, the elbow is sought among this
-        many leading components.
     n_iter : int or None
         Power iterations of the randomized solver (default: 4, or 7 for few components).
     compute_distances : bool or "auto"
@@ -142,8 +140,8 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
     explained_variance_ratio_ : (d,) share of the total variance.
     singular_values_ : (d,) singular values of the centred data (square roots of the
         eigenvalues of the double-centred squared-distance matrix).
-    eigenvalues_ : (n_eig,) leading eigenvalues of the double-centred matrix that were computed
-        (the spectrum the elbow was taken on).
+    eigenvalues_ : (n_eig,) the leading eigenvalues of the double-centred matrix that were
+        computed (the elbow is taken on the first ``ceil(log2 n)`` of them).
     elbows_ : list of int, the elbows of that spectrum.
     distances_ : (n, n) Frobenius distances between points, when computed.
     mean_ : (features,) the mean flattened kernel (not for precomputed input).
@@ -158,7 +156,6 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
         n_elbows: int = 2,
         dissimilarity: Literal["euclidean", "precomputed"] = "euclidean",
         svd_solver: Literal["auto", "exact", "randomized"] = "auto",
-        max_components: int = 50,
         n_iter: int | None = None,
         compute_distances: bool | Literal["auto"] = "auto",
         random_state: int = 0,
@@ -167,7 +164,6 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
         self.n_elbows = n_elbows
         self.dissimilarity = dissimilarity
         self.svd_solver = svd_solver
-        self.max_components = max_components
         self.n_iter = n_iter
         self.compute_distances = compute_distances
         self.random_state = random_state
@@ -223,10 +219,12 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
     def _choose_k(self, eigenvalues: np.ndarray, n_total: int) -> int:
         if self.n_components is not None:
             return int(self.n_components)
-        # The double-centred matrix is n x n: zero eigenvalues beyond the ones computed
-        # belong to its spectrum too (graspologic takes the elbow on all n of them).
-        spectrum = np.zeros(max(n_total, eigenvalues.size))
-        spectrum[: eigenvalues.size] = np.abs(eigenvalues)
+        # Like graspologic: the elbow among the ceil(log2 n) leading values of the spectrum of
+        # the n x n double-centred matrix (zeros beyond the computed ones belong to it too).
+        m = n_candidates(n_total)
+        spectrum = np.zeros(m)
+        top = np.sort(np.abs(eigenvalues))[::-1][:m]
+        spectrum[: top.size] = top
         self.elbows_ = select_dimension(spectrum, n_elbows=self.n_elbows)
         return max(1, min(self.elbows_[-1], int(np.sum(eigenvalues > 0))))
 
@@ -242,8 +240,8 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
         mean = X2.mean(axis=0, dtype=np.float64)
         total_ss = 0.0
         for start in range(0, n, _CHUNK_ROWS):
-            block = X2[start : start + _CHUNK_ROWS].astype(np.float64, copy=False)
-            total_ss += float(np.einsum("ij,ij->", block, block))
+            block = X2[start : start + _CHUNK_ROWS]
+            total_ss += float(np.einsum("ij,ij->i", block, block, dtype=np.float64).sum())
         total_ss -= n * float(mean @ mean)
 
         solver = self.svd_solver
@@ -256,10 +254,12 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
         self.elbows_ = []
         distances = None
         if solver == "exact":
-            Xc = X2.astype(np.float64) - mean
+            Xc = X2.astype(np.float64)  # a copy: the caller's array is never modified
+            Xc -= mean
             if n <= d:
                 G = Xc @ Xc.T
-                evals, evecs = linalg.eigh(G)
+                kk = min(n, self.n_components or n_candidates(n))
+                evals, evecs = linalg.eigh(G, subset_by_index=[n - kk, n - 1])
                 evals, evecs = evals[::-1], evecs[:, ::-1]
                 k = self._choose_k(evals, n)
                 s = np.sqrt(np.maximum(evals[:k], 0.0))
@@ -289,7 +289,7 @@ class PerspectiveSpace(TransformerMixin, BaseEstimator):
             self.eigenvalues_ = evals[: min(n, d)].copy()
         else:
             rng = np.random.default_rng(self.random_state)
-            k_max = self.n_components or min(self.max_components, max_possible)
+            k_max = self.n_components or min(n_candidates(n), max_possible)
             n_iter = (
                 self.n_iter if self.n_iter is not None else (7 if k_max < 0.1 * min(n, d) else 4)
             )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from perspectives.agents.hf import HFChatModel, load_causal_lm
@@ -70,8 +74,24 @@ def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
 
 
 @pytest.mark.slow
-def test_bundled_model_answers_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    chat = HFChatModel("bundled", max_new_tokens=16)
-    [[answer]] = chat.answer(["What is the capital of France?"])
-    assert "Paris" in answer
+def test_bundled_model_converts_and_answers_offline_in_a_fresh_process(tmp_path):
+    """From a fresh cache and with the hub switched off, as on a new machine."""
+    code = (
+        "from perspectives.agents.hf import HFChatModel;"
+        "[[a]] = HFChatModel('bundled', max_new_tokens=16).answer("
+        "['What is the capital of France?']);"
+        "print(a)"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "empty-hf-home"),
+        "PERSPECTIVES_CACHE": str(tmp_path / "cache"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Paris" in out.stdout
+    assert list((tmp_path / "cache" / "models").glob("*/model.safetensors"))

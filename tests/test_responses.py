@@ -67,7 +67,7 @@ def test_empty_and_non_text_responses():
     assert len(validate_responses(df, "r.csv", allow_empty=True)) == len(df)
     df["response"] = df["response"].astype(object)
     df.loc[5, "response"] = 3.5
-    with pytest.raises(InputError, match=r"non-text response in row 5.*value: 3.5"):
+    with pytest.raises(InputError, match=r"non-text response in row 5 .*value: 3.5"):
         validate_responses(df, "r.csv")
 
 
