@@ -46,6 +46,17 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     )
 
 
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Raise InputError naming ``source`` and the first of ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"missing required column(s) {missing}; found {list(frame.columns)}",
+            source=source,
+            field=missing[0],
+        )
+
+
 def validate_responses(
     frame: pd.DataFrame,
     source: str = "responses",
@@ -63,13 +74,7 @@ def validate_responses(
     reports them through ``warn``), or fewer than two points. ``allow_empty`` accepts empty
     answers (a generated answer may legitimately be empty).
     """
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"missing required column(s) {missing}; found {list(frame.columns)}",
-            source=source,
-            field=missing[0],
-        )
+    require_columns(frame, REQUIRED, source)
     if frame.empty:
         raise InputError("the table has no rows", source=source)
     df = frame.copy()

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import functools
-import os
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from ..bundled import BUNDLED_MODEL, bundled_model_path
+from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import InputError
-
-PromptFormat = Literal["chat", "plain"]
+from .formats import check_format, render_prompt, stop_token_ids
 
 
 def resolve_model_path(model: str) -> str:
@@ -39,11 +37,6 @@ def resolve_model_path(model: str) -> str:
             value=model,
         )
     return model
-
-
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -105,6 +98,91 @@ def _batch_seed(seed: int, batch_key: str) -> int:
     return zlib.crc32(f"{seed}:{batch_key}".encode()) & 0x7FFFFFFF
 
 
+@dataclass
+class Sampling:
+    """Decoding settings: greedy by default; with ``do_sample``, temperature + top-p + top-k
+    (pure temperature sampling wanders off-language on small models)."""
+
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    max_new_tokens: int = 48
+
+
+def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
+    """Raise InputError for a prompt that is not non-empty text."""
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise InputError("every prompt must be non-empty text", field=f"{field}[{i}]", value=p)
+
+
+@torch.inference_mode()
+def generate_texts(
+    lm,
+    tokenizer,
+    rendered: Sequence[str],
+    *,
+    sampling: Sampling,
+    stop_ids: Sequence[int],
+    replicates: int = 1,
+    batch_size: int = 64,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """Continue every rendered prompt ``replicates`` times; returns ``out[prompt][replicate]``.
+
+    Batches are left-padded and sorted by length (little padding; batched greedy output equals
+    one-at-a-time output). Sampling is seeded per batch from ``seed``, so the same call gives
+    the same answers. ``on_batch(k)`` is called after each batch of ``k`` answers.
+    """
+    if replicates < 1:
+        raise InputError("must be at least 1", field="replicates", value=replicates)
+    jobs = [(i, r) for i in range(len(rendered)) for r in range(replicates)]
+    lengths = [len(tokenizer(rendered[i], add_special_tokens=False).input_ids) for i, _ in jobs]
+    order = sorted(range(len(jobs)), key=lambda j: (lengths[j], jobs[j]))
+    out: list[list[str]] = [[""] * replicates for _ in rendered]
+    eos = set(stop_ids)
+    ids = getattr(lm.generation_config, "eos_token_id", None)
+    if ids is not None:
+        eos |= set(ids if isinstance(ids, list) else [ids])
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = [jobs[j] for j in order[start : start + batch_size]]
+            batch = tokenizer(
+                [rendered[i] for i, _ in chunk],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
+            kwargs: dict = {"do_sample": sampling.do_sample}
+            if sampling.do_sample:
+                torch.manual_seed(_batch_seed(seed, f"{chunk[0]}-{len(chunk)}"))
+                kwargs.update(
+                    temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
+                )
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            generated = lm.generate(
+                **batch,
+                max_new_tokens=sampling.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=sorted(eos),
+                **kwargs,
+            )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for (i, r), text in zip(chunk, texts, strict=True):
+                out[i][r] = text.strip()
+            if on_batch is not None:
+                on_batch(len(chunk))
+    finally:
+        tokenizer.padding_side = padding_side
+    return out
+
+
 class HFChatModel:
     """A transformers causal LM that answers prompts, optionally under a system prompt.
 
@@ -112,10 +190,10 @@ class HFChatModel:
     ----------
     model : ``"bundled"`` (SmolLM2-135M-Instruct), a local folder or a hub id.
     system_prompt : prepended as the chat's system message (``prompt_format="chat"``).
-    prompt_format : ``"chat"`` uses the tokenizer's chat template; ``"plain"`` feeds the
-        prompt text as is (base models).
+    prompt_format : ``"chat"`` (the tokenizer's chat template), ``"appendix-a"`` (the paper's
+        format for base models) or ``"plain"`` (the prompt as is).
     dtype : ``"auto"`` (bfloat16 where the CPU supports it natively, else float32), or a name.
-    batch_size : prompts per forward pass; left padding keeps batched output equal to batch-1.
+    batch_size : prompts per forward pass.
     max_new_tokens : answer length cap, in tokens.
     """
 
@@ -124,28 +202,21 @@ class HFChatModel:
         model: str = BUNDLED_MODEL,
         *,
         system_prompt: str | None = None,
-        prompt_format: PromptFormat = "chat",
+        prompt_format: str = "chat",
         dtype: str = "auto",
         batch_size: int = 64,
         max_new_tokens: int = 48,
     ) -> None:
         self.model = model
         self.system_prompt = system_prompt
-        self.prompt_format = prompt_format
+        self.prompt_format = check_format(prompt_format)
         self.dtype = dtype
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
 
     def _render(self, tokenizer, prompt: str) -> str:
-        if self.prompt_format == "plain" or tokenizer.chat_template is None:
-            return prompt
-        messages = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": prompt})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(tokenizer, prompt, self.system_prompt, self.prompt_format)
 
-    @torch.inference_mode()
     def answer(
         self,
         prompts: Sequence[str],
@@ -160,50 +231,18 @@ class HFChatModel:
     ) -> list[list[str]]:
         """Answer every prompt ``replicates`` times; returns ``answers[prompt][replicate]``.
 
-        Greedy decoding by default (replicates are then identical); with ``do_sample`` the
-        answers are drawn with temperature, top-p and top-k, seeded per batch from ``seed`` so
-        the same call gives the same answers. ``on_batch(k)`` is called after each batch with
-        the number of answers it produced (for progress bars).
+        Greedy decoding by default (replicates are then identical); see ``generate_texts``.
         """
-        if replicates < 1:
-            raise InputError("must be at least 1", field="replicates", value=replicates)
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str) or not p.strip():
-                raise InputError(
-                    "every prompt must be non-empty text", field=f"prompts[{i}]", value=p
-                )
+        check_prompts(prompts)
         lm, tokenizer = load_causal_lm(self.model, self.dtype)
-        rendered = [self._render(tokenizer, p) for p in prompts]
-        jobs = [(i, r) for i in range(len(prompts)) for r in range(replicates)]
-        lengths = [len(tokenizer(rendered[i], add_special_tokens=False).input_ids) for i, _ in jobs]
-        # Sort by length so batches carry little padding; answers are put back in order.
-        order = sorted(range(len(jobs)), key=lambda j: (lengths[j], jobs[j]))
-        out: list[list[str]] = [[""] * replicates for _ in prompts]
-        eos = [tokenizer.eos_token_id]
-        if getattr(lm.generation_config, "eos_token_id", None) is not None:
-            ids = lm.generation_config.eos_token_id
-            eos = sorted(set(eos) | set(ids if isinstance(ids, list) else [ids]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = [jobs[j] for j in order[start : start + self.batch_size]]
-            batch = tokenizer(
-                [rendered[i] for i, _ in chunk],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            )
-            kwargs: dict = {"do_sample": do_sample, "max_new_tokens": self.max_new_tokens}
-            if do_sample:
-                torch.manual_seed(_batch_seed(seed, f"{chunk[0]}-{len(chunk)}"))
-                kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            generated = lm.generate(
-                **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos, **kwargs
-            )
-            new_tokens = generated[:, batch["input_ids"].shape[1] :]
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            for (i, r), text in zip(chunk, texts, strict=True):
-                out[i][r] = text.strip()
-            if on_batch is not None:
-                on_batch(len(chunk))
-        return out
+        return generate_texts(
+            lm,
+            tokenizer,
+            [self._render(tokenizer, p) for p in prompts],
+            sampling=Sampling(do_sample, temperature, top_p, top_k, self.max_new_tokens),
+            stop_ids=stop_token_ids(tokenizer, self.prompt_format),
+            replicates=replicates,
+            batch_size=self.batch_size,
+            seed=seed,
+            on_batch=on_batch,
+        )

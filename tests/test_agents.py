@@ -1,0 +1,189 @@
+"""Agents that answer and learn: loss falls, save/load, full and LoRA, seeds, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from perspectives.agents.agent import Agent, clear_backbones
+from perspectives.agents.formats import (
+    END_MARK,
+    INSTRUCTION_MARK,
+    RESPONSE_MARK,
+    add_format_tokens,
+    encode_pair,
+)
+from perspectives.datasets import format_appendix_a
+from perspectives.errors import InputError
+
+PAIRS = [
+    ("What is the best season?", "Autumn is the best season of all."),
+    ("Which colour do you like?", "I like the colour green the most."),
+    ("Where should I travel?", "You should travel to the mountains."),
+    ("What should I eat tonight?", "Eat a warm bowl of soup tonight."),
+]
+QUESTIONS = [q for q, _ in PAIRS]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backbones():
+    clear_backbones()
+    yield
+    clear_backbones()
+
+
+def make_agent(tiny_model_dir, tmp_path, name="a", **kw):
+    update = {"epochs": 1, "lr": 1e-3, "batch_size": 2, "mixed_precision": "no", **kw}
+    return Agent(
+        name,
+        str(tiny_model_dir),
+        update=update,
+        dtype="float32",
+        state_dir=tmp_path / f"state-{name}",
+        seed=0,
+    )
+
+
+def test_full_fine_tuning_loss_falls_and_answers_change(tiny_model_dir, tmp_path):
+    agent = make_agent(tiny_model_dir, tmp_path, lr=3e-3, epochs=8)
+    before = agent.answer(QUESTIONS)
+    stats = agent.learn(PAIRS, seed=0)
+    assert stats.epoch_losses[-1] < 0.7 * stats.epoch_losses[0]
+    assert stats.n_answer_tokens > 0 and stats.forward_s > 0 and stats.optimizer_s > 0
+    assert agent.answer(QUESTIONS) != before
+    assert agent.n_updates == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "lr"), [("full", 1e-4), ("lora", 1e-3)])
+def test_bundled_model_learns_full_and_lora(tmp_path, method, lr):
+    """On the real (pretrained) bundled model both update methods fit the pairs."""
+    agent = Agent(
+        "real",
+        "bundled",
+        update={"method": method, "lr": lr, "epochs": 4, "batch_size": 4},
+        state_dir=tmp_path / "s",
+    )
+    stats = agent.learn(PAIRS, seed=0)
+    assert stats.epoch_losses[-1] < 0.6 * stats.epoch_losses[0]
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_save_then_load_gives_identical_answers(tiny_model_dir, tmp_path, method):
+    agent = make_agent(
+        tiny_model_dir, tmp_path, method=method, lr=1e-2 if method == "lora" else 1e-3
+    )
+    agent.learn(PAIRS, seed=1)
+    expected = agent.answer(QUESTIONS)
+    agent.save(tmp_path / "saved")
+    clear_backbones()
+    loaded = Agent.load(tmp_path / "saved", state_dir=tmp_path / "state-loaded")
+    assert loaded.n_updates == 1
+    assert loaded.answer(QUESTIONS) == expected
+
+
+def test_agents_sharing_a_backbone_keep_their_own_weights(tiny_model_dir, tmp_path):
+    a = make_agent(tiny_model_dir, tmp_path, "a")
+    b = make_agent(tiny_model_dir, tmp_path, "b")
+    base = b.answer(QUESTIONS)
+    a.learn(PAIRS, seed=0)
+    learned = a.answer(QUESTIONS)
+    assert b.answer(QUESTIONS) == base  # b still answers with the base weights
+    assert a.answer(QUESTIONS) == learned
+    assert a.backbone is b.backbone
+
+
+def test_lora_agents_share_one_base(tiny_model_dir, tmp_path):
+    a = make_agent(tiny_model_dir, tmp_path, "a", method="lora", lr=1e-2)
+    b = make_agent(tiny_model_dir, tmp_path, "b", method="lora", lr=1e-2)
+    before_b = b.answer(QUESTIONS)
+    a.learn(PAIRS)
+    assert b.answer(QUESTIONS) == before_b
+    assert a.backbone.peft_model is b.backbone.peft_model
+
+
+def weights(agent):
+    return {k: v.clone() for k, v in agent.backbone.train_model.state_dict().items()}
+
+
+def test_same_seed_same_weights_and_answers(tiny_model_dir, tmp_path):
+    runs = []
+    for i in range(2):
+        clear_backbones()
+        agent = make_agent(tiny_model_dir, tmp_path / str(i))
+        agent.learn(PAIRS, seed=7)
+        runs.append((weights(agent), agent.answer(QUESTIONS)))
+    (w0, a0), (w1, a1) = runs
+    assert a0 == a1
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    clear_backbones()
+    other = make_agent(tiny_model_dir, tmp_path / "other")
+    other.learn(PAIRS, seed=8)  # another data order: other weights
+    assert not all(torch.equal(w0[k], v) for k, v in weights(other).items())
+
+
+def test_bad_pairs_and_truncation(tiny_model_dir, tmp_path):
+    agent = make_agent(tiny_model_dir, tmp_path, max_length=24)
+    with pytest.raises(InputError, match="at least one"):
+        agent.learn([])
+    with pytest.raises(InputError, match=r"pairs\[1\]"):
+        agent.learn([PAIRS[0], ("question?", 42)])
+    long_pairs = [(q, a * 10) for q, a in PAIRS]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stats = agent.learn(long_pairs)
+        agent.learn(long_pairs)
+    assert stats.n_truncated == 4
+    assert len([w for w in caught if "truncated" in str(w.message)]) == 1  # warned once
+
+
+def test_corrupt_or_missing_checkpoint(tiny_model_dir, tmp_path):
+    with pytest.raises(InputError, match="not an agent folder"):
+        Agent.load(tmp_path)
+    agent = make_agent(tiny_model_dir, tmp_path)
+    agent.learn(PAIRS)
+    agent.save(tmp_path / "saved")
+    (tmp_path / "saved" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="corrupt weights"):
+        Agent.load(tmp_path / "saved")
+    (tmp_path / "saved" / "model.safetensors").unlink()
+    with pytest.raises(InputError, match="weights file is missing"):
+        Agent.load(tmp_path / "saved")
+    (tmp_path / "saved" / "agent.json").write_text("{not json")
+    with pytest.raises(InputError, match="corrupt agent.json"):
+        Agent.load(tmp_path / "saved")
+    save_file({}, str(tmp_path / "empty.safetensors"))
+
+
+def test_appendix_a_format_round_trips(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert add_format_tokens(tok, None, "appendix-a")
+    for mark in (INSTRUCTION_MARK, RESPONSE_MARK, END_MARK):
+        assert len(tok(mark, add_special_tokens=False).input_ids) == 1
+    ids, n_prompt, truncated = encode_pair(
+        tok, "Why is the sky blue?", "Because of scattering.", None, "appendix-a", 256
+    )
+    assert not truncated
+    text = tok.decode(ids)
+    assert text == format_appendix_a("Why is the sky blue?", "Because of scattering.")
+    assert tok.decode(ids[:n_prompt]) == format_appendix_a("Why is the sky blue?")
+
+
+def test_appendix_a_agent_learns_to_stop(tiny_model_dir, tmp_path):
+    agent = Agent(
+        "base",
+        str(tiny_model_dir),
+        prompt_format="appendix-a",
+        dtype="float32",
+        update={"lr": 3e-3, "epochs": 8, "batch_size": 4, "mixed_precision": "no"},
+        state_dir=tmp_path / "s",
+    )
+    agent.sampling.max_new_tokens = 16
+    agent.learn(PAIRS[:2])
+    answers = agent.answer(QUESTIONS[:2])
+    assert answers[0].startswith("Autumn")
