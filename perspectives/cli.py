@@ -174,6 +174,108 @@ def figure2(
     out_console.print(f"figures: {out}/figure2.png, {out}/figure2.html")
 
 
+@app.command()
+@_friendly_errors
+def init(
+    bank: Annotated[
+        str,
+        typer.Option(
+            help="Question bank: bundled society_culture, science_mathematics or neutral, or a "
+            "CSV/JSONL/Parquet file with columns question, answer."
+        ),
+    ] = "society_culture",
+    n_models: Annotated[int, typer.Option(help="How many initial models.")] = 5,
+    sample_size: Annotated[int, typer.Option(help="Pairs each model is fine-tuned on.")] = 100,
+    base: Annotated[str, typer.Option(help="Base model: 'bundled', a folder or a hub id.")] = (
+        "bundled"
+    ),
+    method: Annotated[str, typer.Option(help="full or lora.")] = "full",
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 3).")] = 3,
+    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    prompt_format: Annotated[
+        str, typer.Option(help="chat, appendix-a (the paper's format for base models) or plain.")
+    ] = "chat",
+    prefix: Annotated[str, typer.Option(help="Model names are PREFIX-1..N.")] = "model",
+    seed: Annotated[int, typer.Option(help="Seeds the samples and the fine-tuning.")] = 0,
+) -> None:
+    """Fine-tune initial models, each on its own random sample of a question bank.
+
+    Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
+    the same settings is instant; an interrupted run keeps every model it finished.
+    """
+    from .banks import load_bank
+    from .initial import init_population, initial_cache_dir, population_specs
+    from .progress import progress_bar
+
+    table_in = load_bank(bank)
+    specs = population_specs(
+        table_in,
+        n_models,
+        sample_size,
+        seed=seed,
+        prefix=prefix,
+        model=base,
+        update={"method": method, "epochs": epochs, "lr": lr, "batch_size": batch_size},
+        prompt_format=prompt_format,
+    )
+    table = Table(title=f"Initial models (cache: {initial_cache_dir()})")
+    for col in ("model", "pairs", "from cache"):
+        table.add_column(col)
+    with progress_bar("fine-tuning initial models", len(specs)) as advance:
+
+        def done(name: str, cached: bool) -> None:
+            table.add_row(name, str(sample_size), "yes" if cached else "no")
+            advance(1)
+
+        init_population(specs, on_model=done)
+    out_console.print(table)
+
+
+@app.command("instruct-tune")
+@_friendly_errors
+def instruct_tune(
+    base: Annotated[str, typer.Option(help="Base model: a folder or a hub id.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Dolly 15k as a local .jsonl/.csv/.parquet (columns instruction, context, "
+            "response, category), or a hub id."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tuned model.")],
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 10).")] = 10,
+    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Batch size (paper: 8).")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the data order.")] = 0,
+) -> None:
+    """Instruction-tune a base model as in the paper's Appendix A.
+
+    Keeps Dolly's open_qa, brainstorming, general_qa and creative_writing pairs with responses
+    under 100 characters, formats them as '### Instruction: / ### Response: / ### End' (added
+    as special tokens) and fine-tunes every weight. Writes a transformers model folder; use it
+    with prompt_format 'appendix-a'.
+    """
+    from .agents.agent import Agent
+    from .datasets import load_dolly
+
+    dolly = load_dolly(str(data))
+    if limit is not None:
+        dolly = dolly.head(limit)
+    pairs = list(zip(dolly["instruction"], dolly["response"], strict=True))
+    agent = Agent(
+        "instruct",
+        base,
+        prompt_format="appendix-a",
+        update={"epochs": epochs, "lr": lr, "batch_size": batch_size},
+    )
+    stats = agent.learn(pairs, seed=seed)
+    agent.export(out)
+    losses = ", ".join(f"{x:.3f}" for x in stats.epoch_losses)
+    out_console.print(f"{len(pairs)} pairs, {epochs} epochs; loss per epoch: {losses} -> {out}/")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(sys.argv[1:])
 

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Backbone:
         self.train_model.eval()
         self.infer_dtype = _resolve_dtype(dtype)
         self._scratch = Path(tempfile.mkdtemp(prefix="backbone-", dir=_scratch_root()))
+        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
         if method == "lora":
             self.train_model.requires_grad_(False)
             self.peft_model = None  # wrapped by the first agent's adapter
@@ -186,11 +188,11 @@ class Agent:
         self.seed = seed
         self.n_updates = 0
         self._uid = f"a{next(_ids)}"
-        self.state_dir = (
-            Path(state_dir)
-            if state_dir
-            else Path(tempfile.mkdtemp(prefix=f"agent-{name}-", dir=_scratch_root()))
-        )
+        if state_dir is None:
+            # A scratch folder of the agent's own, removed when the agent is garbage-collected.
+            state_dir = tempfile.mkdtemp(prefix=f"agent-{name}-", dir=_scratch_root())
+            weakref.finalize(self, shutil.rmtree, state_dir, True)
+        self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._weights: Path | None = None  # full: own weights once it has learned
         self._adapter_ready = False
@@ -336,6 +338,23 @@ class Agent:
             elif self._weights is not None:
                 shutil.copyfile(self._weights, tmp / WEIGHTS_FILE)
             (tmp / AGENT_FILE).write_text(json.dumps(self.config_dict(), indent=2))
+        return Path(directory)
+
+    def export(self, directory: str | Path) -> Path:
+        """Write the agent's current network as a transformers model folder (weights and
+        tokenizer, with any format tokens), usable as ``model=`` of new agents. Full
+        fine-tuning agents only; raises InputError for LoRA agents."""
+        if self.update.method != "full":
+            raise InputError(
+                "export needs a full fine-tuning agent",
+                field="update.method",
+                value=self.update.method,
+            )
+        bb = self.backbone
+        model = bb.load_weights("train", self._owner, self._weights)
+        with atomic_dir(directory) as tmp:
+            model.save_pretrained(tmp)
+            bb.tokenizer.save_pretrained(tmp)
         return Path(directory)
 
     @classmethod

@@ -1,0 +1,112 @@
+"""Initial perspectives (cached fine-tuning), `perspectives init` and `instruct-tune`."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from perspectives.agents.agent import Agent, clear_backbones
+from perspectives.banks import load_bank
+from perspectives.cli import app
+from perspectives.errors import InputError
+from perspectives.initial import InitialModel, cache_key, initial_agent, population_specs
+
+runner = CliRunner()
+TINY_UPDATE = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "mixed_precision": "no"}
+
+
+@pytest.fixture()
+def bank_file(tmp_path):
+    rows = [{"question": f"What about topic number {i}?", "answer": f"Topic {i} is fine."}
+            for i in range(30)]
+    path = tmp_path / "bank.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
+    clear_backbones()
+    yield
+    clear_backbones()
+
+
+def test_population_samples_are_seeded_and_distinct(bank_file):
+    bank = load_bank(bank_file)
+    a = population_specs(bank, 3, 10, seed=1)
+    b = population_specs(bank, 3, 10, seed=1)
+    assert [s.pairs for s in a] == [s.pairs for s in b]
+    assert a[0].pairs != a[1].pairs and len(set(a[0].pairs)) == 10
+    with pytest.raises(InputError, match="cannot draw 31 pairs from a bank of 30"):
+        population_specs(bank, 1, 31)
+
+
+def test_initial_model_is_cached_by_content(bank_file, tiny_model_dir, tmp_path):
+    bank = load_bank(bank_file)
+    [spec] = population_specs(bank, 1, 8, model=str(tiny_model_dir), update=TINY_UPDATE)
+    agent, cached = initial_agent(spec)
+    assert not cached and agent.n_updates == 1
+    answers = agent.answer(["What about topic number 3?"])
+    again, cached = initial_agent(spec)
+    assert cached
+    assert again.answer(["What about topic number 3?"]) == answers
+    changed = InitialModel(**{**spec.__dict__, "update": {**TINY_UPDATE, "lr": 2e-3}})
+    assert cache_key(changed) != cache_key(spec)
+    leftovers = [p.name for p in (tmp_path / "cache" / "initial").iterdir()]
+    assert leftovers == [cache_key(spec)]
+
+
+def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_path,
+                                                 monkeypatch):
+    [spec] = population_specs(load_bank(bank_file), 1, 8, model=str(tiny_model_dir),
+                              update=TINY_UPDATE)
+
+    def interrupted(self, pairs, seed=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Agent, "learn", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        initial_agent(spec)
+    root = tmp_path / "cache" / "initial"
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_init_command_twice_uses_the_cache(bank_file, tiny_model_dir):
+    args = ["init", "--bank", str(bank_file), "--n-models", "2", "--sample-size", "6",
+            "--base", str(tiny_model_dir), "--epochs", "1", "--lr", "1e-3"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.output.count("│ no") == 2
+    second = runner.invoke(app, args)
+    assert second.output.count("│ yes") == 2
+
+
+def test_instruct_tune_on_a_dolly_fixture(tiny_model_dir, tmp_path):
+    rows = [
+        {"instruction": "Name a fruit.", "context": "", "response": "An apple.",
+         "category": "open_qa"},
+        {"instruction": "Give a colour.", "context": "", "response": "Blue.",
+         "category": "brainstorming"},
+        {"instruction": "Summarize this.", "context": "text", "response": "Short.",
+         "category": "summarization"},
+        {"instruction": "Write a long answer.", "context": "", "response": "x" * 150,
+         "category": "general_qa"},
+    ]
+    data = tmp_path / "dolly.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["instruct-tune", "--base", str(tiny_model_dir), "--data",
+                                 str(data), "--out", str(out), "--epochs", "3", "--lr", "3e-3"])
+    assert result.exit_code == 0, result.output
+    assert "2 pairs, 3 epochs" in result.output  # the paper's filter kept two
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert "### Instruction:" in tok.get_vocab()
+    tuned = Agent("tuned", str(out), prompt_format="appendix-a", dtype="float32",
+                  state_dir=tmp_path / "s")
+    assert isinstance(tuned.answer(["Name a fruit."])[0], str)
