@@ -187,3 +187,10 @@ def test_appendix_a_agent_learns_to_stop(tiny_model_dir, tmp_path):
     agent.learn(PAIRS[:2])
     answers = agent.answer(QUESTIONS[:2])
     assert answers[0].startswith("Autumn")
+
+
+def test_unknown_model_offline_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    agent = Agent("x", "no-such-org/no-such-model", state_dir=tmp_path / "s")
+    with pytest.raises(InputError, match="not found locally and no network access"):
+        agent.answer(["Hello?"])

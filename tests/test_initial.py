@@ -20,8 +20,10 @@ TINY_UPDATE = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "mixed_precision": "no"
 
 @pytest.fixture()
 def bank_file(tmp_path):
-    rows = [{"question": f"What about topic number {i}?", "answer": f"Topic {i} is fine."}
-            for i in range(30)]
+    rows = [
+        {"question": f"What about topic number {i}?", "answer": f"Topic {i} is fine."}
+        for i in range(30)
+    ]
     path = tmp_path / "bank.jsonl"
     pd.DataFrame(rows).to_json(path, orient="records", lines=True)
     return path
@@ -60,10 +62,10 @@ def test_initial_model_is_cached_by_content(bank_file, tiny_model_dir, tmp_path)
     assert leftovers == [cache_key(spec)]
 
 
-def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_path,
-                                                 monkeypatch):
-    [spec] = population_specs(load_bank(bank_file), 1, 8, model=str(tiny_model_dir),
-                              update=TINY_UPDATE)
+def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_path, monkeypatch):
+    [spec] = population_specs(
+        load_bank(bank_file), 1, 8, model=str(tiny_model_dir), update=TINY_UPDATE
+    )
 
     def interrupted(self, pairs, seed=0):
         raise KeyboardInterrupt
@@ -76,8 +78,21 @@ def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_
 
 
 def test_init_command_twice_uses_the_cache(bank_file, tiny_model_dir):
-    args = ["init", "--bank", str(bank_file), "--n-models", "2", "--sample-size", "6",
-            "--base", str(tiny_model_dir), "--epochs", "1", "--lr", "1e-3"]
+    args = [
+        "init",
+        "--bank",
+        str(bank_file),
+        "--n-models",
+        "2",
+        "--sample-size",
+        "6",
+        "--base",
+        str(tiny_model_dir),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert first.output.count("│ no") == 2
@@ -87,26 +102,57 @@ def test_init_command_twice_uses_the_cache(bank_file, tiny_model_dir):
 
 def test_instruct_tune_on_a_dolly_fixture(tiny_model_dir, tmp_path):
     rows = [
-        {"instruction": "Name a fruit.", "context": "", "response": "An apple.",
-         "category": "open_qa"},
-        {"instruction": "Give a colour.", "context": "", "response": "Blue.",
-         "category": "brainstorming"},
-        {"instruction": "Summarize this.", "context": "text", "response": "Short.",
-         "category": "summarization"},
-        {"instruction": "Write a long answer.", "context": "", "response": "x" * 150,
-         "category": "general_qa"},
+        {
+            "instruction": "Name a fruit.",
+            "context": "",
+            "response": "An apple.",
+            "category": "open_qa",
+        },
+        {
+            "instruction": "Give a colour.",
+            "context": "",
+            "response": "Blue.",
+            "category": "brainstorming",
+        },
+        {
+            "instruction": "Summarize this.",
+            "context": "text",
+            "response": "Short.",
+            "category": "summarization",
+        },
+        {
+            "instruction": "Write a long answer.",
+            "context": "",
+            "response": "x" * 150,
+            "category": "general_qa",
+        },
     ]
     data = tmp_path / "dolly.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "tuned"
-    result = runner.invoke(app, ["instruct-tune", "--base", str(tiny_model_dir), "--data",
-                                 str(data), "--out", str(out), "--epochs", "3", "--lr", "3e-3"])
+    result = runner.invoke(
+        app,
+        [
+            "instruct-tune",
+            "--base",
+            str(tiny_model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--lr",
+            "3e-3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 pairs, 3 epochs" in result.output  # the paper's filter kept two
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(out)
     assert "### Instruction:" in tok.get_vocab()
-    tuned = Agent("tuned", str(out), prompt_format="appendix-a", dtype="float32",
-                  state_dir=tmp_path / "s")
+    tuned = Agent(
+        "tuned", str(out), prompt_format="appendix-a", dtype="float32", state_dir=tmp_path / "s"
+    )
     assert isinstance(tuned.answer(["Name a fruit."])[0], str)
