@@ -276,6 +276,117 @@ def instruct_tune(
     out_console.print(f"{len(pairs)} pairs, {epochs} epochs; loss per epoch: {losses} -> {out}/")
 
 
+@app.command()
+@_friendly_errors
+def run(
+    config: Annotated[
+        str | None, typer.Argument(help="A preset name (see `perspectives presets`) or a run YAML.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<name>).")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the run in this folder from its last complete step."),
+    ] = None,
+) -> None:
+    """Simulate a system of interacting models and record every step in a run folder.
+
+    Each step: draw the communication graph, let every learning model interview one
+    in-neighbour and learn from the answers, then evaluate every model. A run interrupted by
+    Ctrl-C or a crash loses at most the step in progress: continue it with --resume DIR.
+    """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .engine import Simulation
+    from .presets import resolve_config
+
+    if resume is not None:
+        cfg = resolve_config(config) if config else None
+        sim = Simulation.resume(resume, cfg)
+    else:
+        if config is None:
+            raise typer.BadParameter("give a preset or config, or --resume DIR")
+        cfg = resolve_config(config)
+        sim = Simulation.create(cfg, out or Path("runs") / cfg.name)
+    total = sim.cfg.steps + 1
+    done = sim.last_complete_step() + 1
+    columns = (
+        TextColumn("[bold]step {task.fields[step]}/{task.fields[T]}"),
+        TextColumn("{task.fields[phase]:<22}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(
+            "run", total=total, completed=done, step=max(done, 0), T=sim.cfg.steps, phase="starting"
+        )
+
+        def on_phase(t: int, phase: str) -> None:
+            bar.update(task, completed=t, step=t, phase=phase)
+
+        sim.on_phase = on_phase
+        sim.run()
+        bar.update(task, completed=total, phase="done")
+    out_console.print(f"run complete: {sim.out}/  (analyse with: perspectives analyze {sim.out})")
+
+
+@app.command()
+def presets() -> None:
+    """List the bundled presets."""
+    import yaml
+
+    from .presets import preset_names, preset_text
+
+    for name in preset_names():
+        cfg = yaml.safe_load(preset_text(name))
+        note = " ".join(str(cfg.get("notes", "")).split())
+        out_console.print(f"[bold]{name}[/]: {note}")
+
+
+@app.command()
+@_friendly_errors
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    n_components: Annotated[
+        int | None, typer.Option(help="Dimension of the joint space (default: elbow).")
+    ] = None,
+) -> None:
+    """Fit the joint perspective space over the whole history of a run.
+
+    Writes RUN/perspectives.parquet and .csv (t, model, class, z1..zd) and
+    RUN/trajectories.png (each model's first perspective over time; bold: class means). Works on
+    the complete steps of an interrupted run.
+    """
+    from .engine import load_history
+    from .errors import InputError
+    from .plots import trajectories_png
+    from .store import write_csv, write_parquet
+
+    if not (run_dir / "run.json").exists():
+        raise InputError("not a run folder (no run.json)", source=str(run_dir))
+    hist = load_history(run_dir, n_components=n_components)
+    if hist is None:
+        raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
+    table = hist.perspectives
+    write_parquet(run_dir / "perspectives.parquet", table)
+    write_csv(run_dir / "perspectives.csv", table)
+    trajectories_png(table, run_dir / "trajectories.png")
+    steps = sorted(table["t"].unique())
+    out_console.print(
+        f"{table['model'].nunique()} models x {len(steps)} snapshots (t = {steps[0]}..{steps[-1]}),"
+        f" d = {hist.space.n_components_} -> {run_dir}/perspectives.parquet, trajectories.png"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(sys.argv[1:])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,26 +65,36 @@ class CompareConfig(_Strict):
         return v
 
 
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; raises InputError naming the file when missing or invalid."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", source=str(p))
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", source=str(p)) from None
+
+
+def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
+    """Validate a mapping with a pydantic model; the first error names ``label`` and the key."""
+    if not isinstance(raw, dict):
+        raise InputError("expected a mapping at the top level", source=label)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise InputError(err["msg"], source=label, field=key, value=err.get("input")) from None
+
+
 def load_compare_config(path: str | os.PathLike) -> CompareConfig:
     """Read and validate a comparison YAML. Relative prompt paths resolve against its folder.
 
     Raises InputError naming the file and the offending key.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError("file not found", source=str(p))
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", source=str(p)) from None
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping at the top level", source=str(p))
-    try:
-        cfg = CompareConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        raise InputError(err["msg"], source=str(p), field=key, value=err.get("input")) from None
+    cfg = validate_model(CompareConfig, read_yaml(p), str(p))
     if isinstance(cfg.prompts, str):
         candidate = p.parent / cfg.prompts
         if candidate.exists():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -50,6 +51,7 @@ class Backbone:
         self.model_id = model
         self.method = method
         path = resolve_model_path(model)
+        # Loading bars from transformers would interleave with the run's own progress display.
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -58,8 +60,6 @@ class Backbone:
             raise InputError(
                 f"cannot load the model: {exc.__class__.__name__}", field="model", value=model
             ) from None
-        finally:
-            hf_logging.enable_progress_bar()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         add_format_tokens(self.tokenizer, self.train_model, prompt_format)
@@ -336,7 +336,12 @@ class Agent:
                 state = get_peft_model_state_dict(self.backbone.peft_model, adapter_name=self._uid)
                 save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / ADAPTER_FILE))
             elif self._weights is not None:
-                shutil.copyfile(self._weights, tmp / WEIGHTS_FILE)
+                # Updates replace the weights file (a new inode), so a hard link is a safe,
+                # free snapshot; copy where links are not possible.
+                try:
+                    os.link(self._weights, tmp / WEIGHTS_FILE)
+                except OSError:
+                    shutil.copyfile(self._weights, tmp / WEIGHTS_FILE)
             (tmp / AGENT_FILE).write_text(json.dumps(self.config_dict(), indent=2))
         return Path(directory)
 

@@ -1,0 +1,191 @@
+"""The simulation engine: config validation, determinism, resume after SIGKILL, analysis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from perspectives.agents.agent import clear_backbones
+from perspectives.cli import app
+from perspectives.engine import Simulation, load_history, read_parts
+from perspectives.errors import InputError
+from perspectives.runconfig import parse_run_config
+
+runner = CliRunner()
+
+
+def tiny_config(model_dir, **over):
+    cfg = {
+        "name": "tiny",
+        "seed": 3,
+        "steps": 3,
+        "question_bank": "neutral",
+        "groups": [
+            {
+                "name": "a",
+                "count": 2,
+                "model": str(model_dir),
+                "init": {"bank": "neutral", "sample_size": 4, "epochs": 1, "lr": 1e-3},
+            },
+            {"name": "b", "count": 2, "model": str(model_dir)},
+        ],
+        "interaction": {"questions": 3, "sampling": {"max_new_tokens": 6}},
+        "update": {"lr": 1e-3, "batch_size": 4, "mixed_precision": "no"},
+        "evaluation": {"n_prompts": 4, "sampling": {"do_sample": False, "max_new_tokens": 6}},
+        "communication": {"type": "complete"},
+    }
+    cfg.update(over)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
+    clear_backbones()
+    yield
+    clear_backbones()
+
+
+def run_to_end(raw, out):
+    cfg = parse_run_config(raw, "test")
+    Simulation.create(cfg, out).run()
+    return out
+
+
+def tables(out):
+    return {name: read_parts(out, name) for name in ("responses", "edges")}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"stepz": 3}, r"field 'stepz': Extra inputs are not permitted"),
+        ({"steps": 0}, r"field 'steps': Input should be greater than or equal to 1"),
+        ({"steps": "many"}, r"field 'steps'"),
+        (
+            {"communication": {"type": "isolate", "models": ["nobody"]}},
+            r"field 'communication.models': names no model, group or class.*nobody",
+        ),
+        ({"communication": {"type": "ring"}}, r"unknown policy"),
+        ({"interaction": {"questions": 10_000}}, r"field 'interaction.questions': more questions"),
+    ],
+)
+def test_invalid_configs_fail_before_any_work(tiny_model_dir, change, match):
+    with pytest.raises(InputError, match=match):
+        parse_run_config(tiny_config(tiny_model_dir, **change), "cfg.yaml")
+
+
+def test_duplicate_evaluation_prompts_are_refused(tiny_model_dir, tmp_path):
+    prompts = tmp_path / "eval.txt"
+    prompts.write_text("Same question?\nOther?\nSame question?\n")
+    raw = tiny_config(tiny_model_dir, evaluation={"prompts": str(prompts)})
+    with pytest.raises(InputError, match="duplicate"):
+        parse_run_config(raw, "cfg.yaml")
+
+
+def test_same_config_and_seed_same_tables(tiny_model_dir, tmp_path):
+    a = tables(run_to_end(tiny_config(tiny_model_dir), tmp_path / "a"))
+    clear_backbones()
+    b = tables(run_to_end(tiny_config(tiny_model_dir), tmp_path / "b"))
+    pd.testing.assert_frame_equal(a["responses"], b["responses"])
+    pd.testing.assert_frame_equal(a["edges"], b["edges"])
+    for t in range(4):
+        name = f"step-{t:05d}.npy"
+        np.testing.assert_allclose(
+            np.load(tmp_path / "a" / "embeddings" / name),
+            np.load(tmp_path / "b" / "embeddings" / name),
+            atol=1e-6,
+        )
+    resp = a["responses"]
+    assert set(resp["phase"]) == {"eval", "interview"}
+    assert (resp[resp.phase == "eval"].groupby("t").size() == 4 * 4).all()
+    assert (resp[resp.phase == "interview"].groupby("t").size() == 4 * 3).all()
+    assert len(a["edges"]) == 3 * 12  # complete graph on 4 models, 3 steps
+
+
+def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
+    raw = tiny_config(
+        tiny_model_dir,
+        steps=2,
+        communication={
+            "type": "switch",
+            "at": 2,
+            "before": {"type": "adjacency", "edges": [["a-1", "a-2"], ["a-2", "b-1"]]},
+            "after": {"type": "nearest_neighbor"},
+        },
+    )
+    raw["groups"][1]["learning"] = False
+    out = run_to_end(raw, tmp_path / "run")
+    events = read_parts(out, "events")
+    skips = events[events.kind == "skip"]
+    assert skips[skips.t == 1]["model"].tolist() == ["a-1"]  # nobody may influence a-1
+    learned = events[events.kind == "learn"]
+    assert not learned["model"].str.startswith("b").any()  # b never learns
+    edges = read_parts(out, "edges")
+    assert (edges[edges.t == 2].groupby("dst").size() == 1).all()  # one nearest neighbour each
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    raw = tiny_config(tiny_model_dir, steps=4)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PERSPECTIVES_CACHE": os.environ["PERSPECTIVES_CACHE"]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file), "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    progress = killed / "progress.json"
+    while time.time() < deadline:
+        if progress.exists() and json.loads(progress.read_text())["last_complete_step"] >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next step
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = json.loads(progress.read_text())["last_complete_step"]
+    assert 1 <= last < 4, "the run should have been killed mid-way"
+    result = runner.invoke(app, ["run", "--resume", str(killed)])
+    assert result.exit_code == 0, result.output
+    clear_backbones()
+    straight = run_to_end(raw, tmp_path / "straight")
+    a, b = tables(killed), tables(straight)
+    pd.testing.assert_frame_equal(a["responses"], b["responses"])
+    pd.testing.assert_frame_equal(a["edges"], b["edges"])
+    for t in range(5):
+        name = f"step-{t:05d}.npy"
+        np.testing.assert_allclose(
+            np.load(killed / "embeddings" / name),
+            np.load(straight / "embeddings" / name),
+            atol=1e-6,
+        )
+
+
+def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
+    out = run_to_end(tiny_config(tiny_model_dir, steps=2), tmp_path / "run")
+    other = parse_run_config(tiny_config(tiny_model_dir, seed=9), "x")
+    with pytest.raises(InputError, match="different config"):
+        Simulation.resume(out, other)
+    result = runner.invoke(app, ["analyze", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "perspectives.parquet")
+    assert {"t", "model", "class", "z1"} <= set(table.columns)
+    assert len(table) == 4 * 3  # 4 models x snapshots at t = 0, 1, 2
+    assert (out / "trajectories.png").stat().st_size > 5_000
+    hist = load_history(out, upto=1)
+    assert sorted(hist.points["t"].unique()) == [0, 1]
+    bad = runner.invoke(app, ["analyze", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output
