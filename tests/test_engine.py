@@ -189,3 +189,30 @@ def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
     assert sorted(hist.points["t"].unique()) == [0, 1]
     bad = runner.invoke(app, ["analyze", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+def test_disk_full_mid_step_keeps_the_last_complete_step(tiny_model_dir, tmp_path, monkeypatch):
+    import errno
+
+    import perspectives.engine as engine
+
+    raw = tiny_config(tiny_model_dir, steps=2)
+    real = engine.write_npy
+    calls = {"n": 0}
+
+    def full_disk(path, array):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the embeddings of step 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, array)
+
+    monkeypatch.setattr(engine, "write_npy", full_disk)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        run_to_end(raw, out)
+    assert json.loads((out / "progress.json").read_text())["last_complete_step"] == 0
+    assert len(read_parts(out, "responses")) == 4 * 4  # step 0's evaluation, readable
+    monkeypatch.setattr(engine, "write_npy", real)
+    clear_backbones()
+    Simulation.resume(out).run()
+    assert json.loads((out / "progress.json").read_text())["last_complete_step"] == 2
