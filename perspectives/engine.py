@@ -64,6 +64,7 @@ class StepTimings:
     def engine(self) -> float:
         return max(
             self.total
+            - self.setup
             - self.answering
             - self.learning
             - self.evaluating
