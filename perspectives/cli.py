@@ -314,7 +314,7 @@ def run(
         if config is None:
             raise typer.BadParameter("give a preset or config, or --resume DIR")
         cfg = resolve_config(config)
-        sim = Simulation.create(cfg, out or Path("runs") / cfg.name)
+        sim = Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name))
     total = sim.cfg.steps + 1
     done = sim.last_complete_step() + 1
     columns = (

@@ -37,8 +37,9 @@ from .agents.hf import Sampling
 from .banks import load_bank
 from .embed import CachedEmbedder, Embedder, get_embedder
 from .errors import InputError
-from .graph import SystemState, in_neighbours
+from .graph import SystemState
 from .initial import InitialModel, cache_key, initial_agent, initial_cache_dir
+from .mechanics import MECHANICS
 from .runconfig import RunConfig, build_policy, evaluation_prompts
 from .space import PerspectiveSpace
 from .store import write_json, write_npy, write_parquet, write_text
@@ -242,27 +243,25 @@ class Simulation:
             perspectives = self._perspectives(t) if needs_space else None
             state = SystemState(t, active, cfg.classes(), perspectives, rng)
             edges = self.policy.edges(state)
+            learners = [m for m in active if cfg.group_of(m).learning]
+            mechanic = MECHANICS[cfg.interaction.mechanic]
+            interviews, skipped = mechanic(
+                edges, learners, len(self.bank), cfg.interaction.questions, rng
+            )
+            for name in skipped:
+                events.append(
+                    {
+                        "t": t,
+                        "kind": "skip",
+                        "model": name,
+                        "detail": "no in-neighbour",
+                        "seconds": 0.0,
+                    }
+                )
+            plan = {iv.asker: (iv.source, iv.questions) for iv in interviews}
             asks: dict[str, list[tuple[str, list[int]]]] = {}
-            plan: dict[str, tuple[str, list[int]]] = {}
-            for name in active:
-                if not cfg.group_of(name).learning:
-                    continue
-                sources = in_neighbours(edges, name)
-                if not sources:
-                    events.append(
-                        {
-                            "t": t,
-                            "kind": "skip",
-                            "model": name,
-                            "detail": "no in-neighbour",
-                            "seconds": 0.0,
-                        }
-                    )
-                    continue
-                j = sources[int(rng.integers(len(sources)))]
-                q = sorted(rng.choice(len(self.bank), cfg.interaction.questions, replace=False))
-                plan[name] = (j, [int(x) for x in q])
-                asks.setdefault(j, []).append((name, [int(x) for x in q]))
+            for iv in interviews:
+                asks.setdefault(iv.source, []).append((iv.asker, iv.questions))
             self._phase(t, "interviews")
             t0 = time.perf_counter()
             answers: dict[tuple[str, str], list[str]] = {}

@@ -24,6 +24,7 @@ from .errors import InputError
 from .graph import (
     Adjacency,
     Complete,
+    Database,
     ErdosRenyi,
     IntraClass,
     Isolate,
@@ -99,7 +100,7 @@ class InteractionSpec(_Strict):
     """The interview mechanic: each learning model picks one in-neighbour at random, asks it
     ``questions`` random questions from the bank and learns from the answers."""
 
-    mechanic: str = Field("interview", pattern="^interview$")
+    mechanic: str = "interview"
     questions: int = Field(ge=1)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
 
@@ -176,6 +177,15 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
             field="interaction.questions",
             value=cfg.interaction.questions,
         )
+    from .mechanics import MECHANICS
+
+    if cfg.interaction.mechanic not in MECHANICS:
+        raise InputError(
+            f"unknown mechanic; one of {sorted(MECHANICS)}",
+            source=label,
+            field="interaction.mechanic",
+            value=cfg.interaction.mechanic,
+        )
     evaluation_prompts(cfg, label)
     build_policy(cfg.communication, cfg, label)
 
@@ -222,6 +232,7 @@ _POLICY_KEYS = {
     "union": {"of"},
     "isolate": {"models", "inner"},
     "adversary": {"adversary", "targets", "every", "offset"},
+    "database": {"writers", "readers", "name"},
 }
 
 
@@ -319,6 +330,12 @@ def build_policy(
     if kind == "isolate":
         inner = build_policy(spec.get("inner", {"type": "complete"}), cfg, label, f"{path}.inner")
         return Isolate(model_refs(list(need("models")), "models"), inner)
+    if kind == "database":
+        return Database(
+            str(spec.get("name", "database")),
+            model_refs(list(need("writers")), "writers"),
+            model_refs(list(need("readers")), "readers"),
+        )
     # adversary (CS2)
     [adversary] = model_refs([need("adversary")], "adversary")[:1]
     others = [m for m in models if m != adversary]

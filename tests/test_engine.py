@@ -216,3 +216,20 @@ def test_disk_full_mid_step_keeps_the_last_complete_step(tiny_model_dir, tmp_pat
     clear_backbones()
     Simulation.resume(out).run()
     assert json.loads((out / "progress.json").read_text())["last_complete_step"] == 2
+
+
+def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir):
+    raw = tiny_config(
+        tiny_model_dir,
+        communication={"type": "database", "writers": ["a"], "readers": ["b-1", "b-2"]},
+    )
+    cfg = parse_run_config(raw, "cfg")
+    from perspectives.graph import SystemState
+    from perspectives.runconfig import build_policy
+
+    edges = build_policy(cfg.communication, cfg).edges(SystemState(1, cfg.models()))
+    assert edges == {(a, b) for a in ("a-1", "a-2") for b in ("b-1", "b-2")}
+    with pytest.raises(InputError, match="unknown mechanic"):
+        parse_run_config(
+            tiny_config(tiny_model_dir, interaction={"questions": 2, "mechanic": "gossip"}), "c"
+        )

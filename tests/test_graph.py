@@ -141,3 +141,15 @@ def test_leaving_models_lose_their_edges_and_targets_are_seeded():
         choose_targets(NON_ADV, 6, np.random.default_rng(0))
     with pytest.raises(InputError, match="needs the perspectives"):
         NearestNeighbor().edges(state(1, ["a", "b"]))
+
+
+def test_interview_mechanic_picks_in_neighbours_and_skips():
+    from perspectives.mechanics import MECHANICS
+
+    edges = {("b", "a"), ("c", "a"), ("a", "b")}
+    rng = np.random.default_rng(0)
+    interviews, skipped = MECHANICS["interview"](edges, ["a", "b", "c"], 50, 5, rng)
+    assert skipped == ["c"]
+    by = {iv.asker: iv for iv in interviews}
+    assert by["a"].source in {"b", "c"} and by["b"].source == "a"
+    assert len(set(by["a"].questions)) == 5 and max(by["a"].questions) < 50
