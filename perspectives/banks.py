@@ -8,22 +8,19 @@ file with columns ``question`` and ``answer`` (optional ``question_id``) works t
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .bundled import bundled_data_names, read_bundled_data
 from .errors import InputError
 from .responses import read_table, require_columns
 
 
 def bundled_banks() -> list[str]:
     """Names of the question banks shipped with the package."""
-    folder = resources.files("perspectives") / "data" / "banks"
-    return sorted(
-        p.name.removesuffix(".jsonl") for p in folder.iterdir() if p.name.endswith(".jsonl")
-    )
+    return bundled_data_names("banks")
 
 
 def load_bank(source: str | os.PathLike) -> pd.DataFrame:
@@ -34,9 +31,7 @@ def load_bank(source: str | os.PathLike) -> pd.DataFrame:
     """
     name = str(source)
     if name in bundled_banks():
-        path = resources.files("perspectives") / "data" / "banks" / f"{name}.jsonl"
-        with resources.as_file(path) as real:
-            frame = read_table(real)
+        frame = read_bundled_data("banks", name)
         label = f"bundled bank {name!r}"
     else:
         frame = read_table(Path(source))

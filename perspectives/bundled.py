@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 from .errors import InputError
@@ -30,6 +31,23 @@ def cache_dir() -> Path:
     ``~/.cache/perspectives``."""
     root = os.environ.get("PERSPECTIVES_CACHE") or Path.home() / ".cache" / "perspectives"
     return Path(root)
+
+
+def bundled_data_names(kind: str) -> list[str]:
+    """Names of the package's data tables of one kind (``"prompts"`` or ``"banks"``)."""
+    folder = resources.files("perspectives") / "data" / kind
+    return sorted(
+        p.name.removesuffix(".jsonl") for p in folder.iterdir() if p.name.endswith(".jsonl")
+    )
+
+
+def read_bundled_data(kind: str, name: str):
+    """A bundled data table (JSON Lines) as a DataFrame."""
+    from .responses import read_table
+
+    path = resources.files("perspectives") / "data" / kind / f"{name}.jsonl"
+    with resources.as_file(path) as real:
+        return read_table(real)
 
 
 def hub_offline() -> bool:

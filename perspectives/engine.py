@@ -40,6 +40,7 @@ from .errors import InputError
 from .graph import SystemState
 from .initial import InitialModel, cache_key, initial_agent, initial_cache_dir
 from .mechanics import MECHANICS
+from .responses import mean_kernels
 from .runconfig import RunConfig, build_policy, evaluation_prompts
 from .space import PerspectiveSpace
 from .store import write_json, write_npy, write_parquet, write_text
@@ -455,13 +456,9 @@ def load_history(
     prompt_ids = sorted(ev["question_id"].unique())
     pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
     qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
-    sums = np.zeros((len(points), len(prompt_ids), vec.shape[1]))
-    counts = np.zeros((len(points), len(prompt_ids)))
-    np.add.at(sums, (pi, qi), vec)
-    np.add.at(counts, (pi, qi), 1)
+    kernels, counts = mean_kernels(pi, qi, vec, len(points), len(prompt_ids))
     if (counts == 0).any():
         raise InputError("a model lacks some evaluation answers", source=str(out))
-    kernels = (sums / counts[..., None]).astype(np.float32)
     points["class"] = points["model"].map(cfg_classes).fillna("")
     if len(points) < 2:
         return None

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from .bundled import bundled_data_names, read_bundled_data
 from .errors import InputError
 from .responses import read_table
 
 
 def bundled_prompt_sets() -> list[str]:
     """Names of the prompt sets shipped with the package (e.g. ``figure2_relevant``)."""
-    folder = resources.files("perspectives") / "data" / "prompts"
-    return sorted(
-        p.name.removesuffix(".jsonl") for p in folder.iterdir() if p.name.endswith(".jsonl")
-    )
+    return bundled_data_names("prompts")
 
 
 def prompts_from_list(prompts: list[str], source: str = "prompts") -> pd.DataFrame:
@@ -37,9 +34,7 @@ def load_prompts(source: str | os.PathLike | list[str]) -> pd.DataFrame:
         return prompts_from_list(source)
     name = str(source)
     if name in bundled_prompt_sets():
-        path = resources.files("perspectives") / "data" / "prompts" / f"{name}.jsonl"
-        with resources.as_file(path) as real:
-            frame = read_table(real)
+        frame = read_bundled_data("prompts", name)
         label = f"bundled prompt set {name!r}"
     else:
         p = Path(source)

@@ -200,13 +200,28 @@ def data_kernels(
         raise InputError(
             "the embedder returned NaN or infinite values", field="response", value=unique[bad]
         )
-    p = vectors.shape[1]
-    sums = np.zeros((len(points), len(prompt_ids), p), dtype=np.float64)
-    counts = np.zeros((len(points), len(prompt_ids)), dtype=np.int64)
-    np.add.at(sums, (pi, qi), vectors[inverse])
-    np.add.at(counts, (pi, qi), 1)
-    kernels = (sums / counts[..., None]).astype(np.float32)
+    kernels, _ = mean_kernels(pi, qi, vectors[inverse], len(points), len(prompt_ids))
     return DataKernels(kernels=kernels, points=points, prompt_ids=prompt_ids)
+
+
+def mean_kernels(
+    point_idx: np.ndarray,
+    prompt_idx: np.ndarray,
+    vectors: np.ndarray,
+    n_points: int,
+    n_prompts: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average answer embeddings per (point, prompt): ``vectors[k]`` belongs to point
+    ``point_idx[k]`` and prompt ``prompt_idx[k]``. Returns the ``(n_points, n_prompts, p)``
+    float32 kernels and the ``(n_points, n_prompts)`` answer counts (cells without answers are
+    NaN in the kernels)."""
+    sums = np.zeros((n_points, n_prompts, vectors.shape[1]), dtype=np.float64)
+    counts = np.zeros((n_points, n_prompts), dtype=np.int64)
+    np.add.at(sums, (point_idx, prompt_idx), vectors)
+    np.add.at(counts, (point_idx, prompt_idx), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernels = (sums / counts[..., None]).astype(np.float32)
+    return kernels, counts
 
 
 def _natural_key(s: str) -> tuple:
