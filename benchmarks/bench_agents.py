@@ -10,7 +10,9 @@ from the bundled prompt sets ``figure2_relevant`` and ``figure2_orthogonal`` (in
     agent's default batch size). Ours also at several batch sizes: the best is the single-model
     throughput used in (2). A float32 batched row separates batching from bfloat16.
 (2) Many agents answering: 10 full fine-tuning agents (and separately 10 LoRA agents), each
-    having learned once (distinct weights), each answering the same 50 questions in turn.
+    having learned once (distinct weights), each answering the same questions in turn, at two
+    workloads: 50 questions per agent (one interview of the paper) and 128 (an evaluation
+    set, enough to fill the best batch).
     Aggregate answers/s against the single-model best-batch throughput (target >= 80%), with
     the time split into switching agents (weight swap / adapter switch) and generating. The
     reference is the best batch size of (1), measured again just before and just after the
@@ -423,28 +425,6 @@ def swap_diagnostics(agent, repeats: int = 3) -> dict[str, float]:
     return {"load_file_s": min(read), "cast_copy_s": min(copy)}
 
 
-def autocast_fp32_rate(questions: list[str], batch_size: int) -> float:
-    """Answers/s of the float32 base under bfloat16 autocast, no adapters (as LoRA answers)."""
-    import torch
-
-    from perspectives.agents.formats import render_prompt, stop_token_ids
-    from perspectives.agents.hf import Sampling, generate_texts, load_causal_lm
-
-    lm, tok = load_causal_lm("bundled", "float32")
-    rendered = [render_prompt(tok, q, None, "chat") for q in questions]
-    kw = {
-        "sampling": Sampling(max_new_tokens=MAX_NEW_TOKENS),
-        "stop_ids": stop_token_ids(tok, "chat"),
-    }
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        generate_texts(lm, tok, rendered[:8], batch_size=batch_size, **kw)
-        t0 = time.perf_counter()
-        generate_texts(lm, tok, rendered, batch_size=batch_size, **kw)
-        seconds = time.perf_counter() - t0
-    load_causal_lm.cache_clear()
-    return len(questions) / seconds
-
-
 def timed_answers(agent, questions: list[str]) -> tuple[float, list[str]]:
     """Seconds for ``agent.answer(questions)`` (after any swap) and the answers."""
     agent._answering_model()  # swap in first: not part of the timing
@@ -458,15 +438,17 @@ def bench_many(
     method: str,
     pairs: list[tuple[str, str]],
     part1: dict[str, Any],
+    n_questions: int,
 ) -> dict[str, Any]:
-    """Part (2): ``args.n_agents`` agents that learned once, each answering the same questions.
+    """Part (2): ``args.n_agents`` agents that learned once, each answering the same
+    ``n_questions`` questions.
 
     The single-model best-batch throughput is measured again just before and just after the
     agents' round (their mean is the reference: the machine's speed drifts over minutes), and
     one base model answers the same questions at the agents' batch size (no swaps).
     """
-    folder = args.tmp / f"many-{method}"
-    questions = [q for q, _ in pairs[: args.many_questions]]
+    folder = args.tmp / f"many-{method}-{n_questions}"
+    questions = cycled([q for q, _ in pairs], n_questions)
     sweep_qs = cycled([q for q, _ in pairs], args.sweep_questions)
     base = make_agent("reference", "full", folder / "reference", n_batch=part1["best_batch_size"])
     tokenizer = base.backbone.tokenizer
@@ -531,10 +513,6 @@ def bench_many(
     }
     if method == "full":
         out["swap_split"] = swap_diagnostics(agents[0])
-    else:
-        out["fp32_autocast_no_adapter_answers_per_s"] = autocast_fp32_rate(
-            questions, agents[0].batch_size
-        )
     del agents, base
     gc.collect()
     shutil.rmtree(folder, ignore_errors=True)
@@ -701,20 +679,21 @@ def print_tables(res: dict[str, Any], quick: bool) -> None:
     if many:
         m0 = many[0]
         print(
-            f"\n(2) {m0['agents']} agents x {m0['questions_per_agent']} questions (batch size "
+            f"\n(2) {m0['agents']} agents x the same questions (batch size "
             f"{m0['batch_size']}), one after another (target >= {MANY_TARGET:.0%} of the "
             f"single-model best, batch {m0['reference_batch_size']}, measured just before and "
             "after)"
         )
         print(
-            f"{'method':6} {'answers/s':>10} {'ref/s':>6} {'of ref':>7} {'of (1)':>7} "
+            f"{'method':6} {'qs':>4} {'answers/s':>10} {'ref/s':>6} {'of ref':>7} {'of (1)':>7} "
             f"{'switch s':>9} {'generate s':>11} {'gen-only/s':>11} {'tok/ans':>8} "
             f"{'base same/s':>12}"
         )
         for m in many:
             tok = sum(m["per_agent_mean_answer_tokens"]) / len(m["per_agent_mean_answer_tokens"])
             print(
-                f"{m['method']:6} {m['answers_per_s']:10.2f} {m['reference_answers_per_s']:6.2f} "
+                f"{m['method']:6} {m['questions_per_agent']:4d} {m['answers_per_s']:10.2f} "
+                f"{m['reference_answers_per_s']:6.2f} "
                 f"{m['fraction_of_single_best']:7.1%} {m['fraction_of_part1_best']:7.1%} "
                 f"{m['switch_s']:9.2f} {m['generate_s']:11.2f} "
                 f"{m['generation_only_answers_per_s']:11.2f} {tok:8.1f} "
@@ -733,10 +712,10 @@ def print_tables(res: dict[str, Any], quick: bool) -> None:
                     f"full swap per agent {m['switch_s_per_agent']:.3f} s (load_file "
                     f"{s['load_file_s']:.3f} s + cast-copy {s['cast_copy_s']:.3f} s)"
                 )
-            if "fp32_autocast_no_adapter_answers_per_s" in m:
+            elif m["method"] == "lora":
                 print(
-                    "fp32 base under bf16 autocast, no adapter (how LoRA agents answer): "
-                    f"{m['fp32_autocast_no_adapter_answers_per_s']:.2f} answers/s"
+                    f"LoRA switch per agent (merge into the bf16 answering copy, "
+                    f"{m['questions_per_agent']} q): {m['switch_s_per_agent']:.3f} s"
                 )
 
     if res["update"]:
@@ -790,6 +769,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON (default {DEFAULT_OUT})")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--reuse-memory",
+        action="store_true",
+        help="skip (4) and keep the memory results already in the output file (peak RSS does "
+        "not depend on the machine's load, the timings of (1)-(3) do)",
+    )
     # Worker mode (internal).
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -810,7 +795,7 @@ def main() -> None:
     args.default_batch = 16 if q else 64
     args.sweep_questions = 32 if q else 256
     args.n_agents = 2 if q else 10
-    args.many_questions = 8 if q else 50
+    args.many_questions = [8] if q else [50, 128]
     args.many_learn_pairs = 4 if q else 8
     args.update_pairs = 8 if q else 50
     args.update_repeats = 1 if q else 2
@@ -834,7 +819,11 @@ def main() -> None:
             results["answering"] = bench_answering(args, pool)
             loadavg["after_1"] = _loadavg()
             part1 = results["answering"]
-            results["many"] = [bench_many(args, m, pairs, part1) for m in ("full", "lora")]
+            results["many"] = [
+                bench_many(args, m, pairs, part1, n)
+                for n in args.many_questions
+                for m in ("full", "lora")
+            ]
             loadavg["after_2"] = _loadavg()
             update_pairs = pairs[0::2] + pairs[1::2]  # the relevant questions first
             results["update"] = [bench_update(args, m, update_pairs) for m in ("full", "lora")]
@@ -842,11 +831,15 @@ def main() -> None:
         finally:
             clear_backbones()
         gc.collect()
-        results["memory"] = (
-            []
-            if args.skip_memory
-            else [bench_memory(args, m, n) for m, n in args.memory_agents.items()]
-        )
+        out_file = args.out if args.out is not None else DEFAULT_OUT
+        if args.reuse_memory and out_file.exists():
+            earlier = json.loads(out_file.read_text())
+            results["memory"] = earlier.get("memory", [])
+            results["memory_from_earlier_run"] = True
+        elif args.skip_memory or args.reuse_memory:
+            results["memory"] = []
+        else:
+            results["memory"] = [bench_memory(args, m, n) for m, n in args.memory_agents.items()]
         loadavg["after_4"] = _loadavg()
     results["loadavg"] = loadavg
     results["total_s"] = time.perf_counter() - started

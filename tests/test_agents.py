@@ -194,3 +194,64 @@ def test_unknown_model_offline_is_one_clear_error(monkeypatch, tmp_path):
     agent = Agent("x", "no-such-org/no-such-model", state_dir=tmp_path / "s")
     with pytest.raises(InputError, match="not found locally and no network access"):
         agent.answer(["Hello?"])
+
+
+def test_lora_answering_copy_merges_each_agents_adapter(tiny_model_dir, tmp_path):
+    """LoRA agents answer with a bfloat16 copy holding W + scale·B·A: its logits equal the
+    peft network's (float32) to bf16 rounding, switching agents re-merges, and the base is
+    untouched."""
+    update = {"method": "lora", "epochs": 2, "lr": 5e-2, "batch_size": 2}
+    agents = [
+        Agent(
+            f"l{i}",
+            str(tiny_model_dir),
+            update=update,
+            dtype="bfloat16",
+            seed=i,
+            state_dir=tmp_path / f"l{i}",
+        )
+        for i in range(2)
+    ]
+    for i, agent in enumerate(agents):
+        agent.learn(PAIRS[i:] + PAIRS[:i], seed=i)
+    bb = agents[0].backbone
+    ids = bb.tokenizer(QUESTIONS[0], return_tensors="pt").input_ids
+    logits = []
+    for agent in agents:
+        merged, autocast = agent._answering_model()
+        assert merged is bb.infer_model and not autocast
+        assert merged.dtype == torch.bfloat16
+        with torch.no_grad():
+            got = merged(ids).logits.float()
+            pm = agent._lora_model()
+            want = pm(input_ids=ids).logits
+        scale = want.abs().max()
+        assert (got - want).abs().max() < 0.05 * scale
+        logits.append(got)
+    assert (logits[0] - logits[1]).abs().max() > 0.05 * logits[0].abs().max()
+    # Switching back re-merges agent 0 exactly as before.
+    merged, _ = agents[0]._answering_model()
+    with torch.no_grad():
+        assert torch.equal(merged(ids).logits.float(), logits[0])
+    # The float32 base under the adapters is unchanged by merging.
+    with agents[0]._lora_model().disable_adapter(), torch.no_grad():
+        base_logits = bb.peft_model(input_ids=ids).logits
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, base_logits, atol=1e-5)
+
+
+def test_stale_backbone_scratch_is_removed(tmp_path, monkeypatch):
+    from perspectives.agents import agent as agent_mod
+
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
+    root = agent_mod._scratch_root()
+    dead = root / "backbone-999999999-abc"
+    mine = root / f"backbone-{agent_mod.os.getpid()}-abc"
+    for folder in (dead, mine):
+        folder.mkdir()
+        (folder / "base.safetensors").write_bytes(b"x")
+    assert agent_mod.remove_stale_scratch() == 1
+    assert not dead.exists() and mine.exists()

@@ -6,12 +6,16 @@ agent's own state is swapped in when it acts.
 - Full fine-tuning: an agent's weights live in a safetensors file in its state folder; the
   backbone keeps a float32 training copy and a bfloat16 answering copy (where the CPU supports
   it) and loads an agent's weights into whichever is needed (a cast-copy, ~0.03 s in memory).
-- LoRA: every agent is one ``peft`` adapter on a shared frozen base; only the adapter is
-  stored (a few MB).
+- LoRA: every agent is one ``peft`` adapter on a shared frozen float32 base (trained through
+  ``peft``); only the adapter is stored (a few MB). For answering, the backbone keeps a
+  bfloat16 copy of the base into which the answering agent's adapter is merged
+  (W + scale·B·A for each adapted layer, ~0.03 s), so agents answer at the plain model's speed
+  instead of through ``peft`` and autocast.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -62,27 +66,28 @@ class Backbone:
             ) from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        add_format_tokens(self.tokenizer, self.train_model, prompt_format)
+        # New format-token rows are drawn at random: seed them so every backbone agrees.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            add_format_tokens(self.tokenizer, self.train_model, prompt_format)
         self.train_model.eval()
         self.infer_dtype = _resolve_dtype(dtype)
-        self._scratch = Path(tempfile.mkdtemp(prefix="backbone-", dir=_scratch_root()))
+        self._scratch = Path(
+            tempfile.mkdtemp(prefix=f"backbone-{os.getpid()}-", dir=_scratch_root())
+        )
         weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
+        if self.infer_dtype == torch.float32:
+            self.infer_model = self.train_model
+        else:
+            # Copied before any adapter wraps the training network, so it is the plain base.
+            self.infer_model = copy.deepcopy(self.train_model).to(self.infer_dtype)
+            self.infer_model.requires_grad_(False)
         if method == "lora":
             self.train_model.requires_grad_(False)
             self.peft_model = None  # wrapped by the first agent's adapter
-            self.infer_model = None
         else:
             self.base_file = self._scratch / "base.safetensors"
             save_model(self.train_model, str(self.base_file))
-            if self.infer_dtype == torch.float32:
-                self.infer_model = self.train_model
-            else:
-                self.infer_model = AutoModelForCausalLM.from_pretrained(
-                    path, dtype=self.infer_dtype
-                )
-                if len(self.tokenizer) != self.infer_model.get_input_embeddings().num_embeddings:
-                    self.infer_model.resize_token_embeddings(len(self.tokenizer))
-                self.infer_model.eval()
         self.train_owner: tuple | None = ("base", 0)
         self.infer_owner: tuple | None = ("base", 0)
 
@@ -98,6 +103,33 @@ class Backbone:
             if which == "infer" or model is self.infer_model:
                 self.infer_owner = owner
         return model
+
+    # -- LoRA: merge an agent's adapter into the answering copy
+    def merged_infer_model(self, adapter: str, owner: tuple) -> torch.nn.Module | None:
+        """The bfloat16 answering copy with ``adapter`` merged in, or None when merging does
+        not apply (float32 answering, or an adapter on layers other than linear ones)."""
+        from peft.tuners.lora import Linear as LoraLinear
+
+        if self.infer_model is self.train_model or self.peft_model is None:
+            return None
+        if self.infer_owner == owner:
+            return self.infer_model
+        adapted = [
+            (name, mod)
+            for name, mod in self.peft_model.named_modules()
+            if hasattr(mod, "lora_A") and adapter in mod.lora_A
+        ]
+        if not all(isinstance(mod, LoraLinear) for _, mod in adapted):
+            return None
+        targets = dict(self.infer_model.named_modules())
+        prefix = "base_model.model."
+        with torch.no_grad():
+            for name, mod in adapted:
+                target = targets[name.removeprefix(prefix)]
+                # The float32 base plus the float32 delta, rounded once to bfloat16.
+                target.weight.copy_(mod.base_layer.weight + mod.get_delta_weight(adapter))
+        self.infer_owner = owner
+        return self.infer_model
 
     def sync_infer_from_train(self, owner: tuple) -> None:
         """After an update, copy the trained weights into the answering copy (cast)."""
@@ -115,11 +147,35 @@ def _scratch_root() -> Path:
     return root
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_scratch() -> int:
+    """Remove scratch folders of backbones whose process has died (a killed run cannot remove
+    its own). Returns how many were removed."""
+    removed = 0
+    for folder in _scratch_root().glob("backbone-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def get_backbone(model: str, prompt_format: str, method: str, dtype: str = "auto") -> Backbone:
     """The shared backbone for this base model, format and update method (created once)."""
     key = (model, prompt_format, method, dtype)
     with _lock:
         if key not in _backbones:
+            if not _backbones:
+                remove_stale_scratch()
             _backbones[key] = Backbone(model, prompt_format, method, dtype)
         return _backbones[key]
 
@@ -231,10 +287,16 @@ class Agent:
             param.requires_grad_(f".{self._uid}." in pname)
         return pm
 
-    def _answering_model(self):
+    def _answering_model(self) -> tuple[torch.nn.Module, bool]:
+        """The network to answer with, and whether it must run under bfloat16 autocast."""
+        bb = self.backbone
         if self.update.method == "lora":
-            return self._lora_model()
-        return self.backbone.load_weights("infer", self._owner, self._weights)
+            pm = self._lora_model()
+            merged = bb.merged_infer_model(self._uid, (self._uid, self.n_updates))
+            if merged is not None:
+                return merged, False
+            return pm, bb.infer_dtype == torch.bfloat16
+        return bb.load_weights("infer", self._owner, self._weights), False
 
     # ------------------------------------------------------------------- actions
     def answer(
@@ -249,12 +311,11 @@ class Agent:
         texts per question when ``replicates > 1``). Sampling, if on, is seeded by ``seed``."""
         check_prompts(questions, "questions")
         bb = self.backbone
-        lm = self._answering_model()
+        lm, autocast = self._answering_model()
         rendered = [
             render_prompt(bb.tokenizer, q, self.system_prompt, self.prompt_format)
             for q in questions
         ]
-        autocast = self.update.method == "lora" and bb.infer_dtype == torch.bfloat16
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out = generate_texts(
                 lm,
