@@ -1,8 +1,15 @@
 """Question banks: question–answer pairs that models ask each other and learn from.
 
-Bundled banks (written for this project, mirroring the paper's two Yahoo! Answers topics):
-``society_culture``, ``science_mathematics`` and ``neutral``. Any CSV / JSON Lines / Parquet
-file with columns ``question`` and ``answer`` (optional ``question_id``) works too.
+Sources:
+
+- bundled banks (written for this project, mirroring the paper's two Yahoo! Answers topics):
+  ``society_culture``, ``science_mathematics`` and ``neutral``;
+- any CSV / JSON Lines / Parquet file with columns ``question`` and ``answer`` (optional
+  ``question_id``);
+- ``yahoo:TOPIC`` or ``yahoo:TOPIC:N``: the paper's data, Yahoo! Answers questions of one topic
+  filtered as in the paper (N: a seeded random sample of that many), read from the file named
+  by ``$PERSPECTIVES_YAHOO`` (the hub layout) or else from the hub;
+- a list of any of these: their union, in order.
 """
 
 from __future__ import annotations
@@ -23,23 +30,63 @@ def bundled_banks() -> list[str]:
     return bundled_data_names("banks")
 
 
-def load_bank(source: str | os.PathLike) -> pd.DataFrame:
-    """Load a bank as columns ``question_id, question, answer``.
+YAHOO_PREFIX = "yahoo:"
+
+
+def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
+    """Load a bank (see the module docstring) as columns ``question_id, question, answer``.
 
     Raises InputError (naming the file and column) for missing columns, empty or non-text
     questions or answers, and duplicate questions or ids.
     """
+    if isinstance(source, list | tuple):
+        if not source:
+            raise InputError("an empty list of banks", field="question_bank")
+        frame = pd.concat([load_bank(s) for s in source], ignore_index=True)
+        return _checked(frame, f"banks {list(map(str, source))}")
     name = str(source)
     if name in bundled_banks():
         frame = read_bundled_data("banks", name)
         label = f"bundled bank {name!r}"
+    elif name.startswith(YAHOO_PREFIX):
+        frame, label = _yahoo_bank(name)
     else:
         frame = read_table(Path(source))
         label = str(source)
     require_columns(frame, ("question", "answer"), label)
     if "question_id" not in frame.columns:
         frame = frame.assign(question_id=[f"q{i + 1:05d}" for i in range(len(frame))])
-    frame = frame[["question_id", "question", "answer"]].reset_index(drop=True)
+    return _checked(frame[["question_id", "question", "answer"]].reset_index(drop=True), label)
+
+
+def _yahoo_bank(spec: str) -> tuple[pd.DataFrame, str]:
+    from .datasets import YAHOO_HUB_ID, load_yahoo_answers
+
+    parts = spec[len(YAHOO_PREFIX) :].split(":")
+    topic, limit = parts[0], None
+    if len(parts) > 2 or not topic:
+        raise InputError("expected yahoo:TOPIC or yahoo:TOPIC:N", field="bank", value=spec)
+    if len(parts) == 2:
+        if not parts[1].isdigit() or int(parts[1]) < 1:
+            raise InputError("N must be a positive integer", field="bank", value=spec)
+        limit = int(parts[1])
+    source = os.environ.get("PERSPECTIVES_YAHOO") or YAHOO_HUB_ID
+    try:
+        frame = load_yahoo_answers(source, topics=[topic], limit=limit, seed=0)
+    except InputError as exc:
+        if source != YAHOO_HUB_ID:
+            raise
+        raise InputError(
+            f"{exc.message}; or set PERSPECTIVES_YAHOO to a local file of the dataset",
+            source=exc.source,
+            field=exc.field,
+            value=exc.value,
+        ) from None
+    return frame, f"{spec} (from {source})"
+
+
+def _checked(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    frame = frame.copy()
     if frame.empty:
         raise InputError("the bank has no questions", source=label)
     frame["question_id"] = frame["question_id"].astype(str)

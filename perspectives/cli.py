@@ -283,19 +283,102 @@ def run(
         str | None, typer.Argument(help="A preset name (see `perspectives presets`) or a run YAML.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<name>).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder, or sweep folder (default: runs/<name>)."),
     ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the run in this folder from its last complete step."),
+    ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            help="A scale of the preset: `cpu` (reduced to run here; the default of the case "
+            "studies) or `paper` (the paper's counts; needs a GPU-class machine and its data)."
+        ),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Run the preset's whole grid (every condition x seed), one run folder each; "
+            "finished systems are skipped, so re-running continues it.",
+        ),
+    ] = False,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds of the sweep, e.g. `0,1,2` (default: the preset's).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Base model of every group: a local folder or hub id (default: bundled)."
+        ),
+    ] = None,
+    keep_weights: Annotated[
+        bool,
+        typer.Option(
+            "--keep-weights",
+            help="With --sweep: keep each finished system's model weights (by default they are "
+            "removed; the analyses need only the tables and embeddings).",
+        ),
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a config key, e.g. `--set steps=10 --set groups.0.count=4` "
+            "(values are YAML).",
+        ),
     ] = None,
 ) -> None:
     """Simulate a system of interacting models and record every step in a run folder.
 
     Each step: draw the communication graph, let every learning model interview one
     in-neighbour and learn from the answers, then evaluate every model. A run interrupted by
-    Ctrl-C or a crash loses at most the step in progress: continue it with --resume DIR.
+    Ctrl-C or a crash loses at most the step in progress: continue it with --resume DIR (or run
+    the same command again). With --sweep, every condition x seed of the preset runs in
+    OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
     """
+    from .engine import Simulation
+    from .presets import load_preset
+
+    if resume is not None:
+        cfg = _run_config(config, scale, model, set_) if config else None
+        _run_one(Simulation.resume(resume, cfg))
+        return
+    if config is None:
+        raise typer.BadParameter("give a preset or config, or --resume DIR")
+    if sweep:
+        _run_sweep(load_preset(config), config, out, scale, seeds, model, set_, keep_weights)
+        return
+    cfg = _run_config(config, scale, model, set_)
+    _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name)))
+
+
+def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict:
+    import yaml
+
+    from .errors import InputError
+
+    out: dict = {}
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError("expected KEY=VALUE", field="--set", value=item)
+        out[key.strip()] = yaml.safe_load(value)
+    if model is not None:
+        out.update({f"groups.{i}.model": model for i in range(n_groups)})
+    return out
+
+
+def _run_config(config: str, scale: str | None, model: str | None, sets: list[str] | None):
+    from .presets import load_preset
+
+    preset = load_preset(config)
+    return preset.config(scale, _overrides(model, sets, len(preset.raw.get("groups") or [])))
+
+
+def _run_one(sim, label: str = "") -> None:
     from rich.progress import (
         BarColumn,
         Progress,
@@ -304,21 +387,10 @@ def run(
         TimeRemainingColumn,
     )
 
-    from .engine import Simulation
-    from .presets import resolve_config
-
-    if resume is not None:
-        cfg = resolve_config(config) if config else None
-        sim = Simulation.resume(resume, cfg)
-    else:
-        if config is None:
-            raise typer.BadParameter("give a preset or config, or --resume DIR")
-        cfg = resolve_config(config)
-        sim = Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name))
     total = sim.cfg.steps + 1
     done = sim.last_complete_step() + 1
     columns = (
-        TextColumn("[bold]step {task.fields[step]}/{task.fields[T]}"),
+        TextColumn(label + "[bold]step {task.fields[step]}/{task.fields[T]}"),
         TextColumn("{task.fields[phase]:<22}"),
         BarColumn(),
         TimeElapsedColumn(),
@@ -339,6 +411,55 @@ def run(
     out_console.print(f"run complete: {sim.out}/  (analyse with: perspectives analyze {sim.out})")
 
 
+def _run_sweep(preset, config, out, scale, seeds, model, sets, keep_weights) -> None:
+    from .engine import Simulation
+    from .errors import InputError
+    from .sweep import plan_sweep, run_sweep
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise InputError(
+            "a comma-separated list of integers", field="--seeds", value=seeds
+        ) from None
+    overrides = _overrides(model, sets, len(preset.raw.get("groups") or []))
+    if overrides:
+        for cond in preset.sweep["conditions"] if preset.sweep else []:
+            cond["set"] = {**overrides, **(cond.get("set") or {})}
+    scale = scale or preset.default_scale
+    name = preset.raw.get("name", "sweep")
+    out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
+    systems = plan_sweep(preset, out, scale, seed_list)
+    console.print(
+        f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
+    )
+
+    def run_system(system) -> None:
+        sim = Simulation.create(system.cfg, system.folder)
+        _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
+
+    def on_status(system, status: str, error: str | None) -> None:
+        msg = f"  {system.condition} seed {system.seed}: {status}"
+        console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
+
+    record = run_sweep(
+        systems,
+        out,
+        preset=config,
+        scale=scale,
+        run_system=run_system,
+        on_status=on_status,
+        keep_weights=keep_weights,
+    )
+    failed = [s for s in record["systems"] if s["status"] == "failed"]
+    done = sum(s["status"] == "done" for s in record["systems"])
+    out_console.print(f"sweep: {done} of {len(systems)} systems done -> {out}/sweep.json")
+    if failed:
+        for s in failed:
+            console.print(f"[red]failed[/] {s['condition']} seed {s['seed']}: {s['error']}")
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def presets() -> None:
     """List the bundled presets."""
@@ -350,41 +471,134 @@ def presets() -> None:
         cfg = yaml.safe_load(preset_text(name))
         note = " ".join(str(cfg.get("notes", "")).split())
         out_console.print(f"[bold]{name}[/]: {note}")
+        for scale, spec in (cfg.get("scales") or {}).items():
+            default = " (default)" if scale == cfg.get("default_scale") else ""
+            text = " ".join(str(spec.get("notes", "")).split())
+            out_console.print(f"  --scale {scale}{default}: {text}")
+            for line in spec.get("reductions") or []:
+                out_console.print(f"    - {' '.join(str(line).split())}")
+        if cfg.get("sweep"):
+            conds = [c["name"] for c in cfg["sweep"]["conditions"]]
+            out_console.print(
+                f"  --sweep: {len(conds)} conditions ({', '.join(conds)}) x seeds "
+                f"{cfg['sweep'].get('seeds', [0])}"
+            )
 
 
 @app.command()
 @_friendly_errors
 def analyze(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
     n_components: Annotated[
         int | None, typer.Option(help="Dimension of the joint space (default: elbow).")
     ] = None,
 ) -> None:
-    """Fit the joint perspective space over the whole history of a run.
+    """Analyse a run: the joint perspective space of its whole history, iso-mirror,
+    clusters and their stability, polarization, class trajectories.
 
-    Writes RUN/perspectives.parquet and .csv (t, model, class, z1..zd) and
-    RUN/trajectories.png (each model's first perspective over time; bold: class means). Works on
-    the complete steps of an interrupted run.
+    Writes RUN/analysis/: perspectives.parquet and .csv (t, model, class, z1..zd), one Parquet
+    table per analysis, summary.json and the figures (trajectories, isomirror, clusters,
+    polarization .png). On a sweep folder, analyses every run and writes SWEEP/analysis/ with
+    the conditions compared. An interrupted run is analysed on its complete steps.
     """
-    from .engine import load_history
-    from .errors import InputError
-    from .plots import trajectories_png
-    from .store import write_csv, write_parquet
+    from .run_analysis import analyze_run, analyze_sweep, write_run_analysis
+    from .sweep import SWEEP_FILE
 
-    if not (run_dir / "run.json").exists():
-        raise InputError("not a run folder (no run.json)", source=str(run_dir))
-    hist = load_history(run_dir, n_components=n_components)
-    if hist is None:
-        raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
-    table = hist.perspectives
-    write_parquet(run_dir / "perspectives.parquet", table)
-    write_csv(run_dir / "perspectives.csv", table)
-    trajectories_png(table, run_dir / "trajectories.png")
-    steps = sorted(table["t"].unique())
+    if (run_dir / SWEEP_FILE).exists():
+        _analyze_sweep(analyze_sweep(run_dir))
+        return
+    result = analyze_run(run_dir, n_components=n_components)
+    out = write_run_analysis(result)
+    _say_missing(result)
+    s = result.summary
     out_console.print(
-        f"{table['model'].nunique()} models x {len(steps)} snapshots (t = {steps[0]}..{steps[-1]}),"
-        f" d = {hist.space.n_components_} -> {run_dir}/perspectives.parquet, trajectories.png"
+        f"{s['models']} models x {len(result.steps)} snapshots (t = {result.steps[0]}.."
+        f"{result.steps[-1]}), d = {s['dimension']}; clusters at the end: {s['clusters_last']}"
+        + (
+            f"; {s['polarization_kind']} polarization at the end: {s['polarization_last']:.2f}"
+            if s["polarization_kind"]
+            else ""
+        )
+        + f" -> {out}/"
     )
+
+
+def _say_missing(result) -> None:
+    if result.missing_steps:
+        miss = result.missing_steps
+        span = f"{miss[0]}..{miss[-1]}" if len(miss) > 1 else str(miss[0])
+        console.print(
+            f"[yellow]{result.run_dir}: incomplete run; analysed steps {result.steps[0]}.."
+            f"{result.steps[-1]}, missing {len(miss)} snapshot(s): t = {span}[/]",
+            highlight=False,
+        )
+
+
+def _analyze_sweep(result) -> None:
+    from .run_analysis import write_sweep_analysis
+
+    for runs in result.runs.values():
+        for run in runs:
+            _say_missing(run)
+    for entry in result.failed:
+        console.print(
+            f"[red]failed system[/] {entry['condition']} seed {entry['seed']}: {entry['error']}",
+            highlight=False,
+        )
+    out = write_sweep_analysis(result)
+    n = sum(len(r) for r in result.runs.values())
+    out_console.print(
+        f"{n} runs over {sum(bool(r) for r in result.runs.values())} conditions analysed "
+        f"({len(result.pending)} unfinished, {len(result.failed)} failed) -> {out}/"
+    )
+
+
+@app.command()
+@_friendly_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
+) -> None:
+    """Write a self-contained HTML report (RUN/report.html) of a run or a sweep.
+
+    Runs the analyses first (as `perspectives analyze`, writing RUN/analysis/ with the PNGs the
+    page links to). The page embeds plotly, so it opens offline in any browser.
+    """
+    from .report import run_report, sweep_report
+    from .run_analysis import analyze_run, analyze_sweep, write_run_analysis
+    from .sweep import SWEEP_FILE
+
+    if (run_dir / SWEEP_FILE).exists():
+        result = analyze_sweep(run_dir)
+        _analyze_sweep(result)
+        path = sweep_report(result)
+    else:
+        result = analyze_run(run_dir)
+        write_run_analysis(result)
+        _say_missing(result)
+        path = run_report(result)
+    out_console.print(f"report: {path}")
+
+
+@app.command()
+@_friendly_errors
+def results(
+    runs_dir: Annotated[
+        Path, typer.Argument(help="Folder holding the sweeps, e.g. runs/ (cs1-disruption-cpu ...).")
+    ] = Path("runs"),
+    doc: Annotated[Path, typer.Option(help="The results page to update.")] = Path(
+        "docs/results.md"
+    ),
+    scale: Annotated[str, typer.Option(help="Which scale's sweeps to read.")] = "cpu",
+) -> None:
+    """Regenerate the numbers and figures of the reproduction page from the sweep folders.
+
+    Analyses every case-study sweep found (RUNS/<preset>-<scale>/), rewrites the tables
+    between the page's BEGIN/END markers and copies the figures to DOC's figures/ folder.
+    """
+    from .reproduction import regenerate
+
+    found = regenerate(runs_dir, doc, scale)
+    out_console.print(f"updated {doc} from {', '.join(found)}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -22,6 +22,7 @@ class InputError(PerspectivesError, ValueError):
         field: str | None = None,
         value: object = None,
     ) -> None:
+        self.message = message
         self.source, self.field, self.value = source, field, value
         where = []
         if source is not None:

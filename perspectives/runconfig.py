@@ -87,9 +87,11 @@ class SamplingSpec(_Strict):
 class EvaluationSpec(_Strict):
     """Evaluation snapshots: at t = 0 and every ``every`` steps, every model answers the
     evaluation set ``replicates`` times. ``prompts``: ``"bank"`` (the question bank's
-    questions), a bundled bank or prompt set name, or a file."""
+    questions), a bundled bank or prompt set name, a file, or a list of these (their union).
+    ``n_prompts``: a fixed random sample of that many from each source (the same for every
+    seed, so runs of a sweep share one evaluation set)."""
 
-    prompts: str = "bank"
+    prompts: str | list[str] = "bank"
     n_prompts: int | None = Field(None, ge=1)
     every: int = Field(1, ge=1)
     replicates: int = Field(1, ge=1)
@@ -111,7 +113,7 @@ class RunConfig(_Strict):
     name: str = "run"
     seed: int = 0
     steps: int = Field(ge=1)
-    question_bank: str
+    question_bank: str | list[str]
     groups: list[GroupSpec] = Field(min_length=1)
     interaction: InteractionSpec
     update: UpdateConfig = Field(default_factory=UpdateConfig)
@@ -193,23 +195,24 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
 def evaluation_prompts(cfg: RunConfig, label: str = "config") -> pd.DataFrame:
     """The evaluation set as ``prompt_id, prompt``; duplicates are an error."""
     spec = cfg.evaluation
-    source = cfg.question_bank if spec.prompts == "bank" else spec.prompts
-    try:
-        bank = load_bank(source)
-        table = bank.rename(columns={"question_id": "prompt_id", "question": "prompt"})[
-            ["prompt_id", "prompt"]
-        ]
-    except InputError:
-        table = load_prompts(source)
-    if spec.n_prompts is not None:
-        if spec.n_prompts > len(table):
-            raise InputError(
-                f"the evaluation set holds only {len(table)} prompts",
-                source=label,
-                field="evaluation.n_prompts",
-                value=spec.n_prompts,
-            )
-        table = table.head(spec.n_prompts)
+    sources = spec.prompts if isinstance(spec.prompts, list) else [spec.prompts]
+    tables = []
+    for source in sources:
+        source = cfg.question_bank if source == "bank" else source
+        table = _prompt_table(source)
+        if spec.n_prompts is not None:
+            if spec.n_prompts > len(table):
+                raise InputError(
+                    f"the evaluation set {source!r} holds only {len(table)} prompts",
+                    source=label,
+                    field="evaluation.n_prompts",
+                    value=spec.n_prompts,
+                )
+            # A fixed sample (not the run's seed): every run of a sweep sees the same prompts.
+            pick = np.random.default_rng(0).choice(len(table), spec.n_prompts, replace=False)
+            table = table.iloc[np.sort(pick)]
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
     dup = table["prompt"].duplicated()
     if dup.any():
         raise InputError(
@@ -219,6 +222,18 @@ def evaluation_prompts(cfg: RunConfig, label: str = "config") -> pd.DataFrame:
             value=table["prompt"][dup].iloc[0],
         )
     return table.reset_index(drop=True)
+
+
+def _prompt_table(source: str | list[str]) -> pd.DataFrame:
+    try:
+        bank = load_bank(source)
+    except InputError:
+        if isinstance(source, list):
+            raise
+        return load_prompts(source)
+    return bank.rename(columns={"question_id": "prompt_id", "question": "prompt"})[
+        ["prompt_id", "prompt"]
+    ]
 
 
 _POLICY_KEYS = {

@@ -43,3 +43,14 @@ def bundled_embedder():
     from perspectives.embed import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("bundled")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A cache folder of the test's own and no shared backbones before or after it."""
+    from perspectives.agents.agent import clear_backbones
+
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
+    clear_backbones()
+    yield tmp_path / "cache"
+    clear_backbones()

@@ -48,12 +48,7 @@ def tiny_config(model_dir, **over):
     return cfg
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
-    clear_backbones()
-    yield
-    clear_backbones()
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def run_to_end(raw, out):
@@ -181,10 +176,11 @@ def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
         Simulation.resume(out, other)
     result = runner.invoke(app, ["analyze", str(out)])
     assert result.exit_code == 0, result.output
-    table = pd.read_parquet(out / "perspectives.parquet")
+    table = pd.read_parquet(out / "analysis" / "perspectives.parquet")
     assert {"t", "model", "class", "z1"} <= set(table.columns)
     assert len(table) == 4 * 3  # 4 models x snapshots at t = 0, 1, 2
-    assert (out / "trajectories.png").stat().st_size > 5_000
+    for fig in ("trajectories", "isomirror", "clusters", "polarization"):
+        assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000, fig
     hist = load_history(out, upto=1)
     assert sorted(hist.points["t"].unique()) == [0, 1]
     bad = runner.invoke(app, ["analyze", str(tmp_path)])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from perspectives.agents.agent import Agent, clear_backbones
+from perspectives.agents.agent import Agent
 from perspectives.banks import load_bank
 from perspectives.cli import app
 from perspectives.errors import InputError
@@ -29,12 +29,7 @@ def bank_file(tmp_path):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
-    clear_backbones()
-    yield
-    clear_backbones()
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def test_population_samples_are_seeded_and_distinct(bank_file):

@@ -1,0 +1,179 @@
+"""Presets with scales, sweeps (resumable, a failed system does not stop the others), run
+and sweep analyses on real (tiny) runs, and the bad-input messages."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from test_engine import tiny_config
+from typer.testing import CliRunner
+
+from perspectives.cli import app
+from perspectives.errors import InputError
+from perspectives.presets import apply_overrides, load_preset, preset_names
+from perspectives.run_analysis import analyze_run, expected_snapshots
+from perspectives.sweep import plan_sweep, read_sweep
+
+runner = CliRunner()
+
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
+
+def test_case_study_presets_validate_at_cpu_scale_with_the_papers_protocol():
+    for name in ("cs1-disruption", "cs2-adversary", "cs3-polarization"):
+        assert name in preset_names()
+        preset = load_preset(name)
+        assert preset.default_scale == "cpu" and set(preset.scales) == {"cpu", "paper"}
+        assert preset.scales["cpu"]["reductions"], name
+        cpu = preset.config("cpu")
+        paper = preset.raw_config("paper")
+        # The protocol is kept: update rule, initial fine-tuning, graph structure.
+        assert cpu.update.lr == 1e-5 and cpu.update.epochs == 1
+        assert all(g.init.lr == 5e-5 and g.init.epochs == 3 for g in cpu.groups)
+        assert paper["steps"] == 50 and cpu.steps < 50
+    cs1 = load_preset("cs1-disruption")
+    assert cs1.raw_config("paper")["groups"][0]["count"] == 25
+    assert cs1.raw_config("paper")["communication"]["at"] == 21
+    assert cs1.raw_config("paper")["interaction"]["questions"] == 50
+    cs2 = load_preset("cs2-adversary").raw_config("paper")
+    assert [g["count"] for g in cs2["groups"]] == [5, 1] and cs2["interaction"]["questions"] == 100
+    assert cs2["groups"][1]["learning"] is False
+    # Sweeps: CS1 2 conditions, CS2 targets {0,1,2,5} x every {2,5,10} (0 targets once),
+    # CS3 2 conditions; 2 seeds each.
+    counts = {
+        n: len(plan_sweep(load_preset(n), "/x"))
+        for n in ("cs1-disruption", "cs2-adversary", "cs3-polarization")
+    }
+    assert counts == {"cs1-disruption": 4, "cs2-adversary": 20, "cs3-polarization": 4}
+
+
+def test_paper_scale_reads_the_yahoo_data_from_a_local_file(tmp_path, monkeypatch):
+    """--scale paper takes the paper's data; a local file in the hub layout stands in."""
+    rows = []
+    for topic in (0, 1):
+        for i in range(1100):
+            rows.append(
+                {
+                    "id": f"{topic}-{i}",
+                    "topic": topic,
+                    "question_title": f"Question {i} of topic {topic}?",
+                    "best_answer": f"Answer {i} of topic {topic}.",
+                }
+            )
+    path = tmp_path / "yahoo.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    monkeypatch.setenv("PERSPECTIVES_YAHOO", str(path))
+    cfg = load_preset("cs3-polarization").config("paper")
+    assert cfg.steps == 50 and [g.count for g in cfg.groups] == [5, 5]
+    from perspectives.banks import load_bank
+    from perspectives.runconfig import evaluation_prompts
+
+    assert len(load_bank(cfg.question_bank)) == 400
+    assert len(evaluation_prompts(cfg)) == 400
+    monkeypatch.setenv("PERSPECTIVES_YAHOO", str(tmp_path / "missing.parquet"))
+    with pytest.raises(InputError, match="missing.parquet"):
+        load_preset("cs1-disruption").config("paper")
+
+
+def test_overrides_and_scale_errors():
+    raw = {"a": {"b": [{"c": 1}, {"c": 2}]}, "d": 1}
+    apply_overrides(raw, {"a.b.1.c": 5, "e.f": 3, "d": 4})
+    assert raw == {"a": {"b": [{"c": 1}, {"c": 5}]}, "d": 4, "e": {"f": 3}}
+    with pytest.raises(InputError, match="no such list item"):
+        apply_overrides(raw, {"a.b.7.c": 1})
+    with pytest.raises(InputError, match="plain value"):
+        apply_overrides(raw, {"d.x": 1})
+    with pytest.raises(InputError, match="no such scale"):
+        load_preset("cs1-disruption").config("laptop")
+    with pytest.raises(InputError, match="no sweep"):
+        plan_sweep(load_preset("quickstart"), "/x")
+
+
+def two_classes(tiny_model_dir, **over):
+    raw = tiny_config(tiny_model_dir, **over)
+    # A strong initial fine-tuning, so the two classes differ from t = 0 on.
+    raw["groups"][0]["init"].update(epochs=4, lr=1e-2)
+    return raw
+
+
+def sweep_yaml(tiny_model_dir, tmp_path, conditions):
+    raw = two_classes(tiny_model_dir, steps=2)
+    raw["sweep"] = {"seeds": [0, 1], "conditions": conditions}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    path = sweep_yaml(
+        tiny_model_dir,
+        tmp_path,
+        [
+            {"name": "complete", "set": {}},
+            {"name": "intra", "set": {"communication": {"type": "intra_class"}}},
+            {"name": "broken", "set": {"groups.1.model": str(broken)}},
+        ],
+    )
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["run", str(path), "--sweep", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "failed broken seed 0" in " ".join(result.output.split())
+    record = read_sweep(out)
+    status = {(s["condition"], s["seed"]): s["status"] for s in record["systems"]}
+    assert status == {
+        ("complete", 0): "done",
+        ("intra", 0): "done",
+        ("broken", 0): "failed",
+        ("complete", 1): "done",
+        ("intra", 1): "done",
+        ("broken", 1): "failed",
+    }
+    done = out / "complete" / "seed-1"
+    assert json.loads((done / "progress.json").read_text())["last_complete_step"] == 2
+    assert not (done / "agents").exists()  # weights of finished systems are not kept
+    assert yaml.safe_load((done / "config.yaml").read_text())["seed"] == 1
+    # Running it again skips what is finished and retries only the failed systems.
+    again = runner.invoke(app, ["run", str(path), "--sweep", "--out", str(out), "--seeds", "1"])
+    assert "complete seed 1: skipped (finished)" in again.output
+    assert "broken seed 1: failed" in again.output
+
+    # The sweep analysis and report: failed systems are listed, the rest compared.
+    rep = runner.invoke(app, ["report", str(out)])
+    assert rep.exit_code == 0, rep.output
+    assert "failed system" in rep.output
+    html = (out / "report.html").read_text()
+    assert "broken seed 0: failed" in html and html.count("class='chart'") >= 4
+    pol = pd.read_parquet(out / "analysis" / "polarization.parquet")
+    assert set(pol["condition"]) == {"complete", "intra"} and set(pol["seed"]) == {0, 1}
+    assert (pol[pol["t"] == 0]["polarization"] == 1.0).all()
+    for fig in ("polarization", "isomirror", "clusters"):
+        assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
+
+
+def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
+    from perspectives.engine import Simulation
+    from perspectives.runconfig import parse_run_config
+
+    cfg = parse_run_config(two_classes(tiny_model_dir, steps=4), "t")
+    Simulation.create(cfg, tmp_path / "run").run()
+    # As if stopped during step 3: its files may be there, but step 2 is the last committed.
+    (tmp_path / "run" / "progress.json").write_text(json.dumps({"last_complete_step": 2}))
+    result = analyze_run(tmp_path / "run")
+    assert expected_snapshots(cfg) == [0, 1, 2, 3, 4]
+    assert result.steps == [0, 1, 2] and result.missing_steps == [3, 4]
+    assert result.polarization_kind == "two-class"
+    assert result.polarization["polarization"].iloc[0] == pytest.approx(1.0)
+    out = runner.invoke(app, ["report", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+    assert "missing 2 snapshot(s): t = 3..4" in " ".join(out.output.split())
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Incomplete run" in page and "Plotly" in page
+    bad = runner.invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output
