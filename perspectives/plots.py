@@ -115,23 +115,3 @@ def scatter_html(
 
 def _hex(rgb: tuple[float, float, float]) -> str:
     return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
-
-
-def trajectories_png(table: pd.DataFrame, path: str | os.PathLike, axis: str = "z1") -> None:
-    """Each model's perspective ``axis`` over time (thin), class means (bold), as PNG."""
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    classes = sorted(table["class"].astype(str).unique())
-    colors = {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(classes)}
-    for _, g in table.sort_values("t").groupby("model"):
-        ax.plot(g["t"], g[axis], color=colors[str(g["class"].iloc[0])], alpha=0.45, lw=1)
-    for c, g in table.groupby(table["class"].astype(str)):
-        mean = g.groupby("t")[axis].mean()
-        ax.plot(mean.index, mean.to_numpy(), color=colors[c], lw=3, label=c or "models")
-    ax.set_xlabel("time step t")
-    ax.set_ylabel(f"perspective ({axis})")
-    ax.grid(alpha=0.3)
-    ax.legend(title="class (bold: mean)", frameon=False)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)

@@ -1,0 +1,21 @@
+"""Analyses of a perspectives table (columns ``t, model, class, z1..zd``): the system's
+trajectory (iso-mirror), polarization, clusters and their stability, per-class trajectories."""
+
+from .clusters import clusters_over_time, count_clusters
+from .isomirror import iso_mirror, mirror_distances, separate_embeddings, state_matrices
+from .polarization import adversarial_polarization, class_polarization
+from .trajectories import class_trajectories, model_trajectories, z_columns
+
+__all__ = [
+    "adversarial_polarization",
+    "class_polarization",
+    "class_trajectories",
+    "clusters_over_time",
+    "count_clusters",
+    "iso_mirror",
+    "mirror_distances",
+    "model_trajectories",
+    "separate_embeddings",
+    "state_matrices",
+    "z_columns",
+]

@@ -1,0 +1,186 @@
+"""Analyses against hand-computed values on small synthetic perspective tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perspectives.analysis import (
+    adversarial_polarization,
+    class_polarization,
+    class_trajectories,
+    clusters_over_time,
+    count_clusters,
+    iso_mirror,
+    mirror_distances,
+    separate_embeddings,
+    state_matrices,
+)
+from perspectives.errors import InputError
+
+
+def table_from_states(states: np.ndarray, classes: list[str] | None = None) -> pd.DataFrame:
+    """A perspectives table from (T, n, d) states."""
+    T, n, d = states.shape
+    rows = []
+    for t in range(T):
+        for i in range(n):
+            row = {"t": t, "model": f"m{i}", "class": classes[i] if classes else "c"}
+            row.update({f"z{j + 1}": states[t, i, j] for j in range(d)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def moving_then_still(T: int = 10, stop: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z0 = rng.normal(size=(4, 2))
+    v = rng.normal(size=(4, 2))
+    return np.stack([z0 + min(t, stop) * v for t in range(T)])
+
+
+def test_iso_mirror_of_linear_motion_then_rest_is_monotone_then_flat():
+    states = moving_then_still()
+    out = iso_mirror(table_from_states(states))
+    psi = out["psi"].to_numpy()
+    steps = np.diff(psi[:6])
+    assert (steps > 0).all()  # moving: strictly increasing, and psi(0) <= 0
+    assert np.allclose(steps, steps[0], rtol=1e-6)  # at a constant rate (a straight path)
+    assert np.allclose(psi[5:], psi[5], atol=1e-9)  # still: flat
+    assert psi[0] <= 0
+    assert out.attrs["variant"] == "frobenius" and out.attrs["n_neighbors"] >= 1
+
+
+def test_frobenius_distances_between_states_by_hand():
+    states = moving_then_still()
+    D = mirror_distances(states)
+    speed = np.linalg.norm(states[1] - states[0])
+    assert D[0, 3] == pytest.approx(3 * speed)
+    assert D[5, 9] == pytest.approx(0.0)
+    assert D[2, 7] == pytest.approx(3 * speed)
+
+
+def test_spectral_variant_ignores_a_rotation_of_each_step():
+    """Separately fitted spaces differ by an orthogonal map per step: the original variant
+    aligns them away; the Frobenius variant would not."""
+    states = moving_then_still()
+    rng = np.random.default_rng(3)
+    rotated = np.stack([z @ np.linalg.qr(rng.normal(size=(2, 2)))[0] for z in states])
+    plain = mirror_distances(states, "spectral")
+    turned = mirror_distances(rotated, "spectral")
+    assert np.allclose(plain, turned, atol=1e-9)
+    assert not np.allclose(mirror_distances(rotated), mirror_distances(states))
+    psi = iso_mirror(table_from_states(rotated), "spectral")["psi"].to_numpy()
+    assert (np.diff(psi[:6]) > 0).all() and np.allclose(psi[5:], psi[5], atol=1e-9)
+
+
+def test_iso_mirror_edge_cases_and_errors():
+    one = table_from_states(moving_then_still(T=1))
+    assert iso_mirror(one)["psi"].tolist() == [0.0]
+    two = iso_mirror(table_from_states(moving_then_still(T=2)))["psi"].to_numpy()
+    assert two[0] < 0 < two[1] and two[1] == pytest.approx(-two[0])
+    with pytest.raises(InputError, match="variant"):
+        iso_mirror(one, "cosine")
+    # A model that leaves is dropped from the system state; one present nowhere throughout fails.
+    table = table_from_states(moving_then_still(T=4))
+    partial = table[~((table["model"] == "m0") & (table["t"] == 3))]
+    _, _, models = state_matrices(partial)
+    assert models == ["m1", "m2", "m3"]
+    lonely = pd.DataFrame({"t": [0, 1], "model": ["a", "b"], "z1": [0.0, 1.0]})
+    with pytest.raises(InputError, match="every step"):
+        iso_mirror(lonely)
+
+
+def test_class_polarization_of_two_classes_moving_apart():
+    # Class A at 1 + 0.5 t, class B at -1 - 0.5 t: distance 2 + t, polarization (2 + t) / 2.
+    T = 6
+    states = np.zeros((T, 4, 1))
+    for t in range(T):
+        states[t, :2, 0] = 1 + 0.5 * t + np.array([0.1, -0.1])
+        states[t, 2:, 0] = -1 - 0.5 * t + np.array([0.2, -0.2])
+    table = table_from_states(states, ["A", "A", "B", "B"])
+    out = class_polarization(table)
+    assert np.allclose(out["distance"], 2 + np.arange(T))
+    assert np.allclose(out["polarization"], (2 + np.arange(T)) / 2)
+    with pytest.raises(InputError, match="no such class"):
+        class_polarization(table, ("A", "C"))
+    three = table.assign(**{"class": ["A", "B", "C", "C"] * T})
+    with pytest.raises(InputError, match="exactly two"):
+        class_polarization(three)
+
+
+def test_adversarial_polarization_falls_as_the_others_are_pulled_in():
+    # The adversary stays at 0; the others' mean goes 4, 3, 2, 1, 0.
+    T = 5
+    states = np.zeros((T, 4, 1))
+    for t in range(T):
+        states[t, :3, 0] = (4 - t) + np.array([-1.0, 0.0, 1.0])
+    table = table_from_states(states, ["s", "s", "s", "adv"])
+    by_model = adversarial_polarization(table, "m3")
+    by_class = adversarial_polarization(table, "adv")
+    assert np.allclose(by_model["polarization"], (4 - np.arange(T)) / 4)
+    assert by_model.equals(by_class)
+    with pytest.raises(InputError, match="names no model"):
+        adversarial_polarization(table, "nobody")
+    with pytest.warns(UserWarning, match="undefined"):
+        flat = adversarial_polarization(table.assign(z1=0.0), "m3")
+    assert flat["polarization"].isna().all()
+
+
+def blobs(centres, per=5, spread=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([c + spread * rng.normal(size=(per, 2)) for c in centres])
+
+
+def test_count_clusters_finds_well_separated_groups():
+    x = blobs([(0, 0), (10, 0), (0, 10)])
+    k, labels, _ = count_clusters(x, seed=0)
+    assert k == 3
+    assert len(set(labels[:5])) == len(set(labels[5:10])) == len(set(labels[10:])) == 1
+    assert count_clusters(blobs([(0, 0)], per=10))[0] == 1
+    assert count_clusters(np.zeros((1, 2)))[0] == 1
+    with pytest.raises(InputError):
+        count_clusters(np.array([[np.nan, 0.0], [1.0, 1.0]]))
+
+
+def test_clusters_over_time_and_ari_between_steps():
+    x0 = blobs([(0, 0), (10, 0), (0, 10)])
+    x1 = x0.copy()  # the same partition: ARI 1
+    x2 = x0.copy()
+    x2[[0, 5, 10]] = x2[[5, 10, 0]]  # one model of each cluster moves to the next cluster
+    states = np.stack([x0, x1, x2])
+    clusters, labels = clusters_over_time(table_from_states(states))
+    assert clusters["n_clusters"].tolist() == [3, 3, 3]
+    assert np.isnan(clusters["ari_prev"][0])
+    assert clusters["ari_prev"][1] == pytest.approx(1.0)
+    # Hand value: contingency of 3 groups of 5 where one member of each moved on.
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = [0] * 5 + [1] * 5 + [2] * 5
+    moved = list(truth)
+    moved[0], moved[5], moved[10] = 1, 2, 0
+    assert clusters["ari_prev"][2] == pytest.approx(adjusted_rand_score(truth, moved))
+    assert clusters["ari_prev"][2] < 0.7
+    assert set(labels.columns) == {"t", "model", "cluster"} and len(labels) == 45
+
+
+def test_class_trajectories_means_and_spreads():
+    states = np.array([[[1.0], [3.0], [10.0]], [[2.0], [4.0], [20.0]]])
+    out = class_trajectories(table_from_states(states, ["A", "A", "B"]))
+    a = out[out["class"] == "A"]
+    assert a["mean"].tolist() == [2.0, 3.0] and a["std"].tolist() == [1.0, 1.0]
+    assert out[out["class"] == "B"]["n"].tolist() == [1, 1]
+
+
+def test_separate_embeddings_fit_each_step_alone():
+    rng = np.random.default_rng(0)
+    kernels = rng.normal(size=(8, 5, 3))
+    points = pd.DataFrame({"t": [0] * 4 + [1] * 4, "model": [f"m{i}" for i in range(4)] * 2})
+    out = separate_embeddings(kernels, points, 2)
+    assert out.groupby("t").size().tolist() == [4, 4]
+    # Within a step, distances in the space equal the kernels' Frobenius distances when d is
+    # the full rank of that step (3 points after centring span at most 3 dims).
+    full = separate_embeddings(kernels, points, 3)
+    z = full[full["t"] == 0][["z1", "z2", "z3"]].to_numpy()
+    k = kernels[:4].reshape(4, -1)
+    assert np.linalg.norm(z[0] - z[1]) == pytest.approx(np.linalg.norm(k[0] - k[1]))
