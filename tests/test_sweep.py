@@ -121,7 +121,7 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
             {"name": "broken", "set": {"groups.1.model": str(broken)}},
         ],
     )
-    out = tmp_path / "sweep"
+    out = tmp_path / "runs" / "cs3-polarization-cpu"  # where `perspectives results` looks
     result = runner.invoke(app, ["run", str(path), "--sweep", "--out", str(out)])
     assert result.exit_code == 1, result.output
     assert "failed broken seed 0" in " ".join(result.output.split())
@@ -155,6 +155,22 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert (pol[pol["t"] == 0]["polarization"] == 1.0).all()
     for fig in ("polarization", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
+
+    # The reproduction page's block is rewritten from the sweep; the prose around it is kept.
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text(
+        "intro\n<!-- BEGIN cs3-polarization -->\nold\n<!-- END cs3-polarization -->\nend\n"
+    )
+    res = runner.invoke(app, ["results", str(tmp_path / "runs"), "--doc", str(doc)])
+    assert res.exit_code == 0, res.output
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
+    assert "| intra | 2 |" in text and "Failed: broken seed 0, broken seed 1." in text
+    assert (doc.parent / "figures" / "cs3-polarization-polarization.png").exists()
+    assert (doc.parent / "figures" / "cs3-polarization-trajectories-intra.png").exists()
+    empty = runner.invoke(app, ["results", str(tmp_path / "docs"), "--doc", str(doc)])
+    assert empty.exit_code == 2 and "no case-study sweep folders" in empty.output
 
 
 def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
