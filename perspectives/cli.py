@@ -408,7 +408,7 @@ def _run_one(sim, label: str = "") -> None:
         sim.on_phase = on_phase
         sim.run()
         bar.update(task, completed=total, phase="done")
-    out_console.print(f"run complete: {sim.out}/  (analyse with: perspectives analyze {sim.out})")
+    out_console.print(f"run complete: {sim.out}/  (see it with: perspectives report {sim.out})")
 
 
 def _run_sweep(preset, config, out, scale, seeds, model, sets, keep_weights) -> None:
