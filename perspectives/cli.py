@@ -294,7 +294,8 @@ def run(
         str | None,
         typer.Option(
             help="A scale of the preset: `cpu` (reduced to run here; the default of the case "
-            "studies) or `paper` (the paper's counts; needs a GPU-class machine and its data)."
+            "studies) or `paper` (the paper's counts and Yahoo! Answers data; on a 2-core CPU "
+            "a case-study step then takes tens of minutes)."
         ),
     ] = None,
     sweep: Annotated[
