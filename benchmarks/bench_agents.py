@@ -230,26 +230,18 @@ def say(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.0f} s] {message}", flush=True)
 
 
-def _rss_bytes() -> int:
-    """Current resident set size of this process."""
+def _status_bytes(key: str) -> int:
+    """A size field of ``/proc/self/status`` (``VmRSS``: resident now; ``VmHWM``: the peak of
+    this process's current address space), in bytes."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _hwm_bytes() -> int:
-    """Peak resident set size of this process's current address space (``VmHWM``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _loadavg() -> list[float]:
@@ -565,7 +557,7 @@ def memory_worker(args: argparse.Namespace) -> None:
 
     pairs = question_pairs()
     questions = [q for q, _ in pairs]
-    rss_imports = _rss_bytes()
+    rss_imports = _status_bytes("VmRSS")
     folder = Path(args.state_root)
     try:
         agents = [
@@ -591,9 +583,9 @@ def memory_worker(args: argparse.Namespace) -> None:
                 "questions_per_agent": args.questions,
                 "maxrss_at_start_bytes": maxrss_start,
                 "rss_after_imports_bytes": rss_imports,
-                "rss_end_bytes": _rss_bytes(),
+                "rss_end_bytes": _status_bytes("VmRSS"),
                 "peak_rss_bytes": _maxrss_bytes(),
-                "vm_hwm_bytes": _hwm_bytes(),
+                "vm_hwm_bytes": _status_bytes("VmHWM"),
                 "learn_s": t1 - t0,
                 "answer_s": t2 - t1,
                 "state_on_disk_bytes": disk,

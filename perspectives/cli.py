@@ -424,13 +424,10 @@ def _run_sweep(preset, config, out, scale, seeds, model, sets, keep_weights) -> 
             "a comma-separated list of integers", field="--seeds", value=seeds
         ) from None
     overrides = _overrides(model, sets, len(preset.raw.get("groups") or []))
-    if overrides:
-        for cond in preset.sweep["conditions"] if preset.sweep else []:
-            cond["set"] = {**overrides, **(cond.get("set") or {})}
     scale = scale or preset.default_scale
     name = preset.raw.get("name", "sweep")
     out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
-    systems = plan_sweep(preset, out, scale, seed_list)
+    systems = plan_sweep(preset, out, scale, seed_list, overrides)
     console.print(
         f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
     )

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from .store import atomic_path, write_text  # noqa: E402
@@ -95,7 +96,7 @@ def scatter_html(
                     hovertemplate="%{text}<br>z1=%{x:.3f}<br>z2=%{y:.3f}<extra>"
                     + name
                     + "</extra>",
-                    marker={"size": 10, "color": _hex(_PALETTE[i % len(_PALETTE)])},
+                    marker={"size": 10, "color": to_hex(_PALETTE[i % len(_PALETTE)])},
                 ),
                 row=1,
                 col=col,
@@ -111,7 +112,3 @@ def scatter_html(
         height=520,
     )
     write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
-
-
-def _hex(rgb: tuple[float, float, float]) -> str:
-    return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
+from matplotlib.colors import to_hex
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
@@ -20,14 +21,12 @@ from .run_analysis import (
     RunAnalysis,
     SweepAnalysis,
     disruption_steps,
+    first_runs,
+    sweep_polarization,
 )
 from .store import write_text
 
 REPORT_FILE = "report.html"
-
-
-def _hex(rgb) -> str:
-    return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
 
 
 def _rgba(rgb, alpha: float) -> str:
@@ -52,7 +51,7 @@ def trajectories_chart(table: pd.DataFrame, title: str, marks: list[int] = ()) -
     """z1 of every model over time (thin) and class means (bold)."""
     fig = go.Figure()
     classes = sorted(table["class"].astype(str).unique())
-    colors = {c: _hex(PALETTE[i % len(PALETTE)]) for i, c in enumerate(classes)}
+    colors = {c: to_hex(PALETTE[i % len(PALETTE)]) for i, c in enumerate(classes)}
     for model, g in table.sort_values("t").groupby("model"):
         c = str(g["class"].iloc[0])
         fig.add_trace(
@@ -89,7 +88,7 @@ def trajectories_chart(table: pd.DataFrame, title: str, marks: list[int] = ()) -
 def isomirror_chart(runs: dict[str, pd.DataFrame], marks: list[int] = ()) -> go.Figure:
     fig = go.Figure()
     for i, (label, iso) in enumerate(runs.items()):
-        color = _hex(PALETTE[i % len(PALETTE)])
+        color = to_hex(PALETTE[i % len(PALETTE)])
         name = f"{label}: " if label else ""
         fig.add_trace(
             go.Scatter(
@@ -116,7 +115,7 @@ def isomirror_chart(runs: dict[str, pd.DataFrame], marks: list[int] = ()) -> go.
 def clusters_chart(runs: dict[str, pd.DataFrame], marks: list[int] = ()) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for i, (label, c) in enumerate(runs.items()):
-        color = _hex(PALETTE[i % len(PALETTE)])
+        color = to_hex(PALETTE[i % len(PALETTE)])
         fig.add_trace(
             go.Scatter(
                 x=c["t"],
@@ -175,7 +174,7 @@ def polarization_chart(runs: dict[str, list[pd.DataFrame]], kind: str | None) ->
                 y=mean.to_numpy(),
                 name=f"{c} (n={wide.shape[1]})",
                 mode="lines",
-                line=dict(color=_hex(colors[c]), width=3),
+                line=dict(color=to_hex(colors[c]), width=3),
                 legendgroup=c,
                 showlegend=c not in shown,
             )
@@ -298,12 +297,10 @@ def sweep_report(result: SweepAnalysis) -> Path:
         items += [f"{e['condition']} seed {e['seed']}: not finished" for e in result.pending]
         body.append("<div class='warn'><b>Not complete:</b><br>" + "<br>".join(items) + "</div>")
     runs = {c: r for c, r in result.runs.items() if r}
-    first = {c: r[0] for c, r in runs.items()}
+    first = first_runs(result)
     marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})
-    pol = {c: [x.polarization for x in r if x.polarization is not None] for c, r in runs.items()}
-    pol = {c: v for c, v in pol.items() if v}
+    pol, kind = sweep_polarization(result)
     if pol:
-        kind = next(x.polarization_kind for r in runs.values() for x in r if x.polarization_kind)
         body.append(_chart(polarization_chart(pol, kind), "polarization"))
     if first:
         body.append(

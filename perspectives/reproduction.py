@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .run_analysis import ANALYSIS_DIR, SweepAnalysis, analyze_sweep, write_sweep_analysis
+from .run_analysis import (
+    ANALYSIS_DIR,
+    SweepAnalysis,
+    analyze_sweep,
+    disruption_steps,
+    write_sweep_analysis,
+)
 from .store import write_text
 
 CASE_STUDIES = ("cs1-disruption", "cs2-adversary", "cs3-polarization")
@@ -59,11 +65,8 @@ def cs1_table(result: SweepAnalysis) -> str:
         if not runs:
             continue
         stats: dict[str, list[float]] = {k: [] for k in ("k", "ari_b", "ari_a", "iso_b", "iso_a")}
-        t_star = None
-        for run in runs:
-            spec = run.cfg.communication
-            t_star = int(spec["at"]) if spec.get("type") == "switch" else t_star
-        t_star = t_star or max(r.steps[-1] for r in runs) // 2
+        marks = sorted({m for run in runs for m in disruption_steps(run.cfg)})
+        t_star = marks[0] if marks else max(r.steps[-1] for r in runs) // 2
         for run in runs:
             c, iso = run.clusters, run.isomirror
             stats["k"].append(float(c["n_clusters"].iloc[-1]))

@@ -236,6 +236,21 @@ def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def sweep_polarization(result: SweepAnalysis) -> tuple[dict[str, list[pd.DataFrame]], str | None]:
+    """Each condition's polarization tables (one per seed) and their kind; empty if none."""
+    pol = {
+        c: [r.polarization for r in runs if r.polarization is not None]
+        for c, runs in result.runs.items()
+    }
+    kinds = [r.polarization_kind for runs in result.runs.values() for r in runs]
+    return {c: v for c, v in pol.items() if v}, next((k for k in kinds if k), None)
+
+
+def first_runs(result: SweepAnalysis) -> dict[str, RunAnalysis]:
+    """The first analysed run of every condition that has one."""
+    return {c: runs[0] for c, runs in result.runs.items() if runs}
+
+
 def write_sweep_analysis(result: SweepAnalysis) -> Path:
     """Write ``SWEEP/analysis/``: long tables over runs, a summary and the comparison figures."""
     from .figures import clusters_png, isomirror_png, polarization_png
@@ -254,20 +269,10 @@ def write_sweep_analysis(result: SweepAnalysis) -> Path:
         "pending": [f"{e['condition']} seed {e['seed']}" for e in result.pending],
     }
     write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
-    pol = {
-        c: [r.polarization for r in runs if r.polarization is not None]
-        for c, runs in result.runs.items()
-    }
-    pol = {c: v for c, v in pol.items() if v}
+    pol, kind = sweep_polarization(result)
     if pol:
-        kind = next(
-            r.polarization_kind
-            for runs in result.runs.values()
-            for r in runs
-            if r.polarization_kind
-        )
         polarization_png(pol, out / "polarization.png", kind=kind)
-    first = {c: runs[0] for c, runs in result.runs.items() if runs}
+    first = first_runs(result)
     if first:
         marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})
         isomirror_png(

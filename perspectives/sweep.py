@@ -35,9 +35,14 @@ class SweepSystem:
 
 
 def plan_sweep(
-    preset: Preset, out: str | Path, scale: str | None = None, seeds: list[int] | None = None
+    preset: Preset,
+    out: str | Path,
+    scale: str | None = None,
+    seeds: list[int] | None = None,
+    sets: dict | None = None,
 ) -> list[SweepSystem]:
     """Every (condition, seed) system of ``preset``'s sweep, validated before any work.
+    ``sets``: overrides applied to every system (a condition's own settings win).
 
     Raises InputError when the preset has no sweep or a condition's config is invalid.
     """
@@ -50,7 +55,7 @@ def plan_sweep(
     # they share the seed's initial models (cached).
     for seed in seeds:
         for cond in preset.sweep["conditions"]:
-            raw = preset.raw_config(scale, cond.get("set") or {})
+            raw = preset.raw_config(scale, {**(sets or {}), **(cond.get("set") or {})})
             raw["seed"] = seed
             raw["name"] = f"{raw.get('name', 'run')}-{cond['name']}-seed{seed}"
             raw.pop("output", None)
