@@ -22,6 +22,21 @@ app = typer.Typer(
 console = Console(stderr=True)
 out_console = Console()
 
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        envvar="PERSPECTIVES_DEVICE",
+        help="Where the models compute: auto (a CUDA GPU if torch sees one, else the CPU), "
+        "cpu, cuda, cuda:N or mps.",
+    ),
+]
+
+
+def _use_device(device: str) -> None:
+    from .agents.device import set_device
+
+    set_device(device)
+
 
 def _friendly_errors(fn):
     """Turn the package's input errors into one red line and exit code 2."""
@@ -84,12 +99,14 @@ def compare(
     ] = None,
     cache: Annotated[bool, typer.Option(help="Cache embeddings on disk.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = "auto",
 ) -> None:
     """Place a collection of models in a perspective space.
 
     Writes OUT/perspectives.parquet|csv, distances.npy|csv, space.png, space.html (interactive,
     opens offline), summary.json, and responses.parquet when answers were generated.
     """
+    _use_device(device)
     from .compare import compare_responses, write_comparison
     from .config import load_compare_config
     from .embed import get_embedder
@@ -150,6 +167,7 @@ def figure2(
         int | None, typer.Option(help="Use only the first N prompts of each set (faster, weaker).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = "auto",
 ) -> None:
     """The paper's Figure 2 on the embedded defaults.
 
@@ -158,6 +176,7 @@ def figure2(
     Writes both perspective spaces side by side (OUT/figure2.png, figure2.html) and prints how
     well the classes separate in each (leave-one-out 1-NN accuracy, silhouette).
     """
+    _use_device(device)
     from .figure2 import run_figure2, separation_table
 
     result = run_figure2(out, max_prompts=max_prompts, show_progress=not quiet)
@@ -198,12 +217,14 @@ def init(
     ] = "chat",
     prefix: Annotated[str, typer.Option(help="Model names are PREFIX-1..N.")] = "model",
     seed: Annotated[int, typer.Option(help="Seeds the samples and the fine-tuning.")] = 0,
+    device: DeviceOption = "auto",
 ) -> None:
     """Fine-tune initial models, each on its own random sample of a question bank.
 
     Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
     the same settings is instant; an interrupted run keeps every model it finished.
     """
+    _use_device(device)
     from .banks import load_bank
     from .initial import init_population, initial_cache_dir, population_specs
     from .progress import progress_bar
@@ -249,6 +270,7 @@ def instruct_tune(
     batch_size: Annotated[int, typer.Option(help="Batch size (paper: 8).")] = 8,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the data order.")] = 0,
+    device: DeviceOption = "auto",
 ) -> None:
     """Instruction-tune a base model as in the paper's Appendix A.
 
@@ -257,6 +279,7 @@ def instruct_tune(
     as special tokens) and fine-tunes every weight. Writes a transformers model folder; use it
     with prompt_format 'appendix-a'.
     """
+    _use_device(device)
     from .agents.agent import Agent
     from .datasets import load_dolly
 
@@ -331,6 +354,7 @@ def run(
             "(values are YAML).",
         ),
     ] = None,
+    device: DeviceOption = "auto",
 ) -> None:
     """Simulate a system of interacting models and record every step in a run folder.
 
@@ -340,6 +364,7 @@ def run(
     the same command again). With --sweep, every condition x seed of the preset runs in
     OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
     """
+    _use_device(device)
     from .engine import Simulation
     from .presets import load_preset
 

@@ -63,6 +63,8 @@ class SentenceTransformerEmbedder:
             hf_logging.disable_progress_bar()
             target = str(bundled_embedder_path()) if self.model == BUNDLED_EMBEDDER else self.model
             try:
+                # On the CPU whatever the agents' device: embedding is cheap, and cached
+                # vectors then do not depend on the machine's GPU.
                 self._st = SentenceTransformer(target, device="cpu")
             except OSError as exc:
                 offline = os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 
 from .agents.agent import Agent
+from .agents.device import current_device
 from .agents.hf import Sampling
 from .banks import load_bank
 from .embed import CachedEmbedder, Embedder, get_embedder
@@ -345,7 +347,15 @@ class Simulation:
                 "t": t,
                 "kind": "timing",
                 "model": "",
-                "detail": json.dumps({**tm.__dict__, "engine": tm.engine}),
+                # Where it ran: numbers differ slightly between devices and thread counts.
+                "detail": json.dumps(
+                    {
+                        **tm.__dict__,
+                        "engine": tm.engine,
+                        "device": str(current_device()),
+                        "threads": torch.get_num_threads(),
+                    }
+                ),
                 "seconds": tm.total,
             }
         )

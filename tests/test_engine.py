@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from perspectives.agents.agent import clear_backbones
+from perspectives.agents.device import current_device
 from perspectives.cli import app
 from perspectives.engine import Simulation, load_history, read_parts
 from perspectives.errors import InputError
@@ -128,6 +129,10 @@ def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
     assert not learned["model"].str.startswith("b").any()  # b never learns
     edges = read_parts(out, "edges")
     assert (edges[edges.t == 2].groupby("dst").size() == 1).all()  # one nearest neighbour each
+    timing = [json.loads(d) for d in events[events.kind == "timing"]["detail"]]
+    # where each step ran is recorded
+    assert [tm["device"] for tm in timing] == [str(current_device())] * 3
+    assert all(tm["threads"] >= 1 for tm in timing)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from ..bundled import BUNDLED_MODEL, cache_dir
 from ..errors import InputError
 from ..store import atomic_dir, atomic_path
+from .device import current_device
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
 from .hf import Sampling, _resolve_dtype, check_prompts, generate_texts, resolve_model_path
 from .training import TrainStats, UpdateConfig, train_on_examples
@@ -48,12 +49,20 @@ _lock = threading.Lock()
 class Backbone:
     """One base network shared by many agents (see the module docstring)."""
 
-    def __init__(self, model: str, prompt_format: str, method: str, dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str,
+        prompt_format: str,
+        method: str,
+        dtype: str = "auto",
+        device: torch.device | None = None,
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         self.model_id = model
         self.method = method
+        self.device = device or current_device()
         path = resolve_model_path(model)
         # Loading bars from transformers would interleave with the run's own progress display.
         hf_logging.disable_progress_bar()
@@ -71,7 +80,8 @@ class Backbone:
             torch.manual_seed(0)
             add_format_tokens(self.tokenizer, self.train_model, prompt_format)
         self.train_model.eval()
-        self.infer_dtype = _resolve_dtype(dtype)
+        self.train_model.to(self.device)
+        self.infer_dtype = _resolve_dtype(dtype, self.device)
         self._scratch = Path(
             tempfile.mkdtemp(prefix=f"backbone-{os.getpid()}-", dir=_scratch_root())
         )
@@ -97,7 +107,7 @@ class Backbone:
         model = self.train_model if which == "train" else self.infer_model
         current = self.train_owner if which == "train" else self.infer_owner
         if current != owner:
-            load_model(model, str(weights or self.base_file))
+            load_model(model, str(weights or self.base_file), device=str(self.device))
             if which == "train" or model is self.train_model:
                 self.train_owner = owner
             if which == "infer" or model is self.infer_model:
@@ -170,13 +180,15 @@ def remove_stale_scratch() -> int:
 
 
 def get_backbone(model: str, prompt_format: str, method: str, dtype: str = "auto") -> Backbone:
-    """The shared backbone for this base model, format and update method (created once)."""
-    key = (model, prompt_format, method, dtype)
+    """The shared backbone for this base model, format and update method on the current
+    device (created once)."""
+    device = current_device()
+    key = (model, prompt_format, method, dtype, str(device))
     with _lock:
         if key not in _backbones:
             if not _backbones:
                 remove_stale_scratch()
-            _backbones[key] = Backbone(model, prompt_format, method, dtype)
+            _backbones[key] = Backbone(model, prompt_format, method, dtype, device)
         return _backbones[key]
 
 
@@ -316,7 +328,7 @@ class Agent:
             render_prompt(bb.tokenizer, q, self.system_prompt, self.prompt_format)
             for q in questions
         ]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(bb.device.type, dtype=torch.bfloat16, enabled=autocast):
             out = generate_texts(
                 lm,
                 bb.tokenizer,

@@ -12,6 +12,7 @@ import torch
 
 from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import InputError
+from .device import bf16_supported, current_device
 from .formats import check_format, render_prompt, stop_token_ids
 
 
@@ -48,17 +49,14 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _resolve_dtype(dtype: str) -> torch.dtype:
+def _resolve_dtype(dtype: str, device: torch.device | None = None) -> torch.dtype:
+    """The answering dtype: ``"auto"`` is bfloat16 where ``device`` runs it natively, else
+    float16 on a GPU and float32 on a CPU."""
     if dtype == "auto":
-        return torch.bfloat16 if bf16_supported() else torch.float32
+        device = device or current_device()
+        if bf16_supported(device):
+            return torch.bfloat16
+        return torch.float16 if device.type != "cpu" else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:
         raise InputError("must be auto, float32, bfloat16 or float16", field="dtype", value=dtype)
@@ -67,7 +65,8 @@ def _resolve_dtype(dtype: str) -> torch.dtype:
 
 @functools.lru_cache(maxsize=4)
 def load_causal_lm(model: str, dtype: str = "auto"):
-    """Load (once per process) a causal LM and its tokenizer for generation.
+    """Load (once per process) a causal LM and its tokenizer for generation, on the current
+    device (see ``agents.device``).
 
     Returns ``(model, tokenizer)``; the tokenizer pads on the left and has a pad token.
     Raises InputError with a readable message when the model cannot be found.
@@ -79,7 +78,9 @@ def load_causal_lm(model: str, dtype: str = "auto"):
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype))
+        device = current_device()
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype, device))
+        lm.to(device)
     except OSError as exc:
         reason = "not found locally and no network access" if hub_offline() else "not found"
         raise InputError(
@@ -156,7 +157,7 @@ def generate_texts(
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
-            )
+            ).to(lm.device)
             kwargs: dict = {"do_sample": sampling.do_sample}
             if sampling.do_sample:
                 torch.manual_seed(_batch_seed(seed, f"{chunk[0]}-{len(chunk)}"))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .hf import bf16_supported
+from .device import bf16_supported
 
 
 class UpdateConfig(BaseModel):
@@ -60,8 +60,8 @@ class TrainStats:
         return dict(self.__dict__)
 
 
-def _use_bf16(mode: str) -> bool:
-    return mode == "bf16" or (mode == "auto" and bf16_supported())
+def _use_bf16(mode: str, device: torch.device) -> bool:
+    return mode == "bf16" or (mode == "auto" and bf16_supported(device))
 
 
 def _batches(
@@ -110,7 +110,8 @@ def train_on_examples(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)  # dropout, if any
-    use_bf16 = _use_bf16(cfg.mixed_precision)
+    device = next(model.parameters()).device
+    use_bf16 = _use_bf16(cfg.mixed_precision, device)
     model.train()
     start_all = time.perf_counter()
     for _ in range(cfg.epochs):
@@ -128,8 +129,9 @@ def train_on_examples(
             n_tok = int(answer[:, 1:].sum())
             if n_tok == 0:
                 continue
+            input_ids, attention, answer = (x.to(device) for x in (input_ids, attention, answer))
             t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = answer_token_loss(model, input_ids, attention, answer)
             t1 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,78 @@
+"""Where agents compute: the CPU, or a GPU when one is present and asked for.
+
+The device is a property of the machine, not of the simulated system: it is not part of a run's
+config or fingerprint, so a run started on one machine can be resumed on another. It is set once
+per process (``set_device``, the CLI's ``--device`` or ``$PERSPECTIVES_DEVICE``) and defaults to
+``"auto"``: the first CUDA GPU if torch sees one, else the CPU. Numbers differ slightly between
+devices (different kernels), so a run records the device it used.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..errors import InputError
+
+DEVICE_ENV = "PERSPECTIVES_DEVICE"
+_chosen: torch.device | None = None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` as a usable torch device.
+
+    Raises InputError (field ``device``) for an unknown name or a device this machine lacks.
+    """
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(
+            "must be auto, cpu, cuda, cuda:N or mps", field="device", value=name
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("no CUDA GPU is visible to torch here", field="device", value=name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"only {torch.cuda.device_count()} CUDA device(s) here", field="device", value=name
+            )
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("no Apple GPU (MPS) is available here", field="device", value=name)
+        return device
+    raise InputError("must be auto, cpu, cuda, cuda:N or mps", field="device", value=name)
+
+
+def set_device(name: str | None) -> torch.device:
+    """Choose the device for agents created from now on in this process; returns it."""
+    global _chosen
+    _chosen = resolve_device(name or "auto")
+    return _chosen
+
+
+def current_device() -> torch.device:
+    """The device chosen by ``set_device``, else ``$PERSPECTIVES_DEVICE``, else ``"auto"``."""
+    if _chosen is not None:
+        return _chosen
+    return resolve_device(os.environ.get(DEVICE_ENV, "auto"))
+
+
+def bf16_supported(device: torch.device | None = None) -> bool:
+    """Whether ``device`` (default: the current one) runs bfloat16 matmuls natively:
+    AVX512-BF16 or AMX on a CPU, Ampere or newer on CUDA."""
+    device = device or current_device()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "mps":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
