@@ -7,6 +7,7 @@ to ``RUN/analysis/``. ``analyze_sweep`` gathers the runs of a sweep folder by co
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,17 +81,26 @@ def _find_adversary(spec: Any) -> str | None:
 
 def polarization_of(table: pd.DataFrame, cfg: RunConfig) -> tuple[pd.DataFrame | None, str | None]:
     """The polarization that fits the run: adversarial when the communication has an
-    adversary (case study 2), two-class when the system has two classes (case study 3)."""
+    adversary (case study 2), two-class when the system has two classes (case study 3).
+
+    Columns ``t, distance, polarization`` on ``z1`` (the paper's), and ``distance_all,
+    polarization_all`` in the whole perspective space."""
     adversary = _find_adversary(cfg.communication)
     if adversary is not None:
         names = [m for m in cfg.models() if m == adversary]
         names += [
             m for g in cfg.groups if adversary in (g.name, g.class_label) for m in g.model_names()
         ]
-        return adversarial_polarization(table, sorted(set(names))), "adversarial"
-    if table["class"].nunique() == 2:
-        return class_polarization(table), "two-class"
-    return None, None
+        kind = "adversarial"
+        measure = functools.partial(adversarial_polarization, table, sorted(set(names)))
+    elif table["class"].nunique() == 2:
+        kind = "two-class"
+        measure = functools.partial(class_polarization, table)
+    else:
+        return None, None
+    one_d, full = measure(axis="z1"), measure(axis="all")
+    full = full.rename(columns={"distance": "distance_all", "polarization": "polarization_all"})
+    return one_d.merge(full, on="t", how="left"), kind
 
 
 def analyze_run(run_dir: str | Path, n_components: int | None = None) -> RunAnalysis:
@@ -132,6 +142,9 @@ def analyze_run(run_dir: str | Path, n_components: int | None = None) -> RunAnal
         "polarization_kind": kind,
         "polarization_last": (
             float(polarization["polarization"].iloc[-1]) if polarization is not None else None
+        ),
+        "polarization_all_last": (
+            float(polarization["polarization_all"].iloc[-1]) if polarization is not None else None
         ),
     }
     return RunAnalysis(

@@ -109,6 +109,27 @@ def test_class_polarization_of_two_classes_moving_apart():
         class_polarization(three)
 
 
+def test_polarization_in_the_whole_space_sees_what_z1_does_not():
+    # The classes keep their z1 gap of 2 but move apart along z2 by t each: the 1-d
+    # polarization stays 1, the whole-space distance is sqrt(4 + (2t)^2).
+    T = 5
+    states = np.zeros((T, 4, 2))
+    for t in range(T):
+        states[t, :2] = [1.0, t]
+        states[t, 2:] = [-1.0, -t]
+    table = table_from_states(states, ["A", "A", "B", "B"])
+    assert np.allclose(class_polarization(table)["polarization"], 1.0)
+    full = class_polarization(table, axis="all")
+    expected = np.sqrt(4 + (2 * np.arange(T)) ** 2)
+    assert np.allclose(full["distance"], expected)
+    assert np.allclose(full["polarization"], expected / 2)
+    assert full.equals(class_polarization(table, axis=["z1", "z2"]))
+    adv = adversarial_polarization(table, "B", axis="all")
+    assert np.allclose(adv["distance"], expected)
+    with pytest.raises(InputError, match="missing column"):
+        class_polarization(table, axis="z9")
+
+
 def test_adversarial_polarization_falls_as_the_others_are_pulled_in():
     # The adversary stays at 0; the others' mean goes 4, 3, 2, 1, 0.
     T = 5

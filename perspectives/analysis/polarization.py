@@ -1,20 +1,34 @@
-"""Polarization over time, the paper's two definitions (on the 1-d perspective ``z1``).
+"""Polarization over time, the paper's two definitions.
 
 - Adversarial (case study 2): |mean of the non-adversarial models - the adversary| at t,
   divided by the same at the first step.
 - Two classes (case study 3): |mean of class A - mean of class B| at t, divided by the same at
   the first step.
+
+The paper measures both on the 1-d perspective ``z1`` (the default). ``axis="all"`` (or a list
+of columns) measures the Euclidean distance between the means in the whole perspective space
+instead, which a 1-d summary can hide: two groups may move apart along a direction that ``z1``
+does not see.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .trajectories import _require
+from .trajectories import _require, z_columns
+
+Axis = str | Sequence[str]
+
+
+def _axes(table: pd.DataFrame, axis: Axis) -> list[str]:
+    if isinstance(axis, str):
+        return z_columns(table) if axis == "all" else [axis]
+    return list(axis)
 
 
 def _normalised(distance: pd.Series) -> pd.DataFrame:
@@ -31,15 +45,25 @@ def _normalised(distance: pd.Series) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def _gap(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
+    """Per step, the Euclidean distance between two ``t x axes`` frames of means."""
+    a, b = a.align(b, join="inner", axis=0)
+    keep = a.notna().all(axis=1) & b.notna().all(axis=1)
+    diff = (a[keep] - b[keep]).to_numpy()
+    return pd.Series(np.linalg.norm(diff, axis=1), index=a.index[keep])
+
+
 def class_polarization(
-    table: pd.DataFrame, classes: tuple[str, str] | None = None, axis: str = "z1"
+    table: pd.DataFrame, classes: tuple[str, str] | None = None, axis: Axis = "z1"
 ) -> pd.DataFrame:
     """Columns ``t, distance, polarization`` for two classes (default: the table's two).
 
-    Raises InputError when ``classes`` is not given and the table has other than two classes,
-    or a class is absent.
+    ``axis``: one column (the paper: ``"z1"``), a list of columns, or ``"all"`` (every
+    ``z`` column). Raises InputError when ``classes`` is not given and the table has other
+    than two classes, or a class is absent.
     """
-    _require(table, ("t", "class", axis))
+    cols = _axes(table, axis)
+    _require(table, ("t", "class", *cols))
     present = sorted(table["class"].unique())
     if classes is None:
         if len(present) != 2:
@@ -51,20 +75,21 @@ def class_polarization(
     for c in classes:
         if c not in present:
             raise InputError(f"no such class; found {present}", field="class", value=c)
-    means = table[table["class"].isin(classes)].groupby(["t", "class"])[axis].mean().unstack()
-    means = means.dropna()
-    return _normalised((means[classes[0]] - means[classes[1]]).abs())
+    means = [table[table["class"] == c].groupby("t")[cols].mean() for c in classes]
+    return _normalised(_gap(*means))
 
 
 def adversarial_polarization(
-    table: pd.DataFrame, adversary: str | list[str], axis: str = "z1"
+    table: pd.DataFrame, adversary: str | list[str], axis: Axis = "z1"
 ) -> pd.DataFrame:
     """Columns ``t, distance, polarization``: the non-adversarial mean against the adversary.
 
     ``adversary``: a model name, a class label or a list of model names (their mean is the
-    adversarial perspective). Raises InputError if it names no model of the table.
+    adversarial perspective). ``axis`` as for ``class_polarization``. Raises InputError if it
+    names no model of the table, or every model.
     """
-    _require(table, ("t", "model", axis))
+    cols = _axes(table, axis)
+    _require(table, ("t", "model", *cols))
     names = [adversary] if isinstance(adversary, str) else list(adversary)
     is_adv = table["model"].isin(names)
     if "class" in table.columns:
@@ -73,7 +98,6 @@ def adversarial_polarization(
         raise InputError("names no model or class of the table", field="adversary", value=adversary)
     if is_adv.all():
         raise InputError("every model is adversarial", field="adversary", value=adversary)
-    adv = table[is_adv].groupby("t")[axis].mean()
-    rest = table[~is_adv].groupby("t")[axis].mean()
-    both = pd.concat([rest, adv], axis=1, keys=["rest", "adv"]).dropna()
-    return _normalised((both["rest"] - both["adv"]).abs())
+    adv = table[is_adv].groupby("t")[cols].mean()
+    rest = table[~is_adv].groupby("t")[cols].mean()
+    return _normalised(_gap(rest, adv))
