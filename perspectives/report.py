@@ -323,6 +323,7 @@ def sweep_report(result: SweepAnalysis) -> Path:
                     "clusters (last)": s["clusters_last"],
                     "mean ARI": s["ari_mean"],
                     "polarization (last)": s["polarization_last"],
+                    "whole space (last)": s.get("polarization_all_last"),
                 }
             )
     if rows:
