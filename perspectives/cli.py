@@ -615,8 +615,9 @@ def results(
 ) -> None:
     """Regenerate the numbers and figures of the reproduction page from the sweep folders.
 
-    Analyses every case-study sweep found (RUNS/<preset>-<scale>/), rewrites the tables
-    between the page's BEGIN/END markers and copies the figures to DOC's figures/ folder.
+    Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
+    folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the
+    sweep's figures are copied to DOC's figures/ folder. Blocks without a sweep are kept.
     """
     from .reproduction import regenerate
 

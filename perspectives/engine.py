@@ -88,6 +88,8 @@ class Simulation:
     on_phase: Callable[[int, str], None] | None = None
     agents: dict[str, Agent] = field(default_factory=dict)
     timings: dict[int, StepTimings] = field(default_factory=dict)
+    # Greedy evaluation answers by model, with the update count they were made at.
+    _eval_cache: dict[str, tuple[int, list]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -371,16 +373,24 @@ class Simulation:
         prompts = self.eval_set["prompt"].tolist()
         ids = self.eval_set["prompt_id"].tolist()
         rows = []
+        greedy = not spec.sampling.do_sample
         for name in active:
             agent = self.agents[name]
-            keep = agent.sampling
-            agent.sampling = Sampling(**spec.sampling.model_dump())
-            try:
-                out = agent.answer(
-                    prompts, seed=int(rng.integers(2**31)), replicates=spec.replicates
-                )
-            finally:
-                agent.sampling = keep
+            seed = int(rng.integers(2**31))  # drawn even when unused: the same stream either way
+            cached = self._eval_cache.get(name)
+            if greedy and cached is not None and cached[0] == agent.n_updates:
+                # A model that has not learned since its last evaluation (a static adversary,
+                # say) gives the same greedy answers: they are reused, not recomputed.
+                out = cached[1]
+            else:
+                keep = agent.sampling
+                agent.sampling = Sampling(**spec.sampling.model_dump())
+                try:
+                    out = agent.answer(prompts, seed=seed, replicates=spec.replicates)
+                finally:
+                    agent.sampling = keep
+                if greedy:
+                    self._eval_cache[name] = (agent.n_updates, out)
             if spec.replicates == 1:
                 out = [[a] for a in out]
             for pid, reps in zip(ids, out, strict=True):

@@ -8,6 +8,7 @@ The prose of the results page is written by hand; the tables between the markers
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -178,21 +179,45 @@ def replace_block(text: str, name: str, content: str) -> str:
     return pattern.sub(lambda m: m.group(1) + content.rstrip() + "\n" + m.group(2), text)
 
 
+def _sweep_folder(runs_dir: Path, name: str, scale: str) -> Path | None:
+    """The sweep of a block: ``runs_dir/name`` (e.g. an ablation) or ``runs_dir/name-scale``."""
+    for folder in (runs_dir / name, runs_dir / f"{name}-{scale}"):
+        if (folder / "sweep.json").exists():
+            return folder
+    return None
+
+
+def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None:
+    """The table of the case study named by the sweep's preset, or by the block's name."""
+    preset = str(json.loads((folder / "sweep.json").read_text()).get("preset") or "")
+    for candidate in (Path(preset).stem, preset, name):
+        for study in CASE_STUDIES:
+            if candidate.startswith(study):
+                return TABLES[study]
+    return None
+
+
 def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> list[str]:
-    """Analyse every case-study sweep under ``runs_dir`` (folders ``<preset>-<scale>``),
-    rewrite the blocks of ``doc`` and copy the sweep figures to ``<doc folder>/figures/``.
-    Returns the case studies found. Raises InputError if none is found."""
+    """Analyse the sweep behind every block of ``doc``, rewrite the block and copy the sweep's
+    figures to ``<doc folder>/figures/<block>-*.png``.
+
+    A block ``<!-- BEGIN name -->`` reads the sweep folder ``runs_dir/name`` if there is one
+    (an ablation, say), else ``runs_dir/name-scale`` (a case study's sweep); its table is the
+    one of the sweep's preset. Blocks without a sweep are left alone. Returns the blocks
+    rewritten. Raises InputError if there are none.
+    """
     runs_dir, doc = Path(runs_dir), Path(doc)
     text = doc.read_text(encoding="utf-8")
     figures = doc.parent / "figures"
     found = []
-    for name in CASE_STUDIES:
-        folder = runs_dir / f"{name}-{scale}"
-        if not (folder / "sweep.json").exists():
+    for name in re.findall(r"<!-- BEGIN (\S+) -->", text):
+        folder = _sweep_folder(runs_dir, name, scale)
+        table = _table_for(name, folder) if folder is not None else None
+        if table is None:
             continue
         result = analyze_sweep(folder)
         write_sweep_analysis(result)
-        text = replace_block(text, name, TABLES[name](result))
+        text = replace_block(text, name, table(result))
         figures.mkdir(parents=True, exist_ok=True)
         for png in sorted((folder / ANALYSIS_DIR).glob("*.png")):
             shutil.copyfile(png, figures / f"{name}-{png.name}")
@@ -203,7 +228,8 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
         found.append(name)
     if not found:
         raise InputError(
-            f"no case-study sweep folders ({', '.join(f'{n}-{scale}' for n in CASE_STUDIES)})",
+            "no sweep folder for any block of the page "
+            f"(case studies: {', '.join(f'{n}-{scale}' for n in CASE_STUDIES)})",
             source=str(runs_dir),
         )
     write_text(doc, text)

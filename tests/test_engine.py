@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from perspectives.agents.agent import clear_backbones
+from perspectives.agents.agent import Agent, clear_backbones
 from perspectives.agents.device import current_device
 from perspectives.cli import app
 from perspectives.engine import Simulation, load_history, read_parts
@@ -133,6 +133,29 @@ def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
     # where each step ran is recorded
     assert [tm["device"] for tm in timing] == [str(current_device())] * 3
     assert all(tm["threads"] >= 1 for tm in timing)
+
+
+def test_static_models_greedy_evaluation_is_reused_not_recomputed(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    raw = tiny_config(tiny_model_dir, steps=3)
+    raw["groups"][1]["learning"] = False
+    calls: list[str] = []
+    answer = Agent.answer
+
+    def spy(self, questions, **kw):
+        if len(questions) == 4:  # the evaluation set (interviews ask 3)
+            calls.append(self.name)
+        return answer(self, questions, **kw)
+
+    monkeypatch.setattr(Agent, "answer", spy)
+    out = run_to_end(raw, tmp_path / "run")
+    # b-1, b-2 never learn: evaluated once (t = 0); a-1, a-2 learn: evaluated at every step.
+    assert sorted(calls) == ["a-1"] * 4 + ["a-2"] * 4 + ["b-1", "b-2"]
+    resp = read_parts(out, "responses")
+    static = resp[(resp.phase == "eval") & (resp.model == "b-1")]
+    assert static.groupby("t").size().tolist() == [4] * 4  # still recorded at every step
+    assert static.groupby("question_id")["text"].nunique().eq(1).all()
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):

@@ -160,17 +160,21 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     doc = tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
     doc.write_text(
-        "intro\n<!-- BEGIN cs3-polarization -->\nold\n<!-- END cs3-polarization -->\nend\n"
+        "intro\n<!-- BEGIN cs3-polarization -->\nold\n<!-- END cs3-polarization -->\n"
+        "an ablation, named by its folder:\n"
+        "<!-- BEGIN cs3-polarization-cpu -->\n<!-- END cs3-polarization-cpu -->\n"
+        "<!-- BEGIN cs2-adversary -->\nnot run\n<!-- END cs2-adversary -->\nend\n"
     )
     res = runner.invoke(app, ["results", str(tmp_path / "runs"), "--doc", str(doc)])
     assert res.exit_code == 0, res.output
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
-    assert "| intra | 2 |" in text and "Failed: broken seed 0, broken seed 1." in text
+    assert text.count("| intra | 2 |") == 2 and "Failed: broken seed 0, broken seed 1." in text
+    assert "not run" in text  # a block without a sweep is left alone
     assert (doc.parent / "figures" / "cs3-polarization-polarization.png").exists()
     assert (doc.parent / "figures" / "cs3-polarization-trajectories-intra.png").exists()
     empty = runner.invoke(app, ["results", str(tmp_path / "docs"), "--doc", str(doc)])
-    assert empty.exit_code == 2 and "no case-study sweep folders" in empty.output
+    assert empty.exit_code == 2 and "no sweep folder for any block" in empty.output
 
 
 def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
