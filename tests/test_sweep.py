@@ -161,7 +161,7 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     doc.parent.mkdir()
     doc.write_text(
         "intro\n<!-- BEGIN cs3-polarization -->\nold\n<!-- END cs3-polarization -->\n"
-        "an ablation, named by its folder:\n"
+        "an ablation, named by its sweep:\n"
         "<!-- BEGIN cs3-polarization-cpu -->\n<!-- END cs3-polarization-cpu -->\n"
         "<!-- BEGIN cs2-adversary -->\nnot run\n<!-- END cs2-adversary -->\nend\n"
     )
