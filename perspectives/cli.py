@@ -354,6 +354,14 @@ def run(
             "(values are YAML).",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --sweep: systems run at once, each in its own process with an equal "
+            "share of the CPU cores (output in each system's run.log).",
+        ),
+    ] = 1,
     device: DeviceOption = "auto",
 ) -> None:
     """Simulate a system of interacting models and record every step in a run folder.
@@ -375,7 +383,9 @@ def run(
     if config is None:
         raise typer.BadParameter("give a preset or config, or --resume DIR")
     if sweep:
-        _run_sweep(load_preset(config), config, out, scale, seeds, model, set_, keep_weights)
+        _run_sweep(
+            load_preset(config), config, out, scale, seeds, model, set_, keep_weights, jobs, device
+        )
         return
     cfg = _run_config(config, scale, model, set_)
     _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name)))
@@ -437,10 +447,16 @@ def _run_one(sim, label: str = "") -> None:
     out_console.print(f"run complete: {sim.out}/  (see it with: perspectives report {sim.out})")
 
 
-def _run_sweep(preset, config, out, scale, seeds, model, sets, keep_weights) -> None:
+def _run_sweep(
+    preset, config, out, scale, seeds, model, sets, keep_weights, jobs=1, device="auto"
+) -> None:
+    import os
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from .engine import Simulation
     from .errors import InputError
-    from .sweep import plan_sweep, run_sweep
+    from .sweep import plan_sweep, run_in_subprocess, run_sweep, steps_done
 
     try:
         seed_list = [int(x) for x in seeds.split(",")] if seeds else None
@@ -461,19 +477,39 @@ def _run_sweep(preset, config, out, scale, seeds, model, sets, keep_weights) -> 
         sim = Simulation.create(system.cfg, system.folder)
         _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
 
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+
+    def run_system_apart(system) -> None:
+        run_in_subprocess(system, threads=threads, device=device)
+
     def on_status(system, status: str, error: str | None) -> None:
         msg = f"  {system.condition} seed {system.seed}: {status}"
         console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
 
-    record = run_sweep(
-        systems,
-        out,
-        preset=config,
-        scale=scale,
-        run_system=run_system,
-        on_status=on_status,
-        keep_weights=keep_weights,
+    if jobs > 1:
+        console.print(f"{jobs} systems at a time, {threads} thread(s) each", highlight=False)
+    bar = Progress(
+        TextColumn("[bold]sweep steps"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=jobs == 1,  # one system at a time shows its own step bar instead
     )
+    task = bar.add_task("sweep", total=sum(s.cfg.steps + 1 for s in systems))
+    with bar:
+        record = run_sweep(
+            systems,
+            out,
+            preset=config,
+            scale=scale,
+            run_system=run_system if jobs == 1 else run_system_apart,
+            on_status=on_status,
+            keep_weights=keep_weights,
+            jobs=jobs,
+            on_wait=lambda: bar.update(task, completed=sum(steps_done(s) for s in systems)),
+        )
+        bar.update(task, completed=sum(steps_done(s) for s in systems))
     failed = [s for s in record["systems"] if s["status"] == "failed"]
     done = sum(s["status"] == "done" for s in record["systems"])
     out_console.print(f"sweep: {done} of {len(systems)} systems done -> {out}/sweep.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .agents.hf import resolve_model_path
 from .agents.training import UpdateConfig
 from .banks import sample_pairs
 from .bundled import BUNDLED_MODEL, bundled_gguf, cache_dir
+from .store import file_lock
 
 CACHE_VERSION = 1
 INIT_UPDATE = {"epochs": 3, "lr": 5e-5, "batch_size": 8}  # the paper's initial fine-tuning
@@ -80,25 +82,28 @@ def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Age
     """
     root = cache or initial_cache_dir()
     entry = root / cache_key(spec)
-    if (entry / "agent.json").exists():
-        agent = Agent.load(entry)
-        agent.name = spec.name
-        return agent, True
-    work = root / f".work-{entry.name}"
-    agent = Agent(
-        spec.name,
-        spec.model,
-        system_prompt=spec.system_prompt,
-        prompt_format=spec.prompt_format,
-        update=spec.update,
-        seed=spec.seed,
-        state_dir=work,
-    )
-    try:
-        agent.learn(spec.pairs, seed=spec.seed)
-        agent.save(entry)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # Processes that need the same model (sweeps side by side) take turns: the first
+    # fine-tunes it, the others then find it in the cache.
+    with file_lock(root / f".{entry.name}.lock"):
+        if (entry / "agent.json").exists():
+            agent = Agent.load(entry)
+            agent.name = spec.name
+            return agent, True
+        work = root / f".work-{entry.name}-{os.getpid()}"
+        agent = Agent(
+            spec.name,
+            spec.model,
+            system_prompt=spec.system_prompt,
+            prompt_format=spec.prompt_format,
+            update=spec.update,
+            seed=spec.seed,
+            state_dir=work,
+        )
+        try:
+            agent.learn(spec.pairs, seed=spec.seed)
+            agent.save(entry)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     loaded = Agent.load(entry)
     loaded.name = spec.name
     return loaded, False

@@ -10,11 +10,18 @@ unless kept: the analyses need only its tables and embeddings.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from .errors import InputError
 from .presets import Preset
@@ -92,13 +99,20 @@ def run_sweep(
     run_system: Callable[[SweepSystem], None],
     on_status: Callable[[SweepSystem, str, str | None], None] | None = None,
     keep_weights: bool = False,
+    jobs: int = 1,
+    on_wait: Callable[[], None] | None = None,
 ) -> dict:
     """Run every unfinished system with ``run_system``; returns the final status record.
 
-    Failures (any exception) are recorded in ``sweep.json`` and reported through
+    ``jobs``: how many systems run at once (``run_system`` must then be safe to call from
+    several threads, e.g. by running each system in its own process: ``run_in_subprocess``).
+    ``on_wait`` is called about once a second while systems run in parallel (a progress
+    display). Failures (any exception) are recorded in ``sweep.json`` and reported through
     ``on_status``; the remaining systems still run. KeyboardInterrupt stops the sweep (the
-    interrupted system resumes next time).
+    interrupted systems resume next time).
     """
+    if jobs < 1:
+        raise InputError("must be at least 1", field="jobs", value=jobs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Systems of an earlier invocation that this one does not run (e.g. other seeds) stay listed.
@@ -122,32 +136,86 @@ def run_sweep(
         "seeds": sorted({e["seed"] for e in earlier + entries}),
         "systems": kept + entries,
     }
+    lock = threading.Lock()
+
+    def update(system: SweepSystem, entry: dict, status: str, error: str | None = None) -> None:
+        with lock:
+            entry["status"] = status
+            if error is not None:
+                entry["error"] = error
+            write_json(out / SWEEP_FILE, record)
+            if on_status is not None:
+                on_status(system, status, error)
+
+    def one(system: SweepSystem, entry: dict) -> None:
+        update(system, entry, "running")
+        try:
+            run_system(system)
+        except KeyboardInterrupt:
+            update(system, entry, "interrupted")
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failed system must not stop the sweep
+            entry["traceback"] = traceback.format_exc(limit=8)
+            update(system, entry, "failed", f"{exc.__class__.__name__}: {exc}")
+        else:
+            if not keep_weights:
+                for sub in ("agents", "checkpoints"):
+                    shutil.rmtree(system.folder / sub, ignore_errors=True)
+            update(system, entry, "done")
+
     write_json(out / SWEEP_FILE, record)
+    todo = []
     for system, entry in zip(systems, entries, strict=True):
         if entry["status"] == "done":
             if on_status is not None:
                 on_status(system, "skipped (finished)", None)
-            continue
-        entry["status"] = "running"
-        write_json(out / SWEEP_FILE, record)
-        if on_status is not None:
-            on_status(system, "running", None)
-        try:
-            run_system(system)
-        except KeyboardInterrupt:
-            entry["status"] = "interrupted"
-            write_json(out / SWEEP_FILE, record)
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed system must not stop the sweep
-            entry["status"] = "failed"
-            entry["error"] = f"{exc.__class__.__name__}: {exc}"
-            entry["traceback"] = traceback.format_exc(limit=8)
         else:
-            entry["status"] = "done"
-            if not keep_weights:
-                for sub in ("agents", "checkpoints"):
-                    shutil.rmtree(system.folder / sub, ignore_errors=True)
-        write_json(out / SWEEP_FILE, record)
-        if on_status is not None:
-            on_status(system, entry["status"], entry["error"])
+            todo.append((system, entry))
+    if jobs == 1:
+        for system, entry in todo:
+            one(system, entry)
+        return record
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, system, entry) for system, entry in todo]
+        try:
+            while not all(f.done() for f in futures):
+                if on_wait is not None:
+                    on_wait()
+                wait(futures, timeout=1.0)
+        except KeyboardInterrupt:
+            for f in futures:
+                f.cancel()
+            with lock:
+                for _, entry in todo:
+                    if entry["status"] == "running":
+                        entry["status"] = "interrupted"
+                write_json(out / SWEEP_FILE, record)
+            raise
+        for f in futures:
+            f.result()  # re-raise what ``one`` did not record (an interrupt)
     return record
+
+
+def steps_done(system: SweepSystem) -> int:
+    """How many of the system's T + 1 snapshots are complete."""
+    p = system.folder / "progress.json"
+    return int(json.loads(p.read_text())["last_complete_step"]) + 1 if p.exists() else 0
+
+
+def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto") -> None:
+    """Run one system in its own Python process with ``threads`` torch threads, its output in
+    ``FOLDER/run.log``. Raises RuntimeError naming the log's last line if the run fails."""
+    system.folder.mkdir(parents=True, exist_ok=True)
+    cfg_file = system.folder / "system.yaml"
+    cfg_file.write_text(yaml.safe_dump(system.cfg.model_dump(), sort_keys=False))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file)]
+    cmd += ["--out", str(system.folder), "--device", device]
+    log = system.folder / "run.log"
+    with log.open("a") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        raise RuntimeError(f"exit code {code}: {lines[-1] if lines else 'no output'} (see {log})")

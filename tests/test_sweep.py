@@ -177,6 +177,39 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert empty.exit_code == 2 and "no sweep folder for any block" in empty.output
 
 
+def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_dir, tmp_path):
+    from perspectives.engine import read_parts
+
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    conditions = [
+        {"name": "complete", "set": {}},
+        {"name": "broken", "set": {"groups.1.model": str(broken)}},
+    ]
+    path = sweep_yaml(tiny_model_dir, tmp_path, conditions)
+    # Both processes need the same initial models at the same time: one fine-tunes each,
+    # the other waits for it and loads it from the cache.
+    args = ["run", str(path), "--sweep", "--seeds", "0"]
+    par = runner.invoke(app, [*args, "--out", str(tmp_path / "par"), "--jobs", "2"])
+    assert par.exit_code == 1, par.output
+    assert "2 systems at a time, " in par.output
+    status = {s["condition"]: s for s in read_sweep(tmp_path / "par")["systems"]}
+    assert status["complete"]["status"] == "done"
+    assert status["broken"]["status"] == "failed"
+    assert "exit code 2" in status["broken"]["error"] and "run.log" in status["broken"]["error"]
+    done = tmp_path / "par" / "complete" / "seed-0"
+    assert "run complete" in (done / "run.log").read_text()
+    assert not (done / "agents").exists()
+    # One system at a time, in this process: the same tables.
+    seq = runner.invoke(app, [*args, "--out", str(tmp_path / "seq")])
+    assert seq.exit_code == 1, seq.output
+    for table in ("responses", "edges"):
+        pd.testing.assert_frame_equal(
+            read_parts(done, table), read_parts(tmp_path / "seq" / "complete" / "seed-0", table)
+        )
+
+
 def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
     from perspectives.engine import Simulation
     from perspectives.runconfig import parse_run_config
