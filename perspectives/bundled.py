@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import InputError
-from .store import atomic_dir
+from .store import atomic_dir, file_lock
 
 BUNDLED_MODEL = "bundled"
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -91,8 +91,20 @@ def bundled_model_path() -> Path:
     """
     gguf = bundled_gguf()
     target = cache_dir() / "models" / f"{BUNDLED_MODEL_NAME}-{gguf.stat().st_size}"
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+    if _converted(target):
         return target
+    # Processes started together (a sweep's --jobs) convert once: the others wait, then reuse.
+    with file_lock(target.with_name(f".{target.name}.lock")):
+        if not _converted(target):
+            _convert_gguf(gguf, target)
+    return target
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").exists() and any(target.glob("*.safetensors"))
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -114,7 +126,6 @@ def bundled_model_path() -> Path:
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return target
 
 
 def clear_converted_models() -> None:

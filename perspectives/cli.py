@@ -382,6 +382,8 @@ def run(
         return
     if config is None:
         raise typer.BadParameter("give a preset or config, or --resume DIR")
+    if jobs > 1 and not sweep:
+        raise typer.BadParameter("--jobs runs a sweep's systems side by side: add --sweep")
     if sweep:
         _run_sweep(
             load_preset(config), config, out, scale, seeds, model, set_, keep_weights, jobs, device
@@ -477,7 +479,9 @@ def _run_sweep(
         sim = Simulation.create(system.cfg, system.folder)
         _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
 
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all the cores
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    threads = max(1, cores // jobs)
 
     def run_system_apart(system) -> None:
         run_in_subprocess(system, threads=threads, device=device)

@@ -21,6 +21,7 @@ The run folder (written atomically, one part file per step)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -45,7 +46,7 @@ from .mechanics import MECHANICS
 from .responses import mean_kernels
 from .runconfig import RunConfig, build_policy, evaluation_prompts
 from .space import PerspectiveSpace
-from .store import write_json, write_npy, write_parquet, write_text
+from .store import file_lock, write_json, write_npy, write_parquet, write_text
 
 
 def _part(t: int) -> str:
@@ -88,7 +89,7 @@ class Simulation:
     on_phase: Callable[[int, str], None] | None = None
     agents: dict[str, Agent] = field(default_factory=dict)
     timings: dict[int, StepTimings] = field(default_factory=dict)
-    # Greedy evaluation answers by model, with the update count they were made at.
+    # Greedy evaluation answers by agent (its uid), with the update count they were made at.
     _eval_cache: dict[str, tuple[int, list]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ setup
@@ -211,7 +212,20 @@ class Simulation:
 
     # -------------------------------------------------------------- the loop
     def run(self) -> Path:
-        """Continue the run to step T; returns the run folder."""
+        """Continue the run to step T; returns the run folder.
+
+        Raises InputError if another process is running the same folder."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(self.out / ".lock", wait=False))
+            except BlockingIOError:
+                raise InputError(
+                    "another process is running this folder; wait for it or stop it first",
+                    source=str(self.out),
+                ) from None
+            return self._run()
+
+    def _run(self) -> Path:
         cfg = self.cfg
         last = self.last_complete_step()
         self._drop_incomplete(last)
@@ -377,7 +391,7 @@ class Simulation:
         for name in active:
             agent = self.agents[name]
             seed = int(rng.integers(2**31))  # drawn even when unused: the same stream either way
-            cached = self._eval_cache.get(name)
+            cached = self._eval_cache.get(agent._uid)
             if greedy and cached is not None and cached[0] == agent.n_updates:
                 # A model that has not learned since its last evaluation (a static adversary,
                 # say) gives the same greedy answers: they are reused, not recomputed.
@@ -390,7 +404,7 @@ class Simulation:
                 finally:
                     agent.sampling = keep
                 if greedy:
-                    self._eval_cache[name] = (agent.n_updates, out)
+                    self._eval_cache[agent._uid] = (agent.n_updates, out)
             if spec.replicates == 1:
                 out = [[a] for a in out]
             for pid, reps in zip(ids, out, strict=True):

@@ -8,9 +8,9 @@ The prose of the results page is written by hand; the tables between the markers
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from .run_analysis import (
     write_sweep_analysis,
 )
 from .store import write_text
+from .sweep import read_sweep
 
 CASE_STUDIES = ("cs1-disruption", "cs2-adversary", "cs3-polarization")
 
@@ -111,28 +112,40 @@ def _polarization_stats(runs, column: str = "polarization") -> tuple[list[float]
 
 
 def cs2_table(result: SweepAnalysis) -> str:
-    """Polarization (non-adversaries vs the adversary) at T, targets x attack period."""
-    rows: dict[str, dict[str, str]] = {}
-    periods: list[str] = []
-    for condition, runs in result.runs.items():
-        if not runs:
-            continue
-        m = re.match(r"targets-(\d+)(?:-every-(\d+))?", condition)
-        targets = m.group(1) if m else condition
-        period = f"every {m.group(2)}" if m and m.group(2) else "any period"
-        if period not in periods:
-            periods.append(period)
-        last, _ = _polarization_stats(runs)
-        rows.setdefault(targets, {"targets": targets})[period] = _fmt(last)
-    frame = pd.DataFrame(list(rows.values())).fillna("")
-    frame = frame[["targets"] + [p for p in periods if p in frame.columns]]
+    """Polarization (non-adversaries vs the adversary) at T, targets x attack period: on the
+    1-d perspective (the paper's) and in the whole space."""
+    tables = []
+    for column in ("polarization", "polarization_all"):
+        rows: dict[str, dict[str, str]] = {}
+        periods: list[str] = []
+        for condition, runs in result.runs.items():
+            if not runs:
+                continue
+            m = re.match(r"targets-(\d+)(?:-every-(\d+))?", condition)
+            targets = m.group(1) if m else condition
+            period = f"every {m.group(2)}" if m and m.group(2) else "any period"
+            if period not in periods:
+                periods.append(period)
+            last, _ = _polarization_stats(runs, column)
+            rows.setdefault(targets, {"targets": targets})[period] = _fmt(last)
+        frame = pd.DataFrame(list(rows.values())).fillna("")
+        tables.append(_markdown(frame[["targets"] + [p for p in periods if p in frame.columns]]))
     note = (
         "Polarization at the last step T: |mean of the non-adversarial models − the adversary| "
-        "on the 1-d perspective, divided by the same at t = 0 (1: no change; 0: captured). "
+        "on the 1-d perspective, divided by the same at t = 0 (1: no change; 0: captured); "
+        "below, the same ratio for the Euclidean distance in the whole perspective space. "
         "Mean (range) over seeds. With 0 targets the attack period does not matter (one "
         "condition). "
     )
-    return _markdown(frame) + "\n\n" + note + _seeds_note(result)
+    return (
+        "On the 1-d perspective:\n\n"
+        + tables[0]
+        + "\n\nIn the whole perspective space:\n\n"
+        + tables[1]
+        + "\n\n"
+        + note
+        + _seeds_note(result)
+    )
 
 
 def cs3_table(result: SweepAnalysis) -> str:
@@ -180,16 +193,17 @@ def replace_block(text: str, name: str, content: str) -> str:
 
 
 def _sweep_folder(runs_dir: Path, name: str, scale: str) -> Path | None:
-    """The sweep of a block: ``runs_dir/name`` (e.g. an ablation) or ``runs_dir/name-scale``."""
+    """The sweep of a block: ``runs_dir/name`` (e.g. an ablation) or ``runs_dir/name-scale``,
+    of the given scale."""
     for folder in (runs_dir / name, runs_dir / f"{name}-{scale}"):
-        if (folder / "sweep.json").exists():
+        if (folder / "sweep.json").exists() and read_sweep(folder).get("scale") in (scale, None):
             return folder
     return None
 
 
 def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None:
     """The table of the case study named by the sweep's preset, or by the block's name."""
-    preset = str(json.loads((folder / "sweep.json").read_text()).get("preset") or "")
+    preset = str(read_sweep(folder).get("preset") or "")
     for candidate in (Path(preset).stem, preset, name):
         for study in CASE_STUDIES:
             if candidate.startswith(study):
@@ -210,10 +224,17 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     text = doc.read_text(encoding="utf-8")
     figures = doc.parent / "figures"
     found = []
-    for name in re.findall(r"<!-- BEGIN (\S+) -->", text):
+    for name in dict.fromkeys(re.findall(r"<!-- BEGIN (\S+) -->", text)):
         folder = _sweep_folder(runs_dir, name, scale)
-        table = _table_for(name, folder) if folder is not None else None
+        if folder is None:
+            continue
+        table = _table_for(name, folder)
         if table is None:
+            warnings.warn(
+                f"{folder}: not a sweep of a case study ({', '.join(CASE_STUDIES)}); "
+                f"block {name!r} left as it is",
+                stacklevel=2,
+            )
             continue
         result = analyze_sweep(folder)
         write_sweep_analysis(result)

@@ -62,10 +62,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
+def file_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) across processes: the second
-    process waits until the first leaves the block. POSIX ``flock``; a no-op where there is
-    none."""
+    process waits until the first leaves the block, or with ``wait=False`` gets
+    BlockingIOError at once. POSIX ``flock``; a no-op where there is none."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -74,7 +74,7 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:

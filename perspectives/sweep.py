@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -83,11 +84,18 @@ def system_done(system: SweepSystem) -> bool:
 
 
 def read_sweep(out: str | Path) -> dict:
-    """The ``sweep.json`` of a sweep folder; raises InputError if it is not one."""
+    """The ``sweep.json`` of a sweep folder; raises InputError if it is not one, or the file
+    is not a sweep record."""
     p = Path(out) / SWEEP_FILE
     if not p.exists():
         raise InputError("not a sweep folder (no sweep.json)", source=str(out))
-    return json.loads(p.read_text())
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg}, line {exc.lineno})", source=str(p)) from None
+    if not isinstance(record, dict) or not isinstance(record.get("systems"), list):
+        raise InputError("not a sweep record (no list of systems)", source=str(p), field="systems")
+    return record
 
 
 def run_sweep(
@@ -143,6 +151,7 @@ def run_sweep(
             entry["status"] = status
             if error is not None:
                 entry["error"] = error
+                entry["traceback"] = traceback.format_exc(limit=8)
             write_json(out / SWEEP_FILE, record)
             if on_status is not None:
                 on_status(system, status, error)
@@ -155,7 +164,6 @@ def run_sweep(
             update(system, entry, "interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed system must not stop the sweep
-            entry["traceback"] = traceback.format_exc(limit=8)
             update(system, entry, "failed", f"{exc.__class__.__name__}: {exc}")
         else:
             if not keep_weights:
@@ -185,6 +193,9 @@ def run_sweep(
         except KeyboardInterrupt:
             for f in futures:
                 f.cancel()
+            # The interrupt may have reached this process only (kill -INT, a scheduler):
+            # the systems' processes must not run on, unwatched.
+            stop_children()
             with lock:
                 for _, entry in todo:
                     if entry["status"] == "running":
@@ -194,6 +205,25 @@ def run_sweep(
         for f in futures:
             f.result()  # re-raise what ``one`` did not record (an interrupt)
     return record
+
+
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+def stop_children(timeout: float = 30.0) -> None:
+    """Ask every running system process to stop (SIGINT: it finishes writing and keeps its
+    complete steps), then wait for them; kill any still running after ``timeout`` s."""
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def steps_done(system: SweepSystem) -> int:
@@ -213,8 +243,15 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
     cmd += ["--out", str(system.folder), "--device", device]
     log = system.folder / "run.log"
     with log.open("a") as fh:
-        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
-    if code == 130:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        with _children_lock:
+            _children.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            with _children_lock:
+                _children.discard(proc)
+    if code in (130, -signal.SIGINT, -signal.SIGTERM):
         raise KeyboardInterrupt
     if code != 0:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]

@@ -128,6 +128,8 @@ def test_polarization_in_the_whole_space_sees_what_z1_does_not():
     assert np.allclose(adv["distance"], expected)
     with pytest.raises(InputError, match="missing column"):
         class_polarization(table, axis="z9")
+    with pytest.raises(InputError, match="at least one column"):
+        class_polarization(table, axis=[])
 
 
 def test_adversarial_polarization_falls_as_the_others_are_pulled_in():

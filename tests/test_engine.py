@@ -158,6 +158,15 @@ def test_static_models_greedy_evaluation_is_reused_not_recomputed(
     assert static.groupby("question_id")["text"].nunique().eq(1).all()
 
 
+def test_a_run_folder_in_use_is_refused(tiny_model_dir, tmp_path):
+    from perspectives.store import file_lock
+
+    sim = Simulation.create(parse_run_config(tiny_config(tiny_model_dir), "t"), tmp_path / "r")
+    with file_lock(tmp_path / "r" / ".lock"), pytest.raises(InputError, match="another process"):
+        sim.run()
+    assert sim.last_complete_step() == -1
+
+
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
     raw = tiny_config(tiny_model_dir, steps=4)
     cfg_file = tmp_path / "cfg.yaml"

@@ -17,3 +17,14 @@ def test_interrupted_write_keeps_previous_file(tmp_path):
             raise KeyboardInterrupt
     assert pd.read_parquet(target)["a"].tolist() == [1, 2, 3]
     assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
+
+
+def test_file_lock_excludes_a_second_holder_and_is_released(tmp_path):
+    from perspectives.store import file_lock
+
+    lock = tmp_path / "deep" / ".lock"
+    with file_lock(lock):
+        with pytest.raises(BlockingIOError), file_lock(lock, wait=False):
+            pass
+    with file_lock(lock, wait=False):  # free again once the first holder left
+        pass

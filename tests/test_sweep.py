@@ -4,9 +4,12 @@ and sweep analyses on real (tiny) runs, and the bad-input messages."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from test_engine import tiny_config
 from typer.testing import CliRunner
@@ -15,7 +18,7 @@ from perspectives.cli import app
 from perspectives.errors import InputError
 from perspectives.presets import apply_overrides, load_preset, preset_names
 from perspectives.run_analysis import analyze_run, expected_snapshots
-from perspectives.sweep import plan_sweep, read_sweep
+from perspectives.sweep import plan_sweep, read_sweep, run_sweep
 
 runner = CliRunner()
 
@@ -91,6 +94,49 @@ def test_overrides_and_scale_errors():
         load_preset("cs1-disruption").config("laptop")
     with pytest.raises(InputError, match="no sweep"):
         plan_sweep(load_preset("quickstart"), "/x")
+    alone = runner.invoke(app, ["run", "quickstart", "--jobs", "2"])
+    assert alone.exit_code == 2 and "add --sweep" in alone.output
+
+
+def test_run_sweep_side_by_side_records_failures_interrupts_and_progress(tmp_path):
+    preset = load_preset("cs3-polarization")
+    systems = plan_sweep(preset, tmp_path / "s", seeds=[0, 1])
+    waits = []
+
+    def fake(system):
+        if system.condition == "unrestricted" and system.seed == 1:
+            raise ValueError("no luck")
+        time.sleep(1.2)  # long enough for the progress callback to run
+
+    record = run_sweep(
+        systems,
+        tmp_path / "s",
+        preset="cs3-polarization",
+        scale="cpu",
+        run_system=fake,
+        jobs=2,
+        on_wait=lambda: waits.append(1),
+    )
+    status = {(s["condition"], s["seed"]): s["status"] for s in record["systems"]}
+    assert list(status.values()).count("done") == 3
+    assert status[("unrestricted", 1)] == "failed"
+    failed = next(s for s in read_sweep(tmp_path / "s")["systems"] if s["status"] == "failed")
+    assert failed["error"] == "ValueError: no luck" and "no luck" in failed["traceback"]
+    assert waits
+
+    def interrupted(system):
+        raise KeyboardInterrupt
+
+    again = plan_sweep(preset, tmp_path / "i", seeds=[0])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(again, tmp_path / "i", preset="p", scale=None, run_system=interrupted, jobs=2)
+    assert "interrupted" in {s["status"] for s in read_sweep(tmp_path / "i")["systems"]}
+    with pytest.raises(InputError, match="at least 1"):
+        run_sweep(again, tmp_path / "i", preset="p", scale=None, run_system=fake, jobs=0)
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "sweep.json").write_text("{oops")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_sweep(tmp_path / "j")
 
 
 def two_classes(tiny_model_dir, **over):
@@ -152,7 +198,9 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert "broken seed 0: failed" in html and html.count("class='chart'") >= 4
     pol = pd.read_parquet(out / "analysis" / "polarization.parquet")
     assert set(pol["condition"]) == {"complete", "intra"} and set(pol["seed"]) == {0, 1}
-    assert (pol[pol["t"] == 0]["polarization"] == 1.0).all()
+    assert (pol[pol["t"] == 0][["polarization", "polarization_all"]] == 1.0).all().all()
+    # In the whole space the class means are at least as far apart as on z1.
+    assert (pol["distance_all"] >= pol["distance"] - 1e-9).all()
     for fig in ("polarization", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
 
@@ -201,8 +249,13 @@ def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_di
     done = tmp_path / "par" / "complete" / "seed-0"
     assert "run complete" in (done / "run.log").read_text()
     assert not (done / "agents").exists()
-    # One system at a time, in this process: the same tables.
-    seq = runner.invoke(app, [*args, "--out", str(tmp_path / "seq")])
+    # One system at a time, in this process, with the same thread count: the same tables.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))
+    try:
+        seq = runner.invoke(app, [*args, "--out", str(tmp_path / "seq")])
+    finally:
+        torch.set_num_threads(threads)
     assert seq.exit_code == 1, seq.output
     for table in ("responses", "edges"):
         pd.testing.assert_frame_equal(

@@ -179,10 +179,16 @@ def remove_stale_scratch() -> int:
     return removed
 
 
-def get_backbone(model: str, prompt_format: str, method: str, dtype: str = "auto") -> Backbone:
-    """The shared backbone for this base model, format and update method on the current
-    device (created once)."""
-    device = current_device()
+def get_backbone(
+    model: str,
+    prompt_format: str,
+    method: str,
+    dtype: str = "auto",
+    device: torch.device | None = None,
+) -> Backbone:
+    """The shared backbone for this base model, format, update method and device (default:
+    the current one), created once."""
+    device = device or current_device()
     key = (model, prompt_format, method, dtype, str(device))
     with _lock:
         if key not in _backbones:
@@ -229,6 +235,8 @@ class Agent:
     batch_size : questions per forward pass when answering.
     state_dir : where the agent keeps its weights between uses (default: a scratch folder).
     seed : initialises the LoRA adapter.
+
+    The agent computes on the device current when it is made (``agents.device``).
     """
 
     def __init__(
@@ -254,6 +262,7 @@ class Agent:
         self.batch_size = batch_size
         self.dtype = dtype
         self.seed = seed
+        self.device = current_device()  # fixed for the agent's life (see ``agents.device``)
         self.n_updates = 0
         self._uid = f"a{next(_ids)}"
         if state_dir is None:
@@ -269,7 +278,9 @@ class Agent:
     # ------------------------------------------------------------------ internals
     @property
     def backbone(self) -> Backbone:
-        return get_backbone(self.model, self.prompt_format, self.update.method, self.dtype)
+        return get_backbone(
+            self.model, self.prompt_format, self.update.method, self.dtype, self.device
+        )
 
     @property
     def _owner(self) -> tuple:

@@ -51,7 +51,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def set_device(name: str | None) -> torch.device:
-    """Choose the device for agents created from now on in this process; returns it."""
+    """Choose the device for agents created from now on in this process (an existing agent
+    keeps the device it was made on); returns it."""
     global _chosen
     _chosen = resolve_device(name or "auto")
     return _chosen
@@ -69,7 +70,8 @@ def bf16_supported(device: torch.device | None = None) -> bool:
     AVX512-BF16 or AMX on a CPU, Ampere or newer on CUDA."""
     device = device or current_device()
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Compute capability 8 (Ampere) or newer; older GPUs only emulate bfloat16, slowly.
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "mps":
         return False
     try:

@@ -63,14 +63,21 @@ def _resolve_dtype(dtype: str, device: torch.device | None = None) -> torch.dtyp
     return table[dtype]
 
 
-@functools.lru_cache(maxsize=4)
 def load_causal_lm(model: str, dtype: str = "auto"):
-    """Load (once per process) a causal LM and its tokenizer for generation, on the current
-    device (see ``agents.device``).
+    """Load (once per process and device) a causal LM and its tokenizer for generation, on
+    the current device (see ``agents.device``).
 
     Returns ``(model, tokenizer)``; the tokenizer pads on the left and has a pad token.
     Raises InputError with a readable message when the model cannot be found.
     """
+    return _load_causal_lm(model, dtype, str(current_device()))
+
+
+load_causal_lm.cache_clear = lambda: _load_causal_lm.cache_clear()  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_causal_lm(model: str, dtype: str, device_name: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -78,7 +85,7 @@ def load_causal_lm(model: str, dtype: str = "auto"):
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        device = current_device()
+        device = torch.device(device_name)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype, device))
         lm.to(device)
     except OSError as exc:

@@ -28,6 +28,8 @@ Axis = str | Sequence[str]
 def _axes(table: pd.DataFrame, axis: Axis) -> list[str]:
     if isinstance(axis, str):
         return z_columns(table) if axis == "all" else [axis]
+    if not axis:
+        raise InputError("give at least one column", field="axis", value=list(axis))
     return list(axis)
 
 
