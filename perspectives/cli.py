@@ -373,6 +373,7 @@ def run(
     OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
     """
     _use_device(device)
+    _stop_on_sigterm()
     from .engine import Simulation
     from .presets import load_preset
 
@@ -391,6 +392,20 @@ def run(
         return
     cfg = _run_config(config, scale, model, set_)
     _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name)))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler's or a parent sweep's stop) like Ctrl-C, so the statuses
+    are written; only the main thread may set handlers (not under some test runners)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict:

@@ -212,13 +212,14 @@ _children_lock = threading.Lock()
 
 
 def stop_children(timeout: float = 30.0) -> None:
-    """Ask every running system process to stop (SIGINT: it finishes writing and keeps its
-    complete steps), then wait for them; kill any still running after ``timeout`` s."""
+    """Ask every running system process to stop (SIGTERM, which ``perspectives run`` treats
+    as Ctrl-C: it keeps its complete steps), then wait for them; kill any still running after
+    ``timeout`` s. SIGINT would not do: a process started in the background ignores it."""
     with _children_lock:
         procs = list(_children)
     for proc in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
     for proc in procs:
         try:
             proc.wait(timeout)

@@ -167,7 +167,10 @@ def test_a_run_folder_in_use_is_refused(tiny_model_dir, tmp_path):
     assert sim.last_complete_step() == -1
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path, stop):
+    """SIGKILL: the process dies at once. SIGTERM (a scheduler's stop): treated as Ctrl-C,
+    it says so and exits with 130. Either way the resumed run equals an uninterrupted one."""
     raw = tiny_config(tiny_model_dir, steps=4)
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(raw))
@@ -177,7 +180,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_p
         [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file), "--out", str(killed)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 300
     progress = killed / "progress.json"
@@ -186,8 +190,12 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, tmp_p
             break
         time.sleep(0.05)
     time.sleep(0.3)  # into the next step
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(stop)
+    _, err = proc.communicate()
+    if stop == signal.SIGTERM:
+        assert proc.returncode == 130 and "interrupted" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
     last = json.loads(progress.read_text())["last_complete_step"]
     assert 1 <= last < 4, "the run should have been killed mid-way"
     result = runner.invoke(app, ["run", "--resume", str(killed)])
