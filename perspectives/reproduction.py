@@ -182,11 +182,14 @@ TABLES: dict[str, Callable[[SweepAnalysis], str]] = {
 }
 
 
-def replace_block(text: str, name: str, content: str) -> str:
-    """Replace what lies between ``<!-- BEGIN name -->`` and ``<!-- END name -->``."""
-    pattern = re.compile(
-        rf"(<!-- BEGIN {re.escape(name)} -->\n).*?(<!-- END {re.escape(name)} -->)", re.S
-    )
+_BLOCK = re.compile(r"<!-- BEGIN (?P<name>[^\s>]+)(?: upto=(?P<upto>\d+))? -->")
+
+
+def replace_block(text: str, name: str, content: str, upto: int | None = None) -> str:
+    """Replace what lies between ``<!-- BEGIN name -->`` (or ``<!-- BEGIN name upto=N -->``)
+    and ``<!-- END name -->``."""
+    begin = f"<!-- BEGIN {name}{f' upto={upto}' if upto is not None else ''} -->"
+    pattern = re.compile(rf"({re.escape(begin)}\n).*?(<!-- END {re.escape(name)} -->)", re.S)
     if not pattern.search(text):
         raise InputError(f"no block markers for {name!r}", field="doc")
     return pattern.sub(lambda m: m.group(1) + content.rstrip() + "\n" + m.group(2), text)
@@ -217,14 +220,16 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
 
     A block ``<!-- BEGIN name -->`` reads the sweep folder ``runs_dir/name`` if there is one
     (an ablation, say), else ``runs_dir/name-scale`` (a case study's sweep); its table is the
-    one of the sweep's preset. Blocks without a sweep are left alone. Returns the blocks
-    rewritten. Raises InputError if there are none.
+    one of the sweep's preset. ``<!-- BEGIN name upto=N -->`` analyses the runs' steps up to
+    N only (to compare with a shorter sweep; no figures). Blocks without a sweep are left
+    alone. Returns the blocks rewritten. Raises InputError if there are none.
     """
     runs_dir, doc = Path(runs_dir), Path(doc)
     text = doc.read_text(encoding="utf-8")
     figures = doc.parent / "figures"
     found = []
-    for name in dict.fromkeys(re.findall(r"<!-- BEGIN (\S+) -->", text)):
+    blocks = {(m["name"], m["upto"] and int(m["upto"])): None for m in _BLOCK.finditer(text)}
+    for name, upto in blocks:
         folder = _sweep_folder(runs_dir, name, scale)
         if folder is None:
             continue
@@ -236,9 +241,12 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
                 stacklevel=2,
             )
             continue
-        result = analyze_sweep(folder)
+        result = analyze_sweep(folder, upto=upto)
+        text = replace_block(text, name, table(result), upto)
+        found.append(name if upto is None else f"{name} (t <= {upto})")
+        if upto is not None:
+            continue
         write_sweep_analysis(result)
-        text = replace_block(text, name, table(result))
         figures.mkdir(parents=True, exist_ok=True)
         for png in sorted((folder / ANALYSIS_DIR).glob("*.png")):
             shutil.copyfile(png, figures / f"{name}-{png.name}")
@@ -246,7 +254,6 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
             if runs:
                 src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
                 shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
-        found.append(name)
     if not found:
         raise InputError(
             "no sweep folder for any block of the page "

@@ -103,19 +103,24 @@ def polarization_of(table: pd.DataFrame, cfg: RunConfig) -> tuple[pd.DataFrame |
     return one_d.merge(full, on="t", how="left"), kind
 
 
-def analyze_run(run_dir: str | Path, n_components: int | None = None) -> RunAnalysis:
-    """Fit the joint space of a run's history and compute every analysis.
+def analyze_run(
+    run_dir: str | Path, n_components: int | None = None, upto: int | None = None
+) -> RunAnalysis:
+    """Fit the joint space of a run's history (its steps up to ``upto``, default all) and
+    compute every analysis. The 1-d perspective depends on the history the space is fitted
+    on: to compare runs of different lengths, analyse them up to the same step.
 
     Raises InputError for a folder that is not a run or has no complete snapshot yet.
     """
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    hist = load_history(run_dir, n_components=n_components)
+    hist = load_history(run_dir, upto=upto, n_components=n_components)
     if hist is None:
         raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
     table = hist.perspectives
     steps = sorted(int(t) for t in table["t"].unique())
-    missing = [t for t in expected_snapshots(cfg) if t not in steps]
+    expected = [t for t in expected_snapshots(cfg) if upto is None or t <= upto]
+    missing = [t for t in expected if t not in steps]
     d = hist.space.n_components_
     iso = iso_mirror(table, "frobenius")
     separate = separate_embeddings(hist.kernels, hist.points, d)
@@ -207,9 +212,12 @@ class SweepAnalysis:
     pending: list[dict]
 
 
-def analyze_sweep(sweep_dir: str | Path, write: bool = True) -> SweepAnalysis:
-    """Analyse every run of a sweep that has at least one snapshot (writing each run's
-    ``analysis/`` when ``write``); failed and unfinished systems are listed, not fatal."""
+def analyze_sweep(
+    sweep_dir: str | Path, write: bool = True, upto: int | None = None
+) -> SweepAnalysis:
+    """Analyse every run of a sweep that has at least one snapshot, up to step ``upto``
+    (default: all; then each run's ``analysis/`` is written when ``write``); failed and
+    unfinished systems are listed, not fatal."""
     from .sweep import read_sweep
 
     sweep_dir = Path(sweep_dir)
@@ -224,9 +232,9 @@ def analyze_sweep(sweep_dir: str | Path, write: bool = True) -> SweepAnalysis:
             pending.append(entry)
         if not (folder / "progress.json").exists():
             continue
-        result = analyze_run(folder)
+        result = analyze_run(folder, upto=upto)
         result.summary["seed"] = entry["seed"]
-        if write:
+        if write and upto is None:
             write_run_analysis(result)
         runs[entry["condition"]].append(result)
     return SweepAnalysis(sweep_dir, record, runs, failed, pending)

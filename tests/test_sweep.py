@@ -211,13 +211,16 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
         "intro\n<!-- BEGIN cs3-polarization -->\nold\n<!-- END cs3-polarization -->\n"
         "an ablation, named by its sweep:\n"
         "<!-- BEGIN cs3-polarization-cpu -->\n<!-- END cs3-polarization-cpu -->\n"
+        "the first step only:\n"
+        "<!-- BEGIN cs3-polarization upto=1 -->\n<!-- END cs3-polarization -->\n"
         "<!-- BEGIN cs2-adversary -->\nnot run\n<!-- END cs2-adversary -->\nend\n"
     )
     res = runner.invoke(app, ["results", str(tmp_path / "runs"), "--doc", str(doc)])
     assert res.exit_code == 0, res.output
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
-    assert text.count("| intra | 2 |") == 2 and "Failed: broken seed 0, broken seed 1." in text
+    assert text.count("| intra | 2 |") == 3 and "Failed: broken seed 0, broken seed 1." in text
+    assert "(t <= 1)" in res.output
     assert "not run" in text  # a block without a sweep is left alone
     assert (doc.parent / "figures" / "cs3-polarization-polarization.png").exists()
     assert (doc.parent / "figures" / "cs3-polarization-trajectories-intra.png").exists()
