@@ -394,6 +394,27 @@ def run(
     _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name)))
 
 
+def _warn_disk(systems, out: Path, jobs: int) -> None:
+    """Warn before a sweep that may fill the disk (a full error comes only hours later)."""
+    import shutil
+
+    from .sweep import disk_needed, system_done
+
+    sizes = sorted((disk_needed(s) for s in systems if not system_done(s)), reverse=True)
+    need = sum(sizes[:jobs])
+    folder = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        console.print(
+            f"[yellow]warning:[/] {free / 1e9:.1f} GB free where the sweep writes; "
+            f"{jobs} system(s) at a time may need up to {need / 1e9:.1f} GB (two float32 "
+            "copies of every model's weights while a step runs). Fewer --jobs, LoRA "
+            "updates or another --out need less.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -507,6 +528,7 @@ def _run_sweep(
 
     if jobs > 1:
         console.print(f"{jobs} systems at a time, {threads} thread(s) each", highlight=False)
+    _warn_disk(systems, out, jobs)
     bar = Progress(
         TextColumn("[bold]sweep steps"),
         BarColumn(),

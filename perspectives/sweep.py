@@ -207,6 +207,35 @@ def run_sweep(
     return record
 
 
+def _weights_bytes(model: str) -> int:
+    """Bytes of one float32 copy of a local model's weights (0 if it is not local)."""
+    from .agents.hf import resolve_model_path
+    from .errors import PerspectivesError
+
+    try:
+        path = Path(resolve_model_path(model))
+    except PerspectivesError:
+        return 0
+    if not path.is_dir():
+        return 0
+    size = sum(f.stat().st_size for pat in ("*.safetensors", "*.bin") for f in path.glob(pat))
+    config_file = path / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    # Agents keep float32 weights; a checkpoint stored in 16 bits doubles when loaded.
+    return size * (2 if "16" in dtype else 1)
+
+
+def disk_needed(system: SweepSystem) -> int:
+    """Bytes a running system may need at most: two float32 copies of every learning model
+    under full fine-tuning (its current weights and the last step's checkpoint); LoRA
+    adapters and the tables are small beside them."""
+    cfg = system.cfg
+    if cfg.update.method != "full":
+        return 0
+    return sum(2 * g.count * _weights_bytes(g.model) for g in cfg.groups if g.learning)
+
+
 _children: set[subprocess.Popen] = set()
 _children_lock = threading.Lock()
 

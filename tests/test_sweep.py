@@ -286,3 +286,27 @@ def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, 
     assert "Incomplete run" in page and "Plotly" in page
     bad = runner.invoke(app, ["report", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    import shutil
+    from collections import namedtuple
+
+    from perspectives.cli import _warn_disk
+    from perspectives.sweep import disk_needed
+
+    path = sweep_yaml(tiny_model_dir, tmp_path, [{"name": "c", "set": {}}])
+    systems = plan_sweep(load_preset(str(path)), tmp_path / "out")
+    weights = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors"))
+    # 4 learning models (tiny_config: 2 + 2), two float32 copies each.
+    assert disk_needed(systems[0]) == 2 * 4 * weights
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12))
+    _warn_disk(systems, tmp_path / "out", jobs=2)
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, 1000))
+    _warn_disk(systems, tmp_path / "out", jobs=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning:" in err and "fewer --jobs" in err.lower()
