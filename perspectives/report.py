@@ -324,6 +324,7 @@ def sweep_report(result: SweepAnalysis) -> Path:
                     "mean ARI": s["ari_mean"],
                     "polarization (last)": s["polarization_last"],
                     "whole space (last)": s.get("polarization_all_last"),
+                    "data kernels (last)": s.get("polarization_kernel_last"),
                 }
             )
     if rows:

@@ -156,6 +156,7 @@ def cs3_table(result: SweepAnalysis) -> str:
             continue
         last, mean = _polarization_stats(runs)
         last_all, _ = _polarization_stats(runs, "polarization_all")
+        last_kernel, _ = _polarization_stats(runs, "polarization_kernel")
         rows.append(
             {
                 "condition": condition,
@@ -164,13 +165,16 @@ def cs3_table(result: SweepAnalysis) -> str:
                 "mean polarization, t ≥ 1": _fmt(mean),
                 "per seed at T": ", ".join(f"{x:.2f}" for x in last),
                 "whole space, at T": _fmt(last_all),
+                "data kernels, at T": _fmt(last_kernel),
             }
         )
     note = (
         "Polarization: |class mean A − class mean B| on the 1-d perspective, divided by the "
         "same at t = 0 (the paper: about 15× on average for intra-class only, near 0 for "
         "unrestricted). Whole space: the same ratio for the Euclidean distance between the "
-        "class means in all d dimensions of the perspective space. "
+        "class means in all d dimensions of the perspective space. Data kernels: the same "
+        "ratio for the Frobenius distance between the classes' mean data kernels (the "
+        "embedded answers themselves: no fitted space, no chosen dimension). "
     )
     return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
 

@@ -79,12 +79,17 @@ def _find_adversary(spec: Any) -> str | None:
     return None
 
 
-def polarization_of(table: pd.DataFrame, cfg: RunConfig) -> tuple[pd.DataFrame | None, str | None]:
+def polarization_of(
+    table: pd.DataFrame, cfg: RunConfig, kernels: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame | None, str | None]:
     """The polarization that fits the run: adversarial when the communication has an
     adversary (case study 2), two-class when the system has two classes (case study 3).
 
-    Columns ``t, distance, polarization`` on ``z1`` (the paper's), and ``distance_all,
-    polarization_all`` in the whole perspective space."""
+    Columns ``t, distance, polarization`` on ``z1`` (the paper's), ``distance_all,
+    polarization_all`` in all d dimensions of the perspective space, and, given ``kernels``
+    (``t, model, class`` and one column per entry of the flattened data kernel),
+    ``distance_kernel, polarization_kernel``: between the mean data kernels themselves, which
+    no fitted space or chosen dimension can change."""
     adversary = _find_adversary(cfg.communication)
     if adversary is not None:
         names = [m for m in cfg.models() if m == adversary]
@@ -92,15 +97,29 @@ def polarization_of(table: pd.DataFrame, cfg: RunConfig) -> tuple[pd.DataFrame |
             m for g in cfg.groups if adversary in (g.name, g.class_label) for m in g.model_names()
         ]
         kind = "adversarial"
-        measure = functools.partial(adversarial_polarization, table, sorted(set(names)))
+        measure = functools.partial(adversarial_polarization, adversary=sorted(set(names)))
     elif table["class"].nunique() == 2:
         kind = "two-class"
-        measure = functools.partial(class_polarization, table)
+        measure = class_polarization
     else:
         return None, None
-    one_d, full = measure(axis="z1"), measure(axis="all")
-    full = full.rename(columns={"distance": "distance_all", "polarization": "polarization_all"})
-    return one_d.merge(full, on="t", how="left"), kind
+    out = measure(table, axis="z1")
+    out = out.merge(_suffixed(measure(table, axis="all"), "all"), on="t", how="left")
+    if kernels is not None:
+        cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
+        out = out.merge(_suffixed(measure(kernels, axis=cols), "kernel"), on="t", how="left")
+    return out, kind
+
+
+def _suffixed(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    return frame.rename(columns={c: f"{c}_{suffix}" for c in ("distance", "polarization")})
+
+
+def kernel_table(hist) -> pd.DataFrame:
+    """``t, model, class`` and the flattened data kernel ``A_i(t)`` (m x p values) per row."""
+    flat = hist.kernels.reshape(len(hist.points), -1)
+    values = pd.DataFrame(flat, columns=[f"a{j}" for j in range(flat.shape[1])])
+    return pd.concat([hist.points[["t", "model", "class"]].reset_index(drop=True), values], axis=1)
 
 
 def analyze_run(
@@ -129,7 +148,7 @@ def analyze_run(
         {"t": iso["t"], "psi_frobenius": iso["psi"], "psi_spectral": iso_spectral["psi"]}
     )
     clusters, labels = clusters_over_time(table, seed=cfg.seed)
-    polarization, kind = polarization_of(table, cfg)
+    polarization, kind = polarization_of(table, cfg, kernel_table(hist))
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
@@ -150,6 +169,11 @@ def analyze_run(
         ),
         "polarization_all_last": (
             float(polarization["polarization_all"].iloc[-1]) if polarization is not None else None
+        ),
+        "polarization_kernel_last": (
+            float(polarization["polarization_kernel"].iloc[-1])
+            if polarization is not None
+            else None
         ),
     }
     return RunAnalysis(

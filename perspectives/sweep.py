@@ -219,8 +219,12 @@ def _weights_bytes(model: str) -> int:
     if not path.is_dir():
         return 0
     size = sum(f.stat().st_size for pat in ("*.safetensors", "*.bin") for f in path.glob(pat))
-    config_file = path / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}  # an unreadable model is the run's error to report, not the estimate's
+    if not isinstance(config, dict):
+        config = {}
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
     # Agents keep float32 weights; a checkpoint stored in 16 bits doubles when loaded.
     return size * (2 if "16" in dtype else 1)
