@@ -33,6 +33,12 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def cache_lock(name: str) -> Path:
+    """The lock file for making the cache entry ``name`` (kept apart from the entries, so a
+    cache folder holds only what it caches)."""
+    return cache_dir() / "locks" / f"{name}.lock"
+
+
 def bundled_data_names(kind: str) -> list[str]:
     """Names of the package's data tables of one kind (``"prompts"`` or ``"banks"``)."""
     folder = resources.files("perspectives") / "data" / kind
@@ -94,7 +100,7 @@ def bundled_model_path() -> Path:
     if _converted(target):
         return target
     # Processes started together (a sweep's --jobs) convert once: the others wait, then reuse.
-    with file_lock(target.with_name(f".{target.name}.lock")):
+    with file_lock(cache_lock(f"model-{target.name}")):
         if not _converted(target):
             _convert_gguf(gguf, target)
     return target

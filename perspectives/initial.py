@@ -24,7 +24,7 @@ from .agents.agent import Agent
 from .agents.hf import resolve_model_path
 from .agents.training import UpdateConfig
 from .banks import sample_pairs
-from .bundled import BUNDLED_MODEL, bundled_gguf, cache_dir
+from .bundled import BUNDLED_MODEL, bundled_gguf, cache_dir, cache_lock
 from .store import file_lock
 
 CACHE_VERSION = 1
@@ -84,7 +84,7 @@ def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Age
     entry = root / cache_key(spec)
     # Processes that need the same model (sweeps side by side) take turns: the first
     # fine-tunes it, the others then find it in the cache.
-    with file_lock(root / f".{entry.name}.lock"):
+    with file_lock(cache_lock(f"initial-{entry.name}")):
         if (entry / "agent.json").exists():
             agent = Agent.load(entry)
             agent.name = spec.name
