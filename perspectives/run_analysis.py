@@ -164,17 +164,10 @@ def analyze_run(
         "clusters_last": int(clusters["n_clusters"].iloc[-1]),
         "ari_mean": float(clusters["ari_prev"].mean()) if len(clusters) > 1 else None,
         "polarization_kind": kind,
-        "polarization_last": (
-            float(polarization["polarization"].iloc[-1]) if polarization is not None else None
-        ),
-        "polarization_all_last": (
-            float(polarization["polarization_all"].iloc[-1]) if polarization is not None else None
-        ),
-        "polarization_kernel_last": (
-            float(polarization["polarization_kernel"].iloc[-1])
-            if polarization is not None
-            else None
-        ),
+        **{
+            f"{col}_last": float(polarization[col].iloc[-1]) if polarization is not None else None
+            for col in ("polarization", "polarization_all", "polarization_kernel")
+        },
     }
     return RunAnalysis(
         run_dir,
