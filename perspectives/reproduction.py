@@ -42,6 +42,8 @@ def _fmt(values: list[float]) -> str:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "No step of any run is complete yet."
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.to_numpy()]
@@ -63,12 +65,14 @@ def _seeds_note(result: SweepAnalysis) -> str:
 def cs1_table(result: SweepAnalysis) -> str:
     """Clusters, ARI and iso-mirror movement before and after the disruption step t*."""
     rows = []
+    everything = [run for runs in result.runs.values() for run in runs]
+    # One t* for every condition, so that the conditions are compared over the same periods.
+    marks = sorted({m for run in everything for m in disruption_steps(run.cfg)})
+    t_star = marks[0] if marks else max((r.steps[-1] for r in everything), default=0) // 2
     for condition, runs in result.runs.items():
         if not runs:
             continue
         stats: dict[str, list[float]] = {k: [] for k in ("k", "ari_b", "ari_a", "iso_b", "iso_a")}
-        marks = sorted({m for run in runs for m in disruption_steps(run.cfg)})
-        t_star = marks[0] if marks else max(r.steps[-1] for r in runs) // 2
         for run in runs:
             c, iso = run.clusters, run.isomirror
             stats["k"].append(float(c["n_clusters"].iloc[-1]))
@@ -112,40 +116,39 @@ def _polarization_stats(runs, column: str = "polarization") -> tuple[list[float]
 
 
 def cs2_table(result: SweepAnalysis) -> str:
-    """Polarization (non-adversaries vs the adversary) at T, targets x attack period: on the
-    1-d perspective (the paper's) and in the whole space."""
-    tables = []
-    for column in ("polarization", "polarization_all"):
-        rows: dict[str, dict[str, str]] = {}
-        periods: list[str] = []
-        for condition, runs in result.runs.items():
-            if not runs:
-                continue
-            m = re.match(r"targets-(\d+)(?:-every-(\d+))?", condition)
-            targets = m.group(1) if m else condition
-            period = f"every {m.group(2)}" if m and m.group(2) else "any period"
-            if period not in periods:
-                periods.append(period)
-            last, _ = _polarization_stats(runs, column)
-            rows.setdefault(targets, {"targets": targets})[period] = _fmt(last)
-        frame = pd.DataFrame(list(rows.values())).fillna("")
-        tables.append(_markdown(frame[["targets"] + [p for p in periods if p in frame.columns]]))
+    """Polarization (non-adversaries vs the adversary) per targets x attack period: at T and
+    averaged over the run (lower: captured sooner), on the 1-d perspective (the paper's), in
+    the whole space and between the data kernels."""
+    rows = []
+    for condition, runs in result.runs.items():
+        if not runs:
+            continue
+        m = re.match(r"targets-(\d+)(?:-every-(\d+))?", condition)
+        last, mean = _polarization_stats(runs)
+        last_all, _ = _polarization_stats(runs, "polarization_all")
+        last_kernel, mean_kernel = _polarization_stats(runs, "polarization_kernel")
+        rows.append(
+            {
+                "targets": m.group(1) if m else condition,
+                "attack every": m.group(2) if m and m.group(2) and m.group(1) != "0" else "–",
+                "runs": len(runs),
+                "at T": _fmt(last),
+                "mean, t ≥ 1": _fmt(mean),
+                "whole space, at T": _fmt(last_all),
+                "data kernels, at T": _fmt(last_kernel),
+                "data kernels, mean t ≥ 1": _fmt(mean_kernel),
+            }
+        )
     note = (
-        "Polarization at the last step T: |mean of the non-adversarial models − the adversary| "
-        "on the 1-d perspective, divided by the same at t = 0 (1: no change; 0: captured); "
-        "below, the same ratio for the Euclidean distance in the whole perspective space. "
-        "Mean (range) over seeds. With 0 targets the attack period does not matter (one "
-        "condition). "
+        "Polarization: |mean of the non-adversarial models − the adversary| on the 1-d "
+        "perspective, divided by the same at t = 0 (1: no change; 0: captured). The mean over "
+        "t ≥ 1 is lower when the system is pulled in sooner. Whole space: the same ratio for "
+        "the Euclidean distance in all d dimensions of the perspective space. Data kernels: "
+        "the same ratio for the Frobenius distance between the non-adversaries' mean data "
+        "kernel and the adversary's (no fitted space, no chosen dimension). Mean (range) over "
+        "seeds. With 0 targets the attack period does not matter (one condition). "
     )
-    return (
-        "On the 1-d perspective:\n\n"
-        + tables[0]
-        + "\n\nIn the whole perspective space:\n\n"
-        + tables[1]
-        + "\n\n"
-        + note
-        + _seeds_note(result)
-    )
+    return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
 
 
 def cs3_table(result: SweepAnalysis) -> str:

@@ -1,0 +1,79 @@
+"""The tables of docs/results.md, from hand-made analyses of small sweeps."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from perspectives.reproduction import cs1_table, cs2_table
+from perspectives.run_analysis import SweepAnalysis
+
+
+def _run(polarization=None, clusters=None, isomirror=None, communication=None, t_last=4):
+    cfg = SimpleNamespace(communication=communication or {"type": "complete"})
+    return SimpleNamespace(
+        polarization=polarization,
+        clusters=clusters,
+        isomirror=isomirror,
+        cfg=cfg,
+        steps=list(range(t_last + 1)),
+    )
+
+
+def _sweep(runs: dict, pending=()) -> SweepAnalysis:
+    return SweepAnalysis(Path("."), {}, runs, failed=[], pending=list(pending))
+
+
+def _pol(values, kernel):
+    return pd.DataFrame(
+        {
+            "t": range(len(values)),
+            "polarization": values,
+            "polarization_all": [2 * v for v in values],
+            "polarization_kernel": kernel,
+        }
+    )
+
+
+def test_cs2_table_has_one_row_per_condition_with_last_and_mean_over_seeds():
+    runs = {
+        "targets-0": [_run(_pol([1.0, 1.2, 1.4], [1.0, 1.1, 1.2]))],
+        "targets-2-every-5": [
+            _run(_pol([1.0, 0.6, 0.2], [1.0, 0.8, 0.6])),
+            _run(_pol([1.0, 0.4, 0.4], [1.0, 0.6, 0.4])),
+        ],
+        "targets-5-every-2": [],
+    }
+    text = cs2_table(_sweep(runs, pending=[{"condition": "targets-5-every-2", "seed": 0}]))
+    lines = text.splitlines()
+    assert lines[0].startswith("| targets | attack every | runs | at T | mean, t ≥ 1 |")
+    # targets 0: last 1.4, mean over t >= 1 of (1.2, 1.4) = 1.3; the period is irrelevant.
+    assert "| 0 | – | 1 | 1.40 | 1.30 | 2.80 | 1.20 | 1.15 |" in lines
+    # two seeds: last 0.2 and 0.4 -> 0.30 (0.20–0.40); means 0.4 and 0.4.
+    assert "| 2 | 5 | 2 | 0.30 (0.20–0.40) | 0.40 (0.40–0.40) |" in text
+    assert "\n| 5 |" not in text  # no row for a condition without a complete step
+    assert "Not finished: targets-5-every-2 seed 0." in text
+
+
+def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
+    clusters = pd.DataFrame(
+        {"t": range(5), "n_clusters": [1, 2, 3, 3, 3], "ari_prev": [None, 0.2, 0.4, 1.0, 1.0]}
+    )
+    # psi moves 1 per step up to t* = 2, then stands still: range 2.
+    iso = pd.DataFrame({"t": range(5), "psi_frobenius": [0.0, 1.0, 2.0, 2.0, 2.0]})
+    switch = {"type": "switch", "at": 2}
+    runs = {
+        "disruption": [_run(None, clusters, iso, switch)],
+        "no-disruption": [_run(None, clusters, iso, None, t_last=4)],
+    }
+    text = cs1_table(_sweep(runs))
+    # The system without the switch is compared over the same periods, t* = 2.
+    assert "| mean ARI, t < 2 | mean ARI, t > 2 |" in text
+    assert "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 |" in text
+    assert "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 |" in text
+
+
+def test_tables_of_a_sweep_with_no_complete_step_say_so():
+    empty = _sweep({"a": [], "b": []}, pending=[{"condition": "a", "seed": 0}])
+    for table in (cs1_table, cs2_table):
+        assert table(empty).startswith("No step of any run is complete yet.")
