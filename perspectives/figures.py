@@ -116,9 +116,11 @@ def polarization_png(
     runs: Mapping[str, Sequence[pd.DataFrame]],
     path: str | os.PathLike,
     kind: str | None = None,
+    column: str = "polarization",
 ) -> None:
     """Polarization over time per condition (condition -> one table per seed): the mean over
-    seeds (line) and the range (band)."""
+    seeds (line) and the range (band). ``column``: which measure, ``polarization`` (on
+    ``z1``), ``polarization_all`` (whole space) or ``polarization_kernel`` (data kernels)."""
     panels = polarization_panels(list(runs))
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.2 * len(panels) + 1.5, 4), sharey=True, squeeze=False
@@ -126,9 +128,7 @@ def polarization_png(
     colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(runs)}
     for ax, (title, conds) in zip(axes[0], panels.items(), strict=True):
         for c in conds:
-            wide = pd.concat(
-                [f.set_index("t")["polarization"] for f in runs[c]], axis=1
-            ).sort_index()
+            wide = pd.concat([f.set_index("t")[column] for f in runs[c]], axis=1).sort_index()
             mean = wide.mean(axis=1)
             label = _PERIOD.sub("", c).strip("-") if title else c
             n = wide.shape[1]
@@ -147,5 +147,7 @@ def polarization_png(
         ax.set_xlabel("time step t")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
-    axes[0][0].set_ylabel(f"polarization{f' ({kind})' if kind else ''}")
+    measure = {"polarization_all": "whole space", "polarization_kernel": "data kernels"}
+    detail = ", ".join(x for x in (kind, measure.get(column)) if x)
+    axes[0][0].set_ylabel(f"polarization ({detail})" if detail else "polarization")
     _save(fig, path)

@@ -310,6 +310,10 @@ def write_sweep_analysis(result: SweepAnalysis) -> Path:
     pol, kind = sweep_polarization(result)
     if pol:
         polarization_png(pol, out / "polarization.png", kind=kind)
+        if all("polarization_kernel" in f for tables in pol.values() for f in tables):
+            polarization_png(
+                pol, out / "polarization-kernel.png", kind=kind, column="polarization_kernel"
+            )
     first = first_runs(result)
     if first:
         marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})

@@ -203,7 +203,7 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert np.allclose(pol[pol["t"] == 0][ratios], 1.0)
     # In the whole space the class means are at least as far apart as on z1.
     assert (pol["distance_all"] >= pol["distance"] - 1e-9).all()
-    for fig in ("polarization", "isomirror", "clusters"):
+    for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
 
     # The reproduction page's block is rewritten from the sweep; the prose around it is kept.
