@@ -252,6 +252,8 @@ def run_report(result: RunAnalysis) -> Path:
     metrics = result.clusters.merge(result.isomirror, on="t")
     if result.polarization is not None:
         metrics = metrics.merge(result.polarization, on="t")
+    if result.dispersion is not None:
+        metrics = metrics.merge(result.dispersion, on="t")
     body = [
         _missing_note(result),
         _chart(trajectories_chart(result.perspectives, "Perspective trajectories", marks), "traj"),

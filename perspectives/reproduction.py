@@ -72,7 +72,8 @@ def cs1_table(result: SweepAnalysis) -> str:
     for condition, runs in result.runs.items():
         if not runs:
             continue
-        stats: dict[str, list[float]] = {k: [] for k in ("k", "ari_b", "ari_a", "iso_b", "iso_a")}
+        keys = ("k", "ari_b", "ari_a", "iso_b", "iso_a", "spread", "local")
+        stats: dict[str, list[float]] = {k: [] for k in keys}
         for run in runs:
             c, iso = run.clusters, run.isomirror
             stats["k"].append(float(c["n_clusters"].iloc[-1]))
@@ -85,6 +86,11 @@ def cs1_table(result: SweepAnalysis) -> str:
             after = psi[psi.index >= t_star].diff().abs().mean() / span
             stats["iso_b"].append(float(before))
             stats["iso_a"].append(float(after))
+            if run.dispersion is not None:
+                disp = run.dispersion.set_index("t")
+                stats["spread"].append(float(disp["spread_kernel_rel"].iloc[-1]))
+                at_star = disp["locality_kernel"].get(t_star, float("nan"))
+                stats["local"].append(float(disp["locality_kernel"].iloc[-1] / at_star))
         rows.append(
             {
                 "condition": condition,
@@ -94,11 +100,18 @@ def cs1_table(result: SweepAnalysis) -> str:
                 f"mean ARI, t > {t_star}": _fmt(stats["ari_a"]),
                 f"iso-mirror step, t ≤ {t_star}": _fmt(stats["iso_b"]),
                 f"iso-mirror step, t ≥ {t_star}": _fmt(stats["iso_a"]),
+                "spread at T": _fmt(stats["spread"]),
+                f"locality, T ÷ t = {t_star}": _fmt(stats["local"]),
             }
         )
     note = (
         "Iso-mirror step: the mean |ψ(t) − ψ(t−1)| over the period, as a fraction of ψ's whole "
-        "range in that run (0: the system stands still). Mean (range) over seeds. "
+        "range in that run (0: the system stands still). Spread: the models' mean distance "
+        "to their population mean, between the data kernels (no fitted space), divided by the "
+        "same at t = 0 (below 1: the population converges). Locality: the mean distance to "
+        "the nearest other model divided by the spread; it falls when the models gather in "
+        "local sinks rather than converging as a whole (at T divided by at t*). Mean (range) "
+        "over seeds. "
     )
     return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
 

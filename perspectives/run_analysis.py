@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .analysis import (
     class_polarization,
     class_trajectories,
     clusters_over_time,
+    dispersion,
     iso_mirror,
     separate_embeddings,
 )
@@ -48,6 +50,7 @@ class RunAnalysis:
     steps: list[int]
     missing_steps: list[int]
     summary: dict[str, Any] = field(default_factory=dict)
+    dispersion: pd.DataFrame | None = None
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -111,6 +114,20 @@ def polarization_of(
     return out, kind
 
 
+def dispersion_of(table: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame | None:
+    """The population's dispersion per step (``analysis.dispersion``) in the perspective
+    space, and with the suffix ``_kernel`` between the data kernels themselves; None for a
+    single model."""
+    if table.groupby("t")["model"].nunique().min() < 2:
+        return None
+    cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
+    on_kernels = dispersion(kernels, axis=cols)
+    # spread -> spread_kernel, spread_rel -> spread_kernel_rel
+    on_kernels.columns = [re.sub(r"^(.*?)(_rel)?$", r"\1_kernel\2", c) for c in on_kernels.columns]
+    on_kernels = on_kernels.rename(columns={"t_kernel": "t"})
+    return dispersion(table).merge(on_kernels, on="t")
+
+
 def _suffixed(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
     return frame.rename(columns={c: f"{c}_{suffix}" for c in ("distance", "polarization")})
 
@@ -148,7 +165,9 @@ def analyze_run(
         {"t": iso["t"], "psi_frobenius": iso["psi"], "psi_spectral": iso_spectral["psi"]}
     )
     clusters, labels = clusters_over_time(table, seed=cfg.seed)
-    polarization, kind = polarization_of(table, cfg, kernel_table(hist))
+    kernels = kernel_table(hist)
+    polarization, kind = polarization_of(table, cfg, kernels)
+    spread = dispersion_of(table, kernels)
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
@@ -168,6 +187,10 @@ def analyze_run(
             f"{col}_last": float(polarization[col].iloc[-1]) if polarization is not None else None
             for col in ("polarization", "polarization_all", "polarization_kernel")
         },
+        **{
+            f"{col}_last": float(spread[col].iloc[-1]) if spread is not None else None
+            for col in ("spread_kernel_rel", "locality_kernel")
+        },
     }
     return RunAnalysis(
         run_dir,
@@ -182,6 +205,7 @@ def analyze_run(
         steps,
         missing,
         summary,
+        spread,
     )
 
 
@@ -199,6 +223,8 @@ def write_run_analysis(result: RunAnalysis) -> Path:
     write_parquet(out / "class_means.parquet", result.class_means)
     if result.polarization is not None:
         write_parquet(out / "polarization.parquet", result.polarization)
+    if result.dispersion is not None:
+        write_parquet(out / "dispersion.parquet", result.dispersion)
     write_json(out / "summary.json", result.summary)
     marks = disruption_steps(result.cfg)
     trajectories_png(result.perspectives, out / "trajectories.png", marks=marks)
@@ -260,7 +286,7 @@ def analyze_sweep(
 def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
     """One long table of a per-step metric over the sweep's runs: ``condition, seed, t, ...``.
 
-    ``metric``: ``polarization``, ``clusters`` or ``isomirror``.
+    ``metric``: ``polarization``, ``clusters``, ``isomirror`` or ``dispersion``.
     """
     frames = []
     for condition, runs in result.runs.items():
@@ -295,7 +321,7 @@ def write_sweep_analysis(result: SweepAnalysis) -> Path:
 
     out = result.sweep_dir / ANALYSIS_DIR
     out.mkdir(exist_ok=True)
-    for metric in ("polarization", "clusters", "isomirror"):
+    for metric in ("polarization", "clusters", "isomirror", "dispersion"):
         table = sweep_table(result, metric)
         if not table.empty:
             write_parquet(out / f"{metric}.parquet", table)

@@ -12,6 +12,7 @@ from perspectives.analysis import (
     class_trajectories,
     clusters_over_time,
     count_clusters,
+    dispersion,
     iso_mirror,
     mirror_distances,
     separate_embeddings,
@@ -207,3 +208,26 @@ def test_separate_embeddings_fit_each_step_alone():
     z = full[full["t"] == 0][["z1", "z2", "z3"]].to_numpy()
     k = kernels[:4].reshape(4, -1)
     assert np.linalg.norm(z[0] - z[1]) == pytest.approx(np.linalg.norm(k[0] - k[1]))
+
+
+def test_dispersion_by_hand_local_sinks_against_converging_as_a_whole():
+    # Three models on a line at 0, 1, 3; then two of them form a sink (0, 0.1) while the third
+    # stays apart; then the whole population shrinks by half around its mean.
+    start = np.array([[0.0], [1.0], [3.0]])
+    sink = np.array([[0.0], [0.1], [3.0]])
+    shrunk = start.mean() + 0.5 * (start - start.mean())
+    out = dispersion(table_from_states(np.stack([start, sink, shrunk])))
+    # t = 0: mean 4/3, distances 4/3, 1/3, 5/3 -> spread 10/9; nearest 1, 1, 2 -> 4/3.
+    assert out["spread"].iloc[0] == pytest.approx(10 / 9)
+    assert out["nn_distance"].iloc[0] == pytest.approx(4 / 3)
+    assert out["locality"].iloc[0] == pytest.approx(1.2)
+    # t = 1: mean 31/30; spread (31 + 28 + 59) / 90; nearest 0.1, 0.1, 2.9.
+    assert out["spread"].iloc[1] == pytest.approx(118 / 90)
+    assert out["nn_distance"].iloc[1] == pytest.approx(3.1 / 3)
+    assert out["locality"].iloc[1] < 0.8 < out["spread_rel"].iloc[1]  # a sink, not convergence
+    # t = 2: everything halves, so locality does not change.
+    assert out["spread_rel"].iloc[2] == pytest.approx(0.5)
+    assert out["nn_distance_rel"].iloc[2] == pytest.approx(0.5)
+    assert out["locality"].iloc[2] == pytest.approx(1.2)
+    with pytest.raises(InputError, match="at least two models"):
+        dispersion(table_from_states(start[None, :1]))

@@ -9,12 +9,13 @@ from perspectives.reproduction import cs1_table, cs2_table
 from perspectives.run_analysis import SweepAnalysis
 
 
-def _run(polarization=None, clusters=None, isomirror=None, communication=None, t_last=4):
+def _run(polarization=None, clusters=None, isomirror=None, communication=None, t_last=4, disp=None):
     cfg = SimpleNamespace(communication=communication or {"type": "complete"})
     return SimpleNamespace(
         polarization=polarization,
         clusters=clusters,
         isomirror=isomirror,
+        dispersion=disp,
         cfg=cfg,
         steps=list(range(t_last + 1)),
     )
@@ -62,15 +63,25 @@ def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
     # psi moves 1 per step up to t* = 2, then stands still: range 2.
     iso = pd.DataFrame({"t": range(5), "psi_frobenius": [0.0, 1.0, 2.0, 2.0, 2.0]})
     switch = {"type": "switch", "at": 2}
+    # Spread halves by T; locality 1.2 at t* = 2, then 0.6 (a sink) or unchanged.
+    sinks = pd.DataFrame(
+        {
+            "t": range(5),
+            "spread_kernel_rel": [1.0, 0.9, 0.8, 0.6, 0.5],
+            "locality_kernel": [1.2, 1.2, 1.2, 0.9, 0.6],
+        }
+    )
+    whole = sinks.assign(locality_kernel=1.2)
     runs = {
-        "disruption": [_run(None, clusters, iso, switch)],
-        "no-disruption": [_run(None, clusters, iso, None, t_last=4)],
+        "disruption": [_run(None, clusters, iso, switch, disp=sinks)],
+        "no-disruption": [_run(None, clusters, iso, None, t_last=4, disp=whole)],
     }
     text = cs1_table(_sweep(runs))
     # The system without the switch is compared over the same periods, t* = 2.
     assert "| mean ARI, t < 2 | mean ARI, t > 2 |" in text
-    assert "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 |" in text
-    assert "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 |" in text
+    assert "| locality, T ÷ t = 2 |" in text
+    assert "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 0.50 |" in text
+    assert "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 1.00 |" in text
 
 
 def test_tables_of_a_sweep_with_no_complete_step_say_so():

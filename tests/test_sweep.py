@@ -203,6 +203,9 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert np.allclose(pol[pol["t"] == 0][ratios], 1.0)
     # In the whole space the class means are at least as far apart as on z1.
     assert (pol["distance_all"] >= pol["distance"] - 1e-9).all()
+    disp = pd.read_parquet(out / "analysis" / "dispersion.parquet")
+    assert np.allclose(disp[disp["t"] == 0][["spread_rel", "spread_kernel_rel"]], 1.0)
+    assert (disp["nn_distance_kernel"] <= 2 * disp["spread_kernel"] + 1e-9).all()
     for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
 

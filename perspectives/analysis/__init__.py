@@ -1,7 +1,9 @@
 """Analyses of a perspectives table (columns ``t, model, class, z1..zd``): the system's
-trajectory (iso-mirror), polarization, clusters and their stability, per-class trajectories."""
+trajectory (iso-mirror), polarization, clusters and their stability, dispersion, per-class
+trajectories."""
 
 from .clusters import clusters_over_time, count_clusters
+from .dispersion import dispersion
 from .isomirror import iso_mirror, mirror_distances, separate_embeddings, state_matrices
 from .polarization import adversarial_polarization, class_polarization
 from .trajectories import class_trajectories, model_trajectories, z_columns
@@ -12,6 +14,7 @@ __all__ = [
     "class_trajectories",
     "clusters_over_time",
     "count_clusters",
+    "dispersion",
     "iso_mirror",
     "mirror_distances",
     "model_trajectories",
