@@ -16,11 +16,13 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from .trajectories import _require, z_columns
 
 COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
+MIN_POINTS = 3  # the fewest points a component may have
 
 
 def count_clusters(
@@ -32,7 +34,8 @@ def count_clusters(
 ) -> tuple[int, np.ndarray, float]:
     """The number of clusters of ``points`` (n x d) by BIC, the labels (n,) and the best BIC.
 
-    ``max_clusters`` defaults to min(9, n - 1); a single point is one cluster.
+    ``max_clusters`` defaults to min(9, n - 1), and is at most n // 3 (every component needs
+    3 points); a single point is one cluster.
     Raises InputError for an empty or non-finite input.
     """
     x = np.asarray(points, dtype=float)
@@ -43,9 +46,13 @@ def count_clusters(
     n = len(x)
     if n == 1:
         return 1, np.zeros(1, dtype=int), float("nan")
-    top = min(max_clusters or 9, n - 1)
+    # k components of at least MIN_POINTS each need k * MIN_POINTS points: larger k are never
+    # candidates, so they are not fitted.
+    top = max(1, min(max_clusters or 9, n - 1, n // MIN_POINTS))
     best: tuple[float, int, np.ndarray] | None = None
-    with warnings.catch_warnings():
+    # The fits are tiny: BLAS and OpenMP threads only add overhead (tens of times slower when
+    # the cores are busy, e.g. beside a running sweep); one thread gives the same results.
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for k in range(1, top + 1):
             for cov in covariance_types:
@@ -66,7 +73,7 @@ def count_clusters(
 
 
 def _min_size(covariance_type: str, d: int) -> int:
-    return max(3, d + 1) if covariance_type == "full" else 3
+    return max(MIN_POINTS, d + 1) if covariance_type == "full" else MIN_POINTS
 
 
 def clusters_over_time(
