@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,10 +120,9 @@ def dispersion_of(table: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame | 
     if table.groupby("t")["model"].nunique().min() < 2:
         return None
     cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
-    on_kernels = dispersion(kernels, axis=cols)
-    # spread -> spread_kernel, spread_rel -> spread_kernel_rel
-    on_kernels.columns = [re.sub(r"^(.*?)(_rel)?$", r"\1_kernel\2", c) for c in on_kernels.columns]
-    on_kernels = on_kernels.rename(columns={"t_kernel": "t"})
+    names = {c: f"{c}_kernel" for c in ("spread", "nn_distance", "locality")}
+    names |= {f"{c}_rel": f"{c}_kernel_rel" for c in ("spread", "nn_distance")}
+    on_kernels = dispersion(kernels, axis=cols).rename(columns=names)
     return dispersion(table).merge(on_kernels, on="t")
 
 
@@ -167,7 +165,7 @@ def analyze_run(
     clusters, labels = clusters_over_time(table, seed=cfg.seed)
     kernels = kernel_table(hist)
     polarization, kind = polarization_of(table, cfg, kernels)
-    spread = dispersion_of(table, kernels)
+    disp = dispersion_of(table, kernels)
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
@@ -188,7 +186,7 @@ def analyze_run(
             for col in ("polarization", "polarization_all", "polarization_kernel")
         },
         **{
-            f"{col}_last": float(spread[col].iloc[-1]) if spread is not None else None
+            f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
             for col in ("spread_kernel_rel", "locality_kernel")
         },
     }
@@ -205,7 +203,7 @@ def analyze_run(
         steps,
         missing,
         summary,
-        spread,
+        disp,
     )
 
 
