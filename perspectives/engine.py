@@ -16,7 +16,8 @@ The run folder (written atomically, one part file per step)::
     tables/events/step-000t.parquet      t, kind, model, detail, seconds
     embeddings/step-000t.npy             eval answers' embeddings, rows in table order
     agents/<model>/                      each agent's live state
-    checkpoints/step-000t/<model>/       agents after the last complete step
+    checkpoints/step-000t/<model>/       agents after the last complete step (and after
+                                         any step in ``keep_checkpoints``)
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ from .store import file_lock, write_json, write_npy, write_parquet, write_text
 
 def _part(t: int) -> str:
     return f"step-{t:05d}"
+
+
+def last_complete_step(out: str | Path) -> int:
+    """The last step whose tables and checkpoints are complete in run folder ``out``, or -1."""
+    p = Path(out) / "progress.json"
+    return int(json.loads(p.read_text())["last_complete_step"]) if p.exists() else -1
 
 
 @dataclass
@@ -89,6 +96,8 @@ class Simulation:
     on_phase: Callable[[int, str], None] | None = None
     agents: dict[str, Agent] = field(default_factory=dict)
     timings: dict[int, StepTimings] = field(default_factory=dict)
+    # Steps whose checkpoints outlive the next step (other systems fork from them).
+    keep_checkpoints: frozenset[int] = frozenset()
     # Greedy evaluation answers by agent (its uid), with the update count they were made at.
     _eval_cache: dict[str, tuple[int, list]] = field(default_factory=dict, repr=False)
 
@@ -126,8 +135,7 @@ class Simulation:
 
     def last_complete_step(self) -> int:
         """The last step whose tables and checkpoints are complete, or -1."""
-        p = self.out / "progress.json"
-        return int(json.loads(p.read_text())["last_complete_step"]) if p.exists() else -1
+        return last_complete_step(self.out)
 
     def _phase(self, t: int, name: str) -> None:
         if self.on_phase is not None:
@@ -194,8 +202,9 @@ class Simulation:
 
     def _commit_step(self, t: int) -> None:
         write_json(self.out / "progress.json", {"last_complete_step": t})
+        keep = {_part(k) for k in self.keep_checkpoints} | {_part(t)}
         for old in (self.out / "checkpoints").glob("step-*"):
-            if old.name != _part(t):
+            if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
     def _drop_incomplete(self, last: int) -> None:
@@ -445,8 +454,7 @@ class History:
 
 def read_parts(out: Path, table: str, upto: int | None = None) -> pd.DataFrame:
     """Concatenate a run's per-step parts of ``table`` up to the last complete step."""
-    p = out / "progress.json"
-    last = int(json.loads(p.read_text())["last_complete_step"]) if p.exists() else -1
+    last = last_complete_step(out)
     if upto is not None:
         last = min(last, upto)
     files = sorted((out / "tables" / table).glob("step-*.parquet"))
@@ -459,10 +467,9 @@ def load_history(
 ) -> History | None:
     """Fit the joint perspective space over every evaluation snapshot up to ``upto``."""
     out = Path(out)
-    p = out / "progress.json"
-    if not p.exists():
+    last = last_complete_step(out)
+    if last < 0:
         return None
-    last = int(json.loads(p.read_text())["last_complete_step"])
     if upto is not None:
         last = min(last, upto)
     cfg_classes = {}
