@@ -362,6 +362,24 @@ def run(
             "share of the CPU cores (output in each system's run.log).",
         ),
     ] = 1,
+    share_steps: Annotated[
+        bool,
+        typer.Option(
+            "--share-steps/--no-share-steps",
+            help="With --sweep: conditions of a seed that are the same system up to a step "
+            "(before a disruption, between attacks) run those steps once; the others start "
+            "from a copy of that step. Off: every system runs from t = 0.",
+        ),
+    ] = True,
+    keep_checkpoint: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--keep-checkpoint",
+            help="Keep the models' checkpoint of this step after the next (a sweep starts "
+            "other systems from it); repeatable.",
+            hidden=True,
+        ),
+    ] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Simulate a system of interacting models and record every step in a run folder.
@@ -377,9 +395,10 @@ def run(
     from .engine import Simulation
     from .presets import load_preset
 
+    keep = {"keep_checkpoints": frozenset(keep_checkpoint or ())}
     if resume is not None:
         cfg = _run_config(config, scale, model, set_) if config else None
-        _run_one(Simulation.resume(resume, cfg))
+        _run_one(Simulation.resume(resume, cfg, **keep))
         return
     if config is None:
         raise typer.BadParameter("give a preset or config, or --resume DIR")
@@ -387,11 +406,21 @@ def run(
         raise typer.BadParameter("--jobs runs a sweep's systems side by side: add --sweep")
     if sweep:
         _run_sweep(
-            load_preset(config), config, out, scale, seeds, model, set_, keep_weights, jobs, device
+            load_preset(config),
+            config,
+            out,
+            scale,
+            seeds,
+            model,
+            set_,
+            keep_weights,
+            jobs,
+            device,
+            share_steps,
         )
         return
     cfg = _run_config(config, scale, model, set_)
-    _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name)))
+    _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep))
 
 
 def _warn_disk(systems, out: Path, jobs: int) -> None:
@@ -486,7 +515,17 @@ def _run_one(sim, label: str = "") -> None:
 
 
 def _run_sweep(
-    preset, config, out, scale, seeds, model, sets, keep_weights, jobs=1, device="auto"
+    preset,
+    config,
+    out,
+    scale,
+    seeds,
+    model,
+    sets,
+    keep_weights,
+    jobs=1,
+    device="auto",
+    share_steps=True,
 ) -> None:
     import os
 
@@ -506,13 +545,24 @@ def _run_sweep(
     scale = scale or preset.default_scale
     name = preset.raw.get("name", "sweep")
     out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
-    systems = plan_sweep(preset, out, scale, seed_list, overrides)
+    systems = plan_sweep(preset, out, scale, seed_list, overrides, share_steps)
     console.print(
         f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
     )
+    shared = [s for s in systems if s.source is not None]
+    if shared:
+        once = sum(s.fork_step + 1 for s in shared)
+        total = sum(s.cfg.steps + 1 for s in systems)
+        console.print(
+            f"{len(shared)} systems start from a step they share with another: "
+            f"{once} of {total} steps are not run twice (--no-share-steps runs them all)",
+            highlight=False,
+        )
 
     def run_system(system) -> None:
-        sim = Simulation.create(system.cfg, system.folder)
+        sim = Simulation.create(
+            system.cfg, system.folder, keep_checkpoints=frozenset(system.keep_checkpoints)
+        )
         _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
 
     affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all the cores

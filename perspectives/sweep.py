@@ -5,6 +5,10 @@ Layout: ``OUT/sweep.json`` (the plan and every system's status) and ``OUT/<condi
 ones; a system that fails is recorded with its error and the others still run. A finished
 system's model weights (``agents/``, ``checkpoints/``: hundreds of MB per model) are removed
 unless kept: the analyses need only its tables and embeddings.
+
+Conditions of a seed that are the same system up to a step (``fork.shared_steps``: before a
+disruption, say) run those steps once: the later system starts from a copy of the earlier
+one's folder at that step, and continues alone.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .engine import last_complete_step
 from .errors import InputError
+from .fork import can_fork, fork_run, shared_steps
 from .presets import Preset
 from .runconfig import RunConfig, parse_run_config
 from .store import write_json
@@ -34,12 +40,20 @@ SWEEP_FILE = "sweep.json"
 
 @dataclass
 class SweepSystem:
-    """One system of a sweep: a condition at a seed, and where it runs."""
+    """One system of a sweep: a condition at a seed, and where it runs.
+
+    ``source``, ``fork_step``: an earlier system of the sweep that is the same system up to
+    ``fork_step``; this one starts from a copy of its folder at that step.
+    ``keep_checkpoints``: the steps whose checkpoints later systems start from.
+    """
 
     condition: str
     seed: int
     cfg: RunConfig
     folder: Path
+    source: SweepSystem | None = field(default=None, repr=False)
+    fork_step: int = -1
+    keep_checkpoints: tuple[int, ...] = ()
 
 
 def plan_sweep(
@@ -48,9 +62,12 @@ def plan_sweep(
     scale: str | None = None,
     seeds: list[int] | None = None,
     sets: dict | None = None,
+    share_steps: bool = True,
 ) -> list[SweepSystem]:
     """Every (condition, seed) system of ``preset``'s sweep, validated before any work.
     ``sets``: overrides applied to every system (a condition's own settings win).
+    ``share_steps``: each system starts from the earlier system of its seed with which it
+    shares the most steps (at least one), if any (``plan_forks``).
 
     Raises InputError when the preset has no sweep or a condition's config is invalid.
     """
@@ -72,15 +89,28 @@ def plan_sweep(
             systems.append(
                 SweepSystem(cond["name"], seed, cfg, out / cond["name"] / f"seed-{seed}")
             )
+    if share_steps:
+        plan_forks(systems)
     return systems
+
+
+def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
+    """Give each system the earlier one it shares the most steps with (at least
+    ``min_steps`` after t = 0) as its ``source``, and the sources the checkpoints to keep."""
+    for i, system in enumerate(systems):
+        best, step = None, min_steps - 1
+        for earlier in systems[:i]:
+            k = shared_steps(earlier.cfg, system.cfg)
+            if k > step:
+                best, step = earlier, k
+        if best is not None:
+            system.source, system.fork_step = best, step
+            best.keep_checkpoints = tuple(sorted({*best.keep_checkpoints, step}))
 
 
 def system_done(system: SweepSystem) -> bool:
     """Whether the system's run folder holds its last step."""
-    p = system.folder / "progress.json"
-    if not p.exists():
-        return False
-    return int(json.loads(p.read_text())["last_complete_step"]) >= system.cfg.steps
+    return last_complete_step(system.folder) >= system.cfg.steps
 
 
 def read_sweep(out: str | Path) -> dict:
@@ -145,6 +175,9 @@ def run_sweep(
         "systems": kept + entries,
     }
     lock = threading.Lock()
+    entry_of = {id(s): e for s, e in zip(systems, entries, strict=True)}
+    # Systems still to start from a source's checkpoint: the checkpoint stays until they have.
+    unresolved = {id(s) for s in systems if s.source is not None}
 
     def update(system: SweepSystem, entry: dict, status: str, error: str | None = None) -> None:
         with lock:
@@ -156,9 +189,42 @@ def run_sweep(
             if on_status is not None:
                 on_status(system, status, error)
 
+    def clean(system: SweepSystem) -> None:
+        """Remove a finished system's weights but the checkpoints later systems still need."""
+        if keep_weights or entry_of[id(system)]["status"] != "done":
+            return
+        needed = {
+            f"step-{d.fork_step:05d}" for d in systems if d.source is system and id(d) in unresolved
+        }
+        shutil.rmtree(system.folder / "agents", ignore_errors=True)
+        for p in (system.folder / "checkpoints").glob("step-*"):
+            if p.name not in needed:
+                shutil.rmtree(p, ignore_errors=True)
+        if not needed:
+            shutil.rmtree(system.folder / "checkpoints", ignore_errors=True)
+
+    def start_from_source(system: SweepSystem, entry: dict) -> None:
+        source, step = system.source, system.fork_step
+        try:
+            if not (system.folder / "run.json").exists() and can_fork(source.folder, step):
+                fork_run(source.folder, step, system.cfg, system.folder)
+                entry["forked_from"] = {
+                    "condition": source.condition,
+                    "seed": source.seed,
+                    "step": step,
+                }
+                if on_status is not None:
+                    on_status(system, f"starts from {source.condition} at step {step}", None)
+        finally:
+            with lock:
+                unresolved.discard(id(system))
+                clean(source)
+
     def one(system: SweepSystem, entry: dict) -> None:
         update(system, entry, "running")
         try:
+            if system.source is not None:
+                start_from_source(system, entry)
             run_system(system)
         except KeyboardInterrupt:
             update(system, entry, "interrupted")
@@ -166,32 +232,55 @@ def run_sweep(
         except Exception as exc:  # noqa: BLE001 - one failed system must not stop the sweep
             update(system, entry, "failed", f"{exc.__class__.__name__}: {exc}")
         else:
-            if not keep_weights:
-                for sub in ("agents", "checkpoints"):
-                    shutil.rmtree(system.folder / sub, ignore_errors=True)
+            with lock:
+                entry["status"] = "done"
+                clean(system)
             update(system, entry, "done")
+
+    def ready(system: SweepSystem) -> bool:
+        """Whether a system may start: it has no source, or its source has reached the step
+        it starts from, or never will (failed, finished without it, resumed past it)."""
+        source = system.source
+        if source is None or (system.folder / "run.json").exists():
+            return True
+        if can_fork(source.folder, system.fork_step):
+            return True
+        status = entry_of[id(source)]["status"]
+        return status in ("done", "failed") or last_complete_step(source.folder) >= system.fork_step
 
     write_json(out / SWEEP_FILE, record)
     todo = []
     for system, entry in zip(systems, entries, strict=True):
         if entry["status"] == "done":
+            unresolved.discard(id(system))
             if on_status is not None:
                 on_status(system, "skipped (finished)", None)
         else:
             todo.append((system, entry))
     if jobs == 1:
+        # In plan order a source has finished (or failed) before the systems starting from it.
         for system, entry in todo:
             one(system, entry)
         return record
+    pending = list(todo)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(one, system, entry) for system, entry in todo]
+        running: dict = {}
         try:
-            while not all(f.done() for f in futures):
+            while pending or running:
+                for item in list(pending):
+                    if len(running) >= jobs:
+                        break
+                    if ready(item[0]) or not running:
+                        pending.remove(item)
+                        running[pool.submit(one, *item)] = item
                 if on_wait is not None:
                     on_wait()
-                wait(futures, timeout=1.0)
+                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    running.pop(f)
+                    f.result()  # re-raise what ``one`` did not record (an interrupt)
         except KeyboardInterrupt:
-            for f in futures:
+            for f in running:
                 f.cancel()
             # The interrupt may have reached this process only (kill -INT, a scheduler):
             # the systems' processes must not run on, unwatched.
@@ -202,8 +291,6 @@ def run_sweep(
                         entry["status"] = "interrupted"
                 write_json(out / SWEEP_FILE, record)
             raise
-        for f in futures:
-            f.result()  # re-raise what ``one`` did not record (an interrupt)
     return record
 
 
@@ -232,12 +319,13 @@ def _weights_bytes(model: str) -> int:
 
 def disk_needed(system: SweepSystem) -> int:
     """Bytes a running system may need at most: two float32 copies of every learning model
-    under full fine-tuning (its current weights and the last step's checkpoint); LoRA
-    adapters and the tables are small beside them."""
+    under full fine-tuning (its current weights and the last step's checkpoint), and one more
+    per checkpoint kept for other systems; LoRA adapters and the tables are small beside them."""
     cfg = system.cfg
     if cfg.update.method != "full":
         return 0
-    return sum(2 * g.count * _weights_bytes(g.model) for g in cfg.groups if g.learning)
+    copies = 2 + len(system.keep_checkpoints)
+    return sum(copies * g.count * _weights_bytes(g.model) for g in cfg.groups if g.learning)
 
 
 _children: set[subprocess.Popen] = set()
@@ -262,8 +350,7 @@ def stop_children(timeout: float = 30.0) -> None:
 
 def steps_done(system: SweepSystem) -> int:
     """How many of the system's T + 1 snapshots are complete."""
-    p = system.folder / "progress.json"
-    return int(json.loads(p.read_text())["last_complete_step"]) + 1 if p.exists() else 0
+    return last_complete_step(system.folder) + 1
 
 
 def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto") -> None:
@@ -275,6 +362,8 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file)]
     cmd += ["--out", str(system.folder), "--device", device]
+    for step in system.keep_checkpoints:
+        cmd += ["--keep-checkpoint", str(step)]
     log = system.folder / "run.log"
     with log.open("a") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)

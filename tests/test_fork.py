@@ -1,0 +1,155 @@
+"""Shared prefixes: which systems are the same up to a step, and a sweep that runs those steps
+once gives the tables of one that runs every system from t = 0."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from test_engine import tiny_config
+from typer.testing import CliRunner
+
+from perspectives.cli import app
+from perspectives.engine import Simulation, read_parts
+from perspectives.errors import InputError
+from perspectives.fork import fork_run, shared_steps
+from perspectives.presets import load_preset
+from perspectives.runconfig import parse_run_config
+from perspectives.sweep import disk_needed, plan_sweep, read_sweep
+
+runner = CliRunner()
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
+
+def plan(name, tmp_path, **kw):
+    return {(s.condition, s.seed): s for s in plan_sweep(load_preset(name), tmp_path, **kw)}
+
+
+def test_case_study_conditions_share_the_steps_before_they_differ(tmp_path):
+    cs1 = plan("cs1-disruption", tmp_path, scale="cpu")
+    at = cs1["disruption", 0].cfg.communication["at"]
+    # The same system until the disruption at t*: steps 0..t*-1 are shared, per seed.
+    assert shared_steps(cs1["disruption", 0].cfg, cs1["no-disruption", 0].cfg) == at - 1
+    assert shared_steps(cs1["disruption", 0].cfg, cs1["no-disruption", 1].cfg) == -1
+    assert shared_steps(cs1["disruption", 0].cfg, cs1["disruption", 0].cfg) == 20
+    late = cs1["no-disruption", 1]
+    assert late.source is cs1["disruption", 1] and late.fork_step == at - 1
+    assert cs1["disruption", 1].keep_checkpoints == (at - 1,)
+
+    cs2 = plan("cs2-adversary", tmp_path, scale="cpu")
+    # Attacks at t = 1, 1 + K, ...: every 2nd and every 5th step first differ at t = 3,
+    # every 5th and every 10th at t = 6; another number of targets differs from t = 1.
+    assert cs2["targets-2-every-5", 0].source is cs2["targets-2-every-2", 0]
+    assert cs2["targets-2-every-5", 0].fork_step == 2
+    assert cs2["targets-2-every-10", 0].source is cs2["targets-2-every-5", 0]
+    assert cs2["targets-2-every-10", 0].fork_step == 5
+    assert cs2["targets-2-every-5", 0].keep_checkpoints == (5,)
+    assert shared_steps(cs2["targets-1-every-2", 0].cfg, cs2["targets-2-every-2", 0].cfg) == 0
+    assert cs2["targets-2-every-2", 0].source is None and cs2["targets-0", 1].source is None
+    # A kept checkpoint is one more copy of the weights on disk.
+    assert disk_needed(cs2["targets-2-every-5", 0]) == 1.5 * disk_needed(
+        cs2["targets-2-every-10", 0]
+    )
+
+    cs3 = plan("cs3-polarization", tmp_path, scale="cpu")
+    assert all(s.source is None for s in cs3.values())  # intra-class differs from t = 1
+    off = plan("cs1-disruption", tmp_path, scale="cpu", share_steps=False)
+    assert all(s.source is None and not s.keep_checkpoints for s in off.values())
+
+
+def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_dir):
+    def cfg(**over):
+        return parse_run_config(tiny_config(tiny_model_dir, steps=6, **over), "t")
+
+    complete = cfg()
+    later = {"type": "switch", "at": 4, "before": {"type": "complete"}}
+    assert (
+        shared_steps(complete, cfg(communication={**later, "after": {"type": "intra_class"}})) == 3
+    )
+    # Nearest neighbours depend on the perspectives, which may differ once anything has.
+    nn = cfg(communication={**later, "after": {"type": "nearest_neighbor"}})
+    assert shared_steps(complete, nn) == 3
+    other_nn = cfg(communication={**later, "at": 5, "after": {"type": "nearest_neighbor"}})
+    assert shared_steps(nn, other_nn) == 3
+    # Random graphs: the same edges only with the same draws.
+    er = cfg(communication={"type": "erdos_renyi", "p": 0.5})
+    assert shared_steps(er, cfg(communication={"type": "erdos_renyi", "p": 0.5})) == 6
+    assert shared_steps(er, cfg(communication={"type": "erdos_renyi", "p": 0.6})) < 6
+    # Anything else that differs differs from t = 0.
+    assert shared_steps(complete, cfg(update={"lr": 2e-3, "batch_size": 4})) == -1
+    assert shared_steps(complete, cfg(seed=4)) == -1
+
+
+def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_model_dir, tmp_path):
+    cfg = parse_run_config(tiny_config(tiny_model_dir, steps=2), "t")
+    Simulation.create(cfg, tmp_path / "a", keep_checkpoints=frozenset({1})).run()
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == [
+        "step-00001",
+        "step-00002",
+    ]
+    with pytest.raises(InputError, match="no complete step 0 with its checkpoint"):
+        fork_run(tmp_path / "a", 0, cfg, tmp_path / "b")
+    with pytest.raises(InputError, match="already a run folder"):
+        fork_run(tmp_path / "a", 1, cfg, tmp_path / "a")
+    # A fork interrupted before it committed leaves files that the next fork replaces.
+    (tmp_path / "b" / "tables" / "edges").mkdir(parents=True)
+    (tmp_path / "b" / "tables" / "edges" / "step-00002.parquet").write_text("half")
+    fork_run(tmp_path / "a", 1, cfg, tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b" / "tables" / "edges").iterdir()) == [
+        "step-00000.parquet",
+        "step-00001.parquet",
+    ]
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["forked_from"] == {"run": "../a", "step": 1}
+    Simulation.create(cfg, tmp_path / "b").run()
+    for table in ("responses", "edges"):
+        pd.testing.assert_frame_equal(
+            read_parts(tmp_path / "a", table), read_parts(tmp_path / "b", table)
+        )
+
+
+def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tiny_model_dir, tmp_path):
+    raw = tiny_config(tiny_model_dir, steps=3)
+    switch = {"type": "switch", "at": 2, "before": {"type": "complete"}}
+    late = {"communication": {**switch, "after": {"type": "intra_class"}}}
+    raw["sweep"] = {
+        "seeds": [0],
+        "conditions": [{"name": "complete", "set": {}}, {"name": "late-intra", "set": late}],
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    # Side by side, the later system waits for the step it starts from; one at a time, it
+    # starts from the finished system's kept checkpoint.
+    for jobs in (2, 1):
+        out = tmp_path / f"shared-{jobs}"
+        res = runner.invoke(
+            app, ["run", str(path), "--sweep", "--jobs", str(jobs), "--out", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        text = " ".join(res.output.split())
+        assert "1 systems start from a step they share with another: 2 of 8 steps" in text
+        record = {s["condition"]: s for s in read_sweep(out)["systems"]}
+        assert record["late-intra"]["forked_from"] == {
+            "condition": "complete",
+            "seed": 0,
+            "step": 1,
+        }
+        assert "forked_from" not in record["complete"]
+        assert "late-intra seed 0: starts from complete at step 1" in text
+    alone = runner.invoke(
+        app, ["run", str(path), "--sweep", "--out", str(tmp_path / "alone"), "--no-share-steps"]
+    )
+    assert alone.exit_code == 0, alone.output
+    assert "start from a step" not in alone.output
+    for cond in ("complete", "late-intra"):
+        b = tmp_path / "alone" / cond / "seed-0"
+        for jobs in (2, 1):
+            a = tmp_path / f"shared-{jobs}" / cond / "seed-0"
+            assert not (a / "checkpoints").exists() and not (a / "agents").exists()
+            for table in ("responses", "edges"):
+                pd.testing.assert_frame_equal(read_parts(a, table), read_parts(b, table))
+    edges = read_parts(tmp_path / "shared-2" / "late-intra" / "seed-0", "edges")
+    assert len(edges[edges["t"] == 1]) == 12 and len(edges[edges["t"] == 2]) == 4
