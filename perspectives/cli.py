@@ -332,6 +332,13 @@ def run(
     seeds: Annotated[
         str | None, typer.Option(help="Seeds of the sweep, e.g. `0,1,2` (default: the preset's).")
     ] = None,
+    conditions: Annotated[
+        str | None,
+        typer.Option(
+            help="Conditions of the sweep to run, e.g. `targets-0,targets-2-every-2` "
+            "(default: all; `perspectives presets` lists them)."
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -404,6 +411,8 @@ def run(
         raise typer.BadParameter("give a preset or config, or --resume DIR")
     if jobs > 1 and not sweep:
         raise typer.BadParameter("--jobs runs a sweep's systems side by side: add --sweep")
+    if conditions and not sweep:
+        raise typer.BadParameter("--conditions chooses among a sweep's conditions: add --sweep")
     if sweep:
         _run_sweep(
             load_preset(config),
@@ -417,6 +426,7 @@ def run(
             jobs,
             device,
             share_steps,
+            conditions,
         )
         return
     cfg = _run_config(config, scale, model, set_)
@@ -526,6 +536,7 @@ def _run_sweep(
     jobs=1,
     device="auto",
     share_steps=True,
+    conditions=None,
 ) -> None:
     import os
 
@@ -545,7 +556,8 @@ def _run_sweep(
     scale = scale or preset.default_scale
     name = preset.raw.get("name", "sweep")
     out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
-    systems = plan_sweep(preset, out, scale, seed_list, overrides, share_steps)
+    chosen = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
+    systems = plan_sweep(preset, out, scale, seed_list, overrides, share_steps, chosen)
     console.print(
         f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
     )

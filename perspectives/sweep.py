@@ -63,23 +63,38 @@ def plan_sweep(
     seeds: list[int] | None = None,
     sets: dict | None = None,
     share_steps: bool = True,
+    conditions: list[str] | None = None,
 ) -> list[SweepSystem]:
     """Every (condition, seed) system of ``preset``'s sweep, validated before any work.
     ``sets``: overrides applied to every system (a condition's own settings win).
+    ``conditions``: only these conditions of the sweep (default: all), in the sweep's order.
     ``share_steps``: each system starts from the earlier system of its seed with which it
     shares the most steps (at least one), if any (``plan_forks``).
 
-    Raises InputError when the preset has no sweep or a condition's config is invalid.
+    Raises InputError when the preset has no sweep, ``conditions`` names one it does not have,
+    or a condition's config is invalid.
     """
     if preset.sweep is None:
         raise InputError("this config has no sweep section", source=preset.label, field="sweep")
+    chosen = list(preset.sweep["conditions"])
+    if conditions is not None:
+        names = [c["name"] for c in chosen]
+        for name in conditions:
+            if name not in names:
+                raise InputError(
+                    f"no such condition in the sweep (it has: {', '.join(names)})",
+                    source=preset.label,
+                    field="conditions",
+                    value=name,
+                )
+        chosen = [c for c in chosen if c["name"] in conditions]
     out = Path(out)
     seeds = list(seeds if seeds is not None else preset.sweep.get("seeds", [0]))
     systems = []
     # Seed-major: each seed's conditions finish together (a comparable set early on), and
     # they share the seed's initial models (cached).
     for seed in seeds:
-        for cond in preset.sweep["conditions"]:
+        for cond in chosen:
             raw = preset.raw_config(scale, {**(sets or {}), **(cond.get("set") or {})})
             raw["seed"] = seed
             raw["name"] = f"{raw.get('name', 'run')}-{cond['name']}-seed{seed}"

@@ -60,6 +60,26 @@ def test_case_study_conditions_share_the_steps_before_they_differ(tmp_path):
     assert all(s.source is None and not s.keep_checkpoints for s in off.values())
 
 
+def test_a_sweep_of_some_conditions_only(tmp_path):
+    some = plan(
+        "cs2-adversary", tmp_path, scale="cpu", conditions=["targets-2-every-5", "targets-0"]
+    )
+    assert [(s.condition, s.seed) for s in some.values()] == [
+        ("targets-0", 0),
+        ("targets-2-every-5", 0),
+        ("targets-0", 1),
+        ("targets-2-every-5", 1),
+    ]
+    assert all(s.source is None for s in some.values())  # its source is not in the sweep
+    with pytest.raises(InputError, match="it has: targets-0, targets-1-every-2") as err:
+        plan("cs2-adversary", tmp_path, scale="cpu", conditions=["targets-3"])
+    assert err.value.field == "conditions" and err.value.value == "targets-3"
+    bad = runner.invoke(app, ["run", "cs2-adversary", "--sweep", "--conditions", "targets-3"])
+    assert bad.exit_code == 2 and "no such condition in the sweep" in " ".join(bad.output.split())
+    bad = runner.invoke(app, ["run", "cs2-adversary", "--conditions", "targets-0"])
+    assert bad.exit_code == 2 and "add --sweep" in bad.output
+
+
 def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_dir):
     def cfg(**over):
         return parse_run_config(tiny_config(tiny_model_dir, steps=6, **over), "t")
