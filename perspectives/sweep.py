@@ -190,6 +190,7 @@ def run_sweep(
         "systems": kept + entries,
     }
     lock = threading.Lock()
+    stopping = threading.Event()
     entry_of = {id(s): e for s, e in zip(systems, entries, strict=True)}
     # Systems still to start from a source's checkpoint: the checkpoint stays until they have.
     unresolved = {id(s) for s in systems if s.source is not None}
@@ -240,6 +241,8 @@ def run_sweep(
         try:
             if system.source is not None:
                 start_from_source(system, entry)
+            if stopping.is_set():  # interrupted while it copied its source's steps
+                raise KeyboardInterrupt
             run_system(system)
         except KeyboardInterrupt:
             update(system, entry, "interrupted")
@@ -295,6 +298,7 @@ def run_sweep(
                     running.pop(f)
                     f.result()  # re-raise what ``one`` did not record (an interrupt)
         except KeyboardInterrupt:
+            stopping.set()
             for f in running:
                 f.cancel()
             # The interrupt may have reached this process only (kill -INT, a scheduler):

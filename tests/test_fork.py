@@ -12,7 +12,7 @@ from test_engine import tiny_config
 from typer.testing import CliRunner
 
 from perspectives.cli import app
-from perspectives.engine import Simulation, read_parts
+from perspectives.engine import Simulation, last_complete_step, read_parts
 from perspectives.errors import InputError
 from perspectives.fork import fork_run, shared_steps
 from perspectives.presets import load_preset
@@ -173,3 +173,48 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tiny_mo
                 pd.testing.assert_frame_equal(read_parts(a, table), read_parts(b, table))
     edges = read_parts(tmp_path / "shared-2" / "late-intra" / "seed-0", "edges")
     assert len(edges[edges["t"] == 1]) == 12 and len(edges[edges["t"] == 2]) == 4
+
+
+def test_side_by_side_a_system_waits_for_the_step_it_starts_from(tmp_path):
+    """The scheduling alone (no models): the later system starts once its source has reached
+    the shared step, from a copy of it, and the kept checkpoint goes when nobody needs it."""
+    import time
+
+    from perspectives.sweep import run_sweep
+
+    systems = plan_sweep(load_preset("cs1-disruption"), tmp_path / "s", "cpu", seeds=[0])
+    source, later = systems
+    k = later.fork_step
+    seen = {}
+
+    def step(folder, t):
+        (folder / "checkpoints" / f"step-{t:05d}" / "m0").mkdir(parents=True, exist_ok=True)
+        (folder / "progress.json").write_text(json.dumps({"last_complete_step": t}))
+
+    def fake(system):
+        folder = system.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        seen[system.condition] = (time.monotonic(), last_complete_step(folder))
+        if system is source:
+            assert system.keep_checkpoints == (k,)
+            time.sleep(1.5)
+            step(folder, k)
+            time.sleep(1.5)
+            step(folder, system.cfg.steps)
+        else:
+            step(folder, system.cfg.steps)
+
+    record = run_sweep(
+        systems, tmp_path / "s", preset="cs1-disruption", scale="cpu", run_system=fake, jobs=2
+    )
+    entries = {e["condition"]: e for e in record["systems"]}
+    assert entries["no-disruption"]["forked_from"] == {
+        "condition": "disruption",
+        "seed": 0,
+        "step": k,
+    }
+    # It started after the source's step k, from a copy of it.
+    assert seen["no-disruption"][0] - seen["disruption"][0] >= 1.4
+    assert seen["no-disruption"][1] == k
+    assert not (source.folder / "checkpoints").exists()
+    assert not (later.folder / "checkpoints").exists()
