@@ -195,7 +195,9 @@ class Simulation:
         folder = self.out / "checkpoints" / _part(t)
         for name in self.cfg.models():
             if (folder / name).exists():
-                agent = Agent.load(folder / name, state_dir=self.out / "agents" / name)
+                # Its own copy: a model that never learns would otherwise read its weights
+                # from this checkpoint, which goes once the next step is complete.
+                agent = Agent.load(folder / name, state_dir=self.out / "agents" / name, own=True)
                 agent.sampling = Sampling(**self.cfg.interaction.sampling.model_dump())
                 agent.update = self.cfg.update
                 self.agents[name] = agent

@@ -21,7 +21,7 @@ from .engine import last_complete_step
 from .errors import InputError
 from .graph import SystemState
 from .runconfig import RunConfig, build_policy
-from .store import write_json, write_text
+from .store import link_or_copy, write_json, write_text
 
 # Run-folder parts that hold one file per step (see ``engine``), and the agents' checkpoints.
 STEP_PARTS = ("tables/responses", "tables/edges", "tables/events", "embeddings")
@@ -78,15 +78,6 @@ def shared_steps(a: RunConfig, b: RunConfig) -> int:
     return a.steps
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    # Step files are written once and replaced, never changed in place: a hard link is as
-    # good as a copy, and a 10-model checkpoint is gigabytes.
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def can_fork(source: str | os.PathLike, step: int) -> bool:
     """Whether ``source`` holds step ``step`` complete, with its agents' checkpoint."""
     source = Path(source)
@@ -115,10 +106,10 @@ def fork_run(source: str | os.PathLike, step: int, cfg: RunConfig, dest: str | o
         for p in sorted((source / sub).glob("step-*")):
             if _step_of(p) <= step:
                 (dest / sub).mkdir(parents=True, exist_ok=True)
-                _link_or_copy(str(p), str(dest / sub / p.name))
+                link_or_copy(p, dest / sub / p.name)
     part = _part(step)
     shutil.copytree(
-        source / "checkpoints" / part, dest / "checkpoints" / part, copy_function=_link_or_copy
+        source / "checkpoints" / part, dest / "checkpoints" / part, copy_function=link_or_copy
     )
     write_text(dest / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     write_json(dest / "progress.json", {"last_complete_step": step})

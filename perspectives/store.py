@@ -119,3 +119,18 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Make ``dst`` the same file as ``src``: a hard link (free), or a copy across file systems.
+    For files that are replaced, never changed in place (step files, weights). An existing
+    ``dst`` is replaced atomically. Returns ``dst``."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst

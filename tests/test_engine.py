@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,3 +275,24 @@ def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir):
         parse_run_config(
             tiny_config(tiny_model_dir, interaction={"questions": 2, "mechanic": "gossip"}), "c"
         )
+
+
+def test_a_model_that_never_learns_resumes_from_a_checkpoint_that_then_goes(
+    tiny_model_dir, tmp_path
+):
+    """A static, fine-tuned model (the adversary of case study 2) reads its weights from the
+    checkpoint it was resumed from; that checkpoint is deleted a step later, so the model must
+    keep its own copy."""
+    raw = tiny_config(tiny_model_dir, steps=3)
+    raw["groups"][1].update(learning=False, init=dict(raw["groups"][0]["init"]))
+    cfg = parse_run_config(raw, "t")
+    straight = tmp_path / "straight"
+    Simulation.create(cfg, straight, keep_checkpoints=frozenset({1})).run()
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    (resumed / "progress.json").write_text(json.dumps({"last_complete_step": 1}))
+    Simulation.resume(resumed, cfg).run()  # steps 2 and 3 from the step-1 checkpoint
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-00003"]
+    a, b = tables(resumed), tables(straight)
+    pd.testing.assert_frame_equal(a["responses"], b["responses"])
+    pd.testing.assert_frame_equal(a["edges"], b["edges"])

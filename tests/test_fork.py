@@ -104,11 +104,14 @@ def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_
 
 
 def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_model_dir, tmp_path):
-    cfg = parse_run_config(tiny_config(tiny_model_dir, steps=2), "t")
+    raw = tiny_config(tiny_model_dir, steps=3)
+    # A static, fine-tuned model (an adversary) too: it must not read from a checkpoint that goes.
+    raw["groups"][1].update(learning=False, init=dict(raw["groups"][0]["init"]))
+    cfg = parse_run_config(raw, "t")
     Simulation.create(cfg, tmp_path / "a", keep_checkpoints=frozenset({1})).run()
     assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == [
         "step-00001",
-        "step-00002",
+        "step-00003",
     ]
     with pytest.raises(InputError, match="no complete step 0 with its checkpoint"):
         fork_run(tmp_path / "a", 0, cfg, tmp_path / "b")
@@ -116,7 +119,7 @@ def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_mo
         fork_run(tmp_path / "a", 1, cfg, tmp_path / "a")
     # A fork interrupted before it committed leaves files that the next fork replaces.
     (tmp_path / "b" / "tables" / "edges").mkdir(parents=True)
-    (tmp_path / "b" / "tables" / "edges" / "step-00002.parquet").write_text("half")
+    (tmp_path / "b" / "tables" / "edges" / "step-00003.parquet").write_text("half")
     fork_run(tmp_path / "a", 1, cfg, tmp_path / "b")
     assert sorted(p.name for p in (tmp_path / "b" / "tables" / "edges").iterdir()) == [
         "step-00000.parquet",

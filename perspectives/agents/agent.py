@@ -33,7 +33,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..bundled import BUNDLED_MODEL, cache_dir
 from ..errors import InputError
-from ..store import atomic_dir, atomic_path
+from ..store import atomic_dir, atomic_path, link_or_copy
 from .device import current_device
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
 from .hf import Sampling, _resolve_dtype, check_prompts, generate_texts, resolve_model_path
@@ -420,12 +420,7 @@ class Agent:
                 state = get_peft_model_state_dict(self.backbone.peft_model, adapter_name=self._uid)
                 save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / ADAPTER_FILE))
             elif self._weights is not None:
-                # Updates replace the weights file (a new inode), so a hard link is a safe,
-                # free snapshot; copy where links are not possible.
-                try:
-                    os.link(self._weights, tmp / WEIGHTS_FILE)
-                except OSError:
-                    shutil.copyfile(self._weights, tmp / WEIGHTS_FILE)
+                link_or_copy(self._weights, tmp / WEIGHTS_FILE)
             (tmp / AGENT_FILE).write_text(json.dumps(self.config_dict(), indent=2))
         return Path(directory)
 
@@ -447,8 +442,13 @@ class Agent:
         return Path(directory)
 
     @classmethod
-    def load(cls, directory: str | Path, *, state_dir: str | Path | None = None) -> Agent:
-        """Read an agent written by ``save``. Raises InputError for a missing or corrupt folder."""
+    def load(
+        cls, directory: str | Path, *, state_dir: str | Path | None = None, own: bool = False
+    ) -> Agent:
+        """Read an agent written by ``save``. Its weights are read in place from ``directory``
+        until its next update; with ``own``, they are first linked (or copied) into its
+        ``state_dir``, so the agent outlives ``directory`` (a checkpoint that a run deletes
+        once the next step is complete). Raises InputError for a missing or corrupt folder."""
         d = Path(directory)
         try:
             cfg = json.loads((d / AGENT_FILE).read_text())
@@ -485,6 +485,8 @@ class Agent:
                     if not list(fh.keys()):
                         raise InputError("the weights file holds no tensors", source=str(d))
                 agent._weights = d / WEIGHTS_FILE
+                if own:
+                    agent._weights = link_or_copy(d / WEIGHTS_FILE, agent.state_dir / WEIGHTS_FILE)
             elif n_updates > 0:
                 raise InputError(
                     f"the agent has {n_updates} update(s) but its weights file is missing",
