@@ -128,6 +128,19 @@ def system_done(system: SweepSystem) -> bool:
     return last_complete_step(system.folder) >= system.cfg.steps
 
 
+def _forked_from(system: SweepSystem, systems: list[SweepSystem]) -> dict | None:
+    """The system and step the run in ``system.folder`` started from, as its run.json says."""
+    p = system.folder / "run.json"
+    info = json.loads(p.read_text()).get("forked_from") if p.exists() else None
+    if not info:
+        return None
+    source = (system.folder / info["run"]).resolve()
+    for s in systems:
+        if s.folder.resolve() == source:
+            return {"condition": s.condition, "seed": s.seed, "step": info["step"]}
+    return {"run": info["run"], "step": info["step"]}
+
+
 def read_sweep(out: str | Path) -> dict:
     """The ``sweep.json`` of a sweep folder; raises InputError if it is not one, or the file
     is not a sweep record."""
@@ -179,6 +192,7 @@ def run_sweep(
             "folder": str(s.folder.relative_to(out)),
             "status": "done" if system_done(s) else "pending",
             "error": None,
+            **({"forked_from": f} if (f := _forked_from(s, systems)) else {}),
         }
         for s in systems
     ]

@@ -162,6 +162,11 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tiny_mo
         }
         assert "forked_from" not in record["complete"]
         assert "late-intra seed 0: starts from complete at step 1" in text
+    # Run again, everything is skipped, and the record still says where each system started.
+    again = runner.invoke(app, ["run", str(path), "--sweep", "--out", str(tmp_path / "shared-1")])
+    assert again.exit_code == 0 and "late-intra seed 0: skipped (finished)" in again.output
+    record = {s["condition"]: s for s in read_sweep(tmp_path / "shared-1")["systems"]}
+    assert record["late-intra"]["forked_from"] == {"condition": "complete", "seed": 0, "step": 1}
     alone = runner.invoke(
         app, ["run", str(path), "--sweep", "--out", str(tmp_path / "alone"), "--no-share-steps"]
     )
