@@ -52,7 +52,17 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def _seeds_note(result: SweepAnalysis) -> str:
     n = {c: len(r) for c, r in result.runs.items()}
-    pending = [f"{e['condition']} seed {e['seed']}" for e in result.pending]
+    reached = {
+        (c, r.summary["seed"]): (max(r.steps, default=-1), max(r.steps + r.missing_steps))
+        for c, rs in result.runs.items()
+        for r in rs
+        if r.steps or r.missing_steps
+    }
+    pending = []
+    for e in result.pending:
+        last, T = reached.get((e["condition"], e["seed"]), (-1, None))
+        upto = f" (complete to t = {last} of {T}; the columns at T are at t = {last})" if T else ""
+        pending.append(f"{e['condition']} seed {e['seed']}{upto}")
     failed = [f"{e['condition']} seed {e['seed']}" for e in result.failed]
     text = f"Runs per condition: {', '.join(f'{c} {k}' for c, k in n.items())}."
     if pending:

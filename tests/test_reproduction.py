@@ -9,7 +9,16 @@ from perspectives.reproduction import cs1_table, cs2_table
 from perspectives.run_analysis import SweepAnalysis
 
 
-def _run(polarization=None, clusters=None, isomirror=None, communication=None, t_last=4, disp=None):
+def _run(
+    polarization=None,
+    clusters=None,
+    isomirror=None,
+    communication=None,
+    t_last=4,
+    disp=None,
+    seed=0,
+    T=None,
+):
     cfg = SimpleNamespace(communication=communication or {"type": "complete"})
     return SimpleNamespace(
         polarization=polarization,
@@ -18,6 +27,8 @@ def _run(polarization=None, clusters=None, isomirror=None, communication=None, t
         dispersion=disp,
         cfg=cfg,
         steps=list(range(t_last + 1)),
+        missing_steps=list(range(t_last + 1, (T if T is not None else t_last) + 1)),
+        summary={"seed": seed},
     )
 
 
@@ -41,19 +52,25 @@ def test_cs2_table_has_one_row_per_condition_with_last_and_mean_over_seeds():
         "targets-0": [_run(_pol([1.0, 1.2, 1.4], [1.0, 1.1, 1.2]))],
         "targets-2-every-5": [
             _run(_pol([1.0, 0.6, 0.2], [1.0, 0.8, 0.6])),
-            _run(_pol([1.0, 0.4, 0.4], [1.0, 0.6, 0.4])),
+            _run(_pol([1.0, 0.4, 0.4], [1.0, 0.6, 0.4]), seed=1),
         ],
         "targets-5-every-2": [],
+        "targets-5-every-5": [_run(_pol([1.0, 0.9], [1.0, 0.9]), t_last=1, T=12)],
     }
-    text = cs2_table(_sweep(runs, pending=[{"condition": "targets-5-every-2", "seed": 0}]))
+    pending = [{"condition": c, "seed": 0} for c in ("targets-5-every-2", "targets-5-every-5")]
+    text = cs2_table(_sweep(runs, pending=pending))
     lines = text.splitlines()
     assert lines[0].startswith("| targets | attack every | runs | at T | mean, t ≥ 1 |")
     # targets 0: last 1.4, mean over t >= 1 of (1.2, 1.4) = 1.3; the period is irrelevant.
     assert "| 0 | – | 1 | 1.40 | 1.30 | 2.80 | 1.20 | 1.15 |" in lines
     # two seeds: last 0.2 and 0.4 -> 0.30 (0.20–0.40); means 0.4 and 0.4.
     assert "| 2 | 5 | 2 | 0.30 (0.20–0.40) | 0.40 (0.40–0.40) |" in text
-    assert "\n| 5 |" not in text  # no row for a condition without a complete step
-    assert "Not finished: targets-5-every-2 seed 0." in text
+    assert "\n| 5 | 2 |" not in text  # no row for a condition without a complete step
+    # An unfinished run says how far it got: its "at T" is at its last complete step.
+    assert (
+        "Not finished: targets-5-every-2 seed 0, targets-5-every-5 seed 0 (complete to t = 1 "
+        "of 12; the columns at T are at t = 1)." in " ".join(text.split())
+    )
 
 
 def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
