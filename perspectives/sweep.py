@@ -238,11 +238,7 @@ def run_sweep(
         try:
             if not (system.folder / "run.json").exists() and can_fork(source.folder, step):
                 fork_run(source.folder, step, system.cfg, system.folder)
-                entry["forked_from"] = {
-                    "condition": source.condition,
-                    "seed": source.seed,
-                    "step": step,
-                }
+                entry["forked_from"] = _forked_from(system, systems)
                 if on_status is not None:
                     on_status(system, f"starts from {source.condition} at step {step}", None)
         finally:
