@@ -111,8 +111,11 @@ def plan_sweep(
 
 def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
     """Give each system the earlier one it shares the most steps with (at least
-    ``min_steps`` after t = 0) as its ``source``, and the sources the checkpoints to keep."""
+    ``min_steps`` after t = 0) as its ``source``, and the sources the checkpoints to keep.
+    A system that has already started (its folder holds a run) resumes its own steps instead."""
     for i, system in enumerate(systems):
+        if (system.folder / "run.json").exists():
+            continue
         best, step = None, min_steps - 1
         for earlier in systems[:i]:
             k = shared_steps(earlier.cfg, system.cfg)

@@ -60,6 +60,16 @@ def test_case_study_conditions_share_the_steps_before_they_differ(tmp_path):
     assert all(s.source is None and not s.keep_checkpoints for s in off.values())
 
 
+def test_a_system_already_started_resumes_its_own_steps(tmp_path):
+    late = plan("cs1-disruption", tmp_path, scale="cpu")["no-disruption", 0]
+    late.folder.mkdir(parents=True)
+    (late.folder / "run.json").write_text("{}")  # started before, without a source
+    cs1 = plan("cs1-disruption", tmp_path, scale="cpu")
+    assert cs1["no-disruption", 0].source is None
+    assert cs1["disruption", 0].keep_checkpoints == ()  # no one starts from it
+    assert cs1["no-disruption", 1].source is cs1["disruption", 1]
+
+
 def test_a_sweep_of_some_conditions_only(tmp_path):
     some = plan(
         "cs2-adversary", tmp_path, scale="cpu", conditions=["targets-2-every-5", "targets-0"]
