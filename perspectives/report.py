@@ -254,6 +254,12 @@ def run_report(result: RunAnalysis) -> Path:
         metrics = metrics.merge(result.polarization, on="t")
     if result.dispersion is not None:
         metrics = metrics.merge(result.dispersion, on="t")
+    if result.diversity is not None:
+        answers = result.diversity[["t", "distinct", "top_share"]]
+        answers = answers.rename(
+            columns={"distinct": "distinct_answers", "top_share": "top_answer_share"}
+        )
+        metrics = metrics.merge(answers, on="t")
     body = [
         _missing_note(result),
         _chart(trajectories_chart(result.perspectives, "Perspective trajectories", marks), "traj"),

@@ -82,7 +82,7 @@ def cs1_table(result: SweepAnalysis) -> str:
     for condition, runs in result.runs.items():
         if not runs:
             continue
-        keys = ("k", "ari_b", "ari_a", "iso_b", "iso_a", "spread", "local")
+        keys = ("k", "ari_b", "ari_a", "iso_b", "iso_a", "spread", "local", "distinct", "top")
         stats: dict[str, list[float]] = {k: [] for k in keys}
         for run in runs:
             c, iso = run.clusters, run.isomirror
@@ -101,6 +101,9 @@ def cs1_table(result: SweepAnalysis) -> str:
                 stats["spread"].append(float(disp["spread_kernel_rel"].iloc[-1]))
                 at_star = disp["locality_kernel"].get(t_star, float("nan"))
                 stats["local"].append(float(disp["locality_kernel"].iloc[-1] / at_star))
+            if run.diversity is not None:
+                stats["distinct"].append(float(run.diversity["distinct"].iloc[-1]))
+                stats["top"].append(float(run.diversity["top_share"].iloc[-1]))
         rows.append(
             {
                 "condition": condition,
@@ -112,6 +115,8 @@ def cs1_table(result: SweepAnalysis) -> str:
                 f"iso-mirror step, t ≥ {t_star}": _fmt(stats["iso_a"]),
                 "spread at T": _fmt(stats["spread"]),
                 f"locality, T ÷ t = {t_star}": _fmt(stats["local"]),
+                "distinct answers at T": _fmt(stats["distinct"]),
+                "most common answer at T": _fmt(stats["top"]),
             }
         )
     note = (
@@ -120,8 +125,10 @@ def cs1_table(result: SweepAnalysis) -> str:
         "to their population mean, between the data kernels (no fitted space), divided by the "
         "same at t = 0 (below 1: the population converges). Locality: the mean distance to "
         "the nearest other model divided by the spread; it falls when the models gather in "
-        "local sinks rather than converging as a whole (at T divided by at t*). Mean (range) "
-        "over seeds. "
+        "local sinks rather than converging as a whole (at T divided by at t*). Distinct "
+        "answers: the fraction of the evaluation answers at T that are distinct texts; most "
+        "common answer: the fraction that are the most common one (near 1: the population "
+        "repeats one answer, whatever the question). Mean (range) over seeds. "
     )
     return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
 

@@ -18,6 +18,7 @@ import yaml
 
 from .analysis import (
     adversarial_polarization,
+    answer_diversity,
     class_polarization,
     class_trajectories,
     clusters_over_time,
@@ -25,7 +26,7 @@ from .analysis import (
     iso_mirror,
     separate_embeddings,
 )
-from .engine import load_history
+from .engine import load_history, read_parts
 from .errors import InputError
 from .runconfig import RunConfig
 from .store import write_csv, write_json, write_parquet
@@ -50,6 +51,7 @@ class RunAnalysis:
     missing_steps: list[int]
     summary: dict[str, Any] = field(default_factory=dict)
     dispersion: pd.DataFrame | None = None
+    diversity: pd.DataFrame | None = None
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -166,6 +168,9 @@ def analyze_run(
     kernels = kernel_table(hist)
     polarization, kind = polarization_of(table, cfg, kernels)
     disp = dispersion_of(table, kernels)
+    answers = read_parts(run_dir, "responses", upto=upto)
+    answers = answers[(answers["phase"] == "eval") & answers["t"].isin(steps)]
+    diversity = answer_diversity(answers)
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
@@ -189,6 +194,8 @@ def analyze_run(
             f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
             for col in ("spread_kernel_rel", "locality_kernel")
         },
+        "distinct_answers_last": float(diversity["distinct"].iloc[-1]),
+        "top_answer_share_last": float(diversity["top_share"].iloc[-1]),
     }
     return RunAnalysis(
         run_dir,
@@ -204,6 +211,7 @@ def analyze_run(
         missing,
         summary,
         disp,
+        diversity,
     )
 
 
@@ -223,6 +231,8 @@ def write_run_analysis(result: RunAnalysis) -> Path:
         write_parquet(out / "polarization.parquet", result.polarization)
     if result.dispersion is not None:
         write_parquet(out / "dispersion.parquet", result.dispersion)
+    if result.diversity is not None:
+        write_parquet(out / "diversity.parquet", result.diversity)
     write_json(out / "summary.json", result.summary)
     marks = disruption_steps(result.cfg)
     trajectories_png(result.perspectives, out / "trajectories.png", marks=marks)
@@ -284,7 +294,8 @@ def analyze_sweep(
 def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
     """One long table of a per-step metric over the sweep's runs: ``condition, seed, t, ...``.
 
-    ``metric``: ``polarization``, ``clusters``, ``isomirror`` or ``dispersion``.
+    ``metric``: ``polarization``, ``clusters``, ``isomirror``, ``dispersion`` or
+    ``diversity``.
     """
     frames = []
     for condition, runs in result.runs.items():
@@ -319,7 +330,7 @@ def write_sweep_analysis(result: SweepAnalysis) -> Path:
 
     out = result.sweep_dir / ANALYSIS_DIR
     out.mkdir(exist_ok=True)
-    for metric in ("polarization", "clusters", "isomirror", "dispersion"):
+    for metric in ("polarization", "clusters", "isomirror", "dispersion", "diversity"):
         table = sweep_table(result, metric)
         if not table.empty:
             write_parquet(out / f"{metric}.parquet", table)

@@ -8,6 +8,7 @@ import pytest
 
 from perspectives.analysis import (
     adversarial_polarization,
+    answer_diversity,
     class_polarization,
     class_trajectories,
     clusters_over_time,
@@ -231,3 +232,24 @@ def test_dispersion_by_hand_local_sinks_against_converging_as_a_whole():
     assert out["locality"].iloc[2] == pytest.approx(1.2)
     with pytest.raises(InputError, match="at least two models"):
         dispersion(table_from_states(start[None, :1]))
+
+
+def test_answer_diversity_by_hand_a_population_collapsing_onto_one_answer():
+    # t = 0: four different answers; t = 1: three of four alike (spaces around do not count);
+    # t = 2: two pairs, a tie broken by sorted order.
+    answers = pd.DataFrame(
+        {
+            "t": [0] * 4 + [1] * 4 + [2] * 4,
+            "text": ["a", "b", "c", "d", "echo", " echo", "echo ", "d", "y", "x", "y", "x"],
+        }
+    )
+    out = answer_diversity(answers)
+    assert out["t"].tolist() == [0, 1, 2]
+    assert out["answers"].tolist() == [4, 4, 4]
+    assert out["distinct"].tolist() == pytest.approx([1.0, 0.5, 0.5])
+    assert out["top_share"].tolist() == pytest.approx([0.25, 0.75, 0.5])
+    assert out["top_answer"].tolist()[1:] == ["echo", "x"]
+    with pytest.raises(InputError, match="missing column"):
+        answer_diversity(answers.rename(columns={"text": "answer"}))
+    with pytest.raises(InputError, match="no answers"):
+        answer_diversity(answers.iloc[:0])

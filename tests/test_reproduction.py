@@ -18,6 +18,7 @@ def _run(
     disp=None,
     seed=0,
     T=None,
+    diversity=None,
 ):
     cfg = SimpleNamespace(communication=communication or {"type": "complete"})
     return SimpleNamespace(
@@ -25,6 +26,7 @@ def _run(
         clusters=clusters,
         isomirror=isomirror,
         dispersion=disp,
+        diversity=diversity,
         cfg=cfg,
         steps=list(range(t_last + 1)),
         missing_steps=list(range(t_last + 1, (T if T is not None else t_last) + 1)),
@@ -89,16 +91,22 @@ def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
         }
     )
     whole = sinks.assign(locality_kernel=1.2)
+    # Without the disruption the population ends up repeating one answer: 9 of 10 alike.
+    varied = pd.DataFrame({"t": [0, 4], "distinct": [1.0, 0.9], "top_share": [0.1, 0.2]})
+    collapsed = varied.assign(distinct=[1.0, 0.2], top_share=[0.1, 0.9])
     runs = {
-        "disruption": [_run(None, clusters, iso, switch, disp=sinks)],
-        "no-disruption": [_run(None, clusters, iso, None, t_last=4, disp=whole)],
+        "disruption": [_run(None, clusters, iso, switch, disp=sinks, diversity=varied)],
+        "no-disruption": [_run(None, clusters, iso, None, disp=whole, diversity=collapsed)],
     }
     text = cs1_table(_sweep(runs))
     # The system without the switch is compared over the same periods, t* = 2.
     assert "| mean ARI, t < 2 | mean ARI, t > 2 |" in text
     assert "| locality, T ÷ t = 2 |" in text
-    assert "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 0.50 |" in text
-    assert "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 1.00 |" in text
+    assert "| distinct answers at T | most common answer at T |" in text
+    row = "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 0.50 | 0.90 | 0.20 |"
+    assert row in text
+    row = "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 1.00 | 0.20 | 0.90 |"
+    assert row in text
 
 
 def test_tables_of_a_sweep_with_no_complete_step_say_so():

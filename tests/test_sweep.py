@@ -206,6 +206,13 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     disp = pd.read_parquet(out / "analysis" / "dispersion.parquet")
     assert np.allclose(disp[disp["t"] == 0][["spread_rel", "spread_kernel_rel"]], 1.0)
     assert (disp["nn_distance_kernel"] <= 2 * disp["spread_kernel"] + 1e-9).all()
+    div = pd.read_parquet(out / "analysis" / "diversity.parquet")
+    assert set(div["condition"]) == {"complete", "intra"}
+    assert div["distinct"].between(0, 1).all() and div["top_share"].between(0, 1).all()
+    # Counts of answers: whole numbers, at least one of each kind and of the top answer.
+    for col in ("distinct", "top_share"):
+        n = div["answers"] * div[col]
+        assert np.allclose(n, n.round()) and (n >= 1 - 1e-9).all()
     for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
 
