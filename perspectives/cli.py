@@ -656,7 +656,8 @@ def analyze(
     ] = None,
 ) -> None:
     """Analyse a run: the joint perspective space of its whole history, iso-mirror,
-    clusters and their stability, polarization, class trajectories.
+    clusters and their stability, polarization, dispersion, class trajectories, and the
+    diversity of the answers (it warns when most answers are one text).
 
     Writes RUN/analysis/: perspectives.parquet and .csv (t, model, class, z1..zd), one Parquet
     table per analysis, summary.json and the figures (trajectories, isomirror, clusters,
@@ -686,6 +687,13 @@ def analyze(
 
 
 def _say_missing(result) -> None:
+    """Warn about what an analysis of a run should not be read without: missing steps, and a
+    population that repeats one answer."""
+    from .analysis import collapse_note
+
+    note = collapse_note(result.diversity) if result.diversity is not None else None
+    if note:
+        console.print(f"[yellow]{result.run_dir}: {note}[/]", highlight=False)
     if result.missing_steps:
         miss = result.missing_steps
         span = f"{miss[0]}..{miss[-1]}" if len(miss) > 1 else str(miss[0])

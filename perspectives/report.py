@@ -15,6 +15,7 @@ from matplotlib.colors import to_hex
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from .analysis import collapse_note
 from .figures import PALETTE, polarization_panels
 from .run_analysis import (
     ANALYSIS_DIR,
@@ -235,13 +236,18 @@ def _pngs(folder: Path, rel: str) -> str:
 
 
 def _missing_note(result: RunAnalysis) -> str:
-    if not result.missing_steps:
-        return ""
-    miss = result.missing_steps
-    return (
-        f"<p class='warn'>Incomplete run: analysed the complete steps t = {result.steps[0]}.."
-        f"{result.steps[-1]}; {len(miss)} snapshot(s) missing (t = {miss[0]}..{miss[-1]}).</p>"
-    )
+    """Warnings to read the page with: missing steps, a population repeating one answer."""
+    notes = []
+    collapsed = collapse_note(result.diversity) if result.diversity is not None else None
+    if collapsed:
+        notes.append(f"<p class='warn'>Collapsed: {html.escape(collapsed)}.</p>")
+    if result.missing_steps:
+        miss = result.missing_steps
+        notes.append(
+            f"<p class='warn'>Incomplete run: analysed the complete steps t = {result.steps[0]}.."
+            f"{result.steps[-1]}; {len(miss)} snapshot(s) missing (t = {miss[0]}..{miss[-1]}).</p>"
+        )
+    return "".join(notes)
 
 
 def run_report(result: RunAnalysis) -> Path:

@@ -12,6 +12,7 @@ from perspectives.analysis import (
     class_polarization,
     class_trajectories,
     clusters_over_time,
+    collapse_note,
     count_clusters,
     dispersion,
     iso_mirror,
@@ -253,3 +254,31 @@ def test_answer_diversity_by_hand_a_population_collapsing_onto_one_answer():
         answer_diversity(answers.rename(columns={"text": "answer"}))
     with pytest.raises(InputError, match="no answers"):
         answer_diversity(answers.iloc[:0])
+
+
+def test_collapse_note_names_the_answer_a_population_repeats():
+    answers = pd.DataFrame(
+        {"t": [0] * 4 + [1] * 4, "text": ["a", "b", "c", "d", "b", "echo", "echo", "echo"]}
+    )
+    out = answer_diversity(answers)
+    assert collapse_note(out) == (
+        "at t = 1, 75% of the evaluation answers are one text, whatever the question: 'echo'"
+    )
+    assert collapse_note(out, share=0.8) is None
+    assert collapse_note(out.iloc[:1]) is None  # t = 0: four different answers
+    blank = answer_diversity(pd.DataFrame({"t": [3, 3], "text": ["", " "]}))
+    assert collapse_note(blank).endswith("question: the empty answer")
+
+
+def test_the_report_warns_of_a_collapsed_population_and_escapes_the_answer():
+    from types import SimpleNamespace
+
+    from perspectives.report import _missing_note
+
+    diversity = answer_diversity(pd.DataFrame({"t": [5] * 3, "text": ["<b>&"] * 2 + ["ok"]}))
+    run = SimpleNamespace(diversity=diversity, missing_steps=[6, 7], steps=[0, 5])
+    notes = _missing_note(run)
+    assert "Collapsed: at t = 5, 67% of the evaluation answers are one text" in notes
+    assert "&lt;b&gt;&amp;" in notes and "<b>" not in notes
+    assert "2 snapshot(s) missing (t = 6..7)" in notes
+    assert _missing_note(SimpleNamespace(diversity=None, missing_steps=[], steps=[0])) == ""

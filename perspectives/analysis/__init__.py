@@ -4,7 +4,7 @@ trajectories; and, on the answers themselves, their diversity."""
 
 from .clusters import clusters_over_time, count_clusters
 from .dispersion import dispersion
-from .diversity import answer_diversity
+from .diversity import answer_diversity, collapse_note
 from .isomirror import iso_mirror, mirror_distances, separate_embeddings, state_matrices
 from .polarization import adversarial_polarization, class_polarization
 from .trajectories import class_trajectories, model_trajectories, z_columns
@@ -15,6 +15,7 @@ __all__ = [
     "class_polarization",
     "class_trajectories",
     "clusters_over_time",
+    "collapse_note",
     "count_clusters",
     "dispersion",
     "iso_mirror",

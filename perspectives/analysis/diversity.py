@@ -40,3 +40,20 @@ def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def collapse_note(diversity: pd.DataFrame, share: float = 0.5) -> str | None:
+    """A sentence saying that the population repeats one answer at its last step (at least
+    ``share`` of the answers are the same text), or None when it does not.
+
+    ``diversity``: the table of ``answer_diversity``.
+    """
+    last = diversity.sort_values("t").iloc[-1]
+    if last["top_share"] < share:
+        return None
+    text = str(last["top_answer"])
+    quoted = repr(text if len(text) <= 60 else text[:57] + "...") if text else "the empty answer"
+    return (
+        f"at t = {last['t']}, {last['top_share']:.0%} of the evaluation answers are one text, "
+        f"whatever the question: {quoted}"
+    )
