@@ -672,7 +672,7 @@ def analyze(
         return
     result = analyze_run(run_dir, n_components=n_components)
     out = write_run_analysis(result)
-    _say_missing(result)
+    _say_warnings(result)
     s = result.summary
     out_console.print(
         f"{s['models']} models x {len(result.steps)} snapshots (t = {result.steps[0]}.."
@@ -686,19 +686,23 @@ def analyze(
     )
 
 
-def _say_missing(result) -> None:
+def _say_warnings(result) -> None:
     """Warn about what an analysis of a run should not be read without: missing steps, and a
     population that repeats one answer."""
+    from rich.markup import escape
+
     from .analysis import collapse_note
 
+    # Model answers and paths may hold brackets that rich would read as markup.
+    where = escape(str(result.run_dir))
     note = collapse_note(result.diversity) if result.diversity is not None else None
     if note:
-        console.print(f"[yellow]{result.run_dir}: {note}[/]", highlight=False)
+        console.print(f"[yellow]{where}: {escape(note)}[/]", highlight=False)
     if result.missing_steps:
         miss = result.missing_steps
         span = f"{miss[0]}..{miss[-1]}" if len(miss) > 1 else str(miss[0])
         console.print(
-            f"[yellow]{result.run_dir}: incomplete run; analysed steps {result.steps[0]}.."
+            f"[yellow]{where}: incomplete run; analysed steps {result.steps[0]}.."
             f"{result.steps[-1]}, missing {len(miss)} snapshot(s): t = {span}[/]",
             highlight=False,
         )
@@ -709,7 +713,7 @@ def _analyze_sweep(result) -> None:
 
     for runs in result.runs.values():
         for run in runs:
-            _say_missing(run)
+            _say_warnings(run)
     for entry in result.failed:
         console.print(
             f"[red]failed system[/] {entry['condition']} seed {entry['seed']}: {entry['error']}",
@@ -744,7 +748,7 @@ def report(
     else:
         result = analyze_run(run_dir)
         write_run_analysis(result)
-        _say_missing(result)
+        _say_warnings(result)
         path = run_report(result)
     out_console.print(f"report: {path}")
 

@@ -235,7 +235,7 @@ def _pngs(folder: Path, rel: str) -> str:
     return "<div class='pngs'>" + "".join(imgs) + "</div>" if imgs else ""
 
 
-def _missing_note(result: RunAnalysis) -> str:
+def _warnings_html(result: RunAnalysis) -> str:
     """Warnings to read the page with: missing steps, a population repeating one answer."""
     notes = []
     collapsed = collapse_note(result.diversity) if result.diversity is not None else None
@@ -267,7 +267,7 @@ def run_report(result: RunAnalysis) -> Path:
         )
         metrics = metrics.merge(answers, on="t")
     body = [
-        _missing_note(result),
+        _warnings_html(result),
         _chart(trajectories_chart(result.perspectives, "Perspective trajectories", marks), "traj"),
         _chart(isomirror_chart({"": result.isomirror}, marks), "isomirror"),
         _chart(clusters_chart({"": result.clusters}, marks), "clusters"),

@@ -194,8 +194,8 @@ def analyze_run(
             f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
             for col in ("spread_kernel_rel", "locality_kernel")
         },
-        "distinct_answers_last": float(diversity["distinct"].iloc[-1]),
-        "top_answer_share_last": float(diversity["top_share"].iloc[-1]),
+        "distinct_last": float(diversity["distinct"].iloc[-1]),
+        "top_share_last": float(diversity["top_share"].iloc[-1]),
     }
     return RunAnalysis(
         run_dir,

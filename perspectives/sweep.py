@@ -112,14 +112,15 @@ def plan_sweep(
 def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
     """Give each system the earlier one it shares the most steps with (at least
     ``min_steps`` after t = 0) as its ``source``, and the sources the checkpoints to keep.
-    A system that has already started (its folder holds a run) resumes its own steps instead."""
+    A system that has already started (its folder holds a run) resumes its own steps instead,
+    and one that has passed a step without keeping its checkpoint cannot give it."""
     for i, system in enumerate(systems):
         if (system.folder / "run.json").exists():
             continue
         best, step = None, min_steps - 1
         for earlier in systems[:i]:
             k = shared_steps(earlier.cfg, system.cfg)
-            if k > step:
+            if k > step and (last_complete_step(earlier.folder) < k or can_fork(earlier.folder, k)):
                 best, step = earlier, k
         if best is not None:
             system.source, system.fork_step = best, step

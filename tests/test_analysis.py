@@ -261,24 +261,46 @@ def test_collapse_note_names_the_answer_a_population_repeats():
         {"t": [0] * 4 + [1] * 4, "text": ["a", "b", "c", "d", "b", "echo", "echo", "echo"]}
     )
     out = answer_diversity(answers)
-    assert collapse_note(out) == (
-        "at t = 1, 75% of the evaluation answers are one text, whatever the question: 'echo'"
-    )
+    assert collapse_note(out) == "at t = 1, 75% of the evaluation answers are one text: 'echo'"
     assert collapse_note(out, share=0.8) is None
     assert collapse_note(out.iloc[:1]) is None  # t = 0: four different answers
     blank = answer_diversity(pd.DataFrame({"t": [3, 3], "text": ["", " "]}))
-    assert collapse_note(blank).endswith("question: the empty answer")
+    assert collapse_note(blank).endswith("one text: the empty answer")
+    # With the questions known: the echo answers questions q1..q3 of four; two models that
+    # agree on the one question they were asked have reached a consensus, not a collapse.
+    asked = answers.assign(question_id=["q1", "q2", "q3", "q4"] * 2)
+    out = answer_diversity(asked)
+    assert out["questions"].tolist() == [4, 4] and out["top_questions"].tolist() == [1, 3]
+    assert collapse_note(out) == (
+        "at t = 1, 75% of the evaluation answers (to 3 of 4 questions) are one text: 'echo'"
+    )
+    agree = pd.DataFrame({"t": [0, 0], "question_id": ["q1", "q1"], "text": ["yes", "yes"]})
+    assert collapse_note(answer_diversity(agree)) is None
 
 
 def test_the_report_warns_of_a_collapsed_population_and_escapes_the_answer():
     from types import SimpleNamespace
 
-    from perspectives.report import _missing_note
+    from perspectives.report import _warnings_html
 
     diversity = answer_diversity(pd.DataFrame({"t": [5] * 3, "text": ["<b>&"] * 2 + ["ok"]}))
     run = SimpleNamespace(diversity=diversity, missing_steps=[6, 7], steps=[0, 5])
-    notes = _missing_note(run)
+    notes = _warnings_html(run)
     assert "Collapsed: at t = 5, 67% of the evaluation answers are one text" in notes
     assert "&lt;b&gt;&amp;" in notes and "<b>" not in notes
     assert "2 snapshot(s) missing (t = 6..7)" in notes
-    assert _missing_note(SimpleNamespace(diversity=None, missing_steps=[], steps=[0])) == ""
+    assert _warnings_html(SimpleNamespace(diversity=None, missing_steps=[], steps=[0])) == ""
+
+
+def test_the_cli_prints_an_answer_with_brackets_as_it_is():
+    from types import SimpleNamespace
+
+    from perspectives.cli import _say_warnings, console
+
+    text = "[/] see [citation needed]"
+    diversity = answer_diversity(pd.DataFrame({"t": [2, 2], "text": [text, text]}))
+    run = SimpleNamespace(diversity=diversity, missing_steps=[], steps=[0, 2], run_dir="runs/[a]")
+    with console.capture() as out:
+        _say_warnings(run)
+    assert "runs/[a]: at t = 2, 100% of the evaluation answers are one text" in out.get()
+    assert "[/] see [citation needed]" in " ".join(out.get().split())

@@ -68,6 +68,15 @@ def test_a_system_already_started_resumes_its_own_steps(tmp_path):
     assert cs1["no-disruption", 0].source is None
     assert cs1["disruption", 0].keep_checkpoints == ()  # no one starts from it
     assert cs1["no-disruption", 1].source is cs1["disruption", 1]
+    # A source past the step without its checkpoint cannot give it; with it, it can.
+    source = cs1["disruption", 1].folder
+    source.mkdir(parents=True)
+    (source / "progress.json").write_text('{"last_complete_step": 12}')
+    cs1 = plan("cs1-disruption", tmp_path, scale="cpu")
+    assert cs1["no-disruption", 1].source is None and cs1["disruption", 1].keep_checkpoints == ()
+    (source / "checkpoints" / "step-00008").mkdir(parents=True)
+    cs1 = plan("cs1-disruption", tmp_path, scale="cpu")
+    assert cs1["no-disruption", 1].source is cs1["disruption", 1]
 
 
 def test_a_sweep_of_some_conditions_only(tmp_path):

@@ -16,6 +16,7 @@ from test_engine import tiny_config
 from typer.testing import CliRunner
 
 from perspectives.cli import app
+from perspectives.engine import read_parts
 from perspectives.errors import InputError
 from perspectives.presets import apply_overrides, load_preset, preset_names
 from perspectives.run_analysis import analyze_run, expected_snapshots
@@ -209,10 +210,17 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     div = pd.read_parquet(out / "analysis" / "diversity.parquet")
     assert set(div["condition"]) == {"complete", "intra"}
     assert div["distinct"].between(0, 1).all() and div["top_share"].between(0, 1).all()
-    # Counts of answers: whole numbers, at least one of each kind and of the top answer.
-    for col in ("distinct", "top_share"):
-        n = div["answers"] * div[col]
-        assert np.allclose(n, n.round()) and (n >= 1 - 1e-9).all()
+    clusters = pd.read_parquet(out / "analysis" / "clusters.parquet")
+    for (condition, seed), d in div.groupby(["condition", "seed"]):
+        resp = read_parts(out / condition / f"seed-{seed}", "responses")
+        evals = resp[resp["phase"] == "eval"]
+        assert (resp["phase"] != "eval").any()  # interview answers are there, not counted
+        assert d.set_index("t")["answers"].to_dict() == evals.groupby("t").size().to_dict()
+        assert (d["questions"] == evals["question_id"].nunique()).all()
+        same = clusters[(clusters["condition"] == condition) & (clusters["seed"] == seed)]
+        assert d["t"].tolist() == same["t"].tolist()
+    early = analyze_run(out / "complete" / "seed-0", upto=1)
+    assert early.diversity["t"].tolist() == early.steps == [0, 1]
     for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):
         assert (out / "analysis" / f"{fig}.png").stat().st_size > 5_000
 

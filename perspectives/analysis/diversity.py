@@ -15,45 +15,59 @@ from .trajectories import _require
 
 def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
     """Columns ``t, answers, distinct, top_share, top_answer`` per step of ``responses``
-    (columns ``t`` and ``text``; pass the evaluation answers only).
+    (columns ``t`` and ``text``; pass the evaluation answers only), and ``questions,
+    top_questions`` when ``responses`` has a ``question_id`` column.
 
     ``distinct``: the number of distinct answers divided by the number of answers (1: no two
-    alike). ``top_share``: the fraction of answers that are the most common one, and
-    ``top_answer`` that answer (ties: the first in sorted order). Answers are compared after
-    stripping surrounding whitespace. Raises InputError on missing columns or no rows.
+    alike; replicates count as answers, so r identical greedy replicates give at most 1/r).
+    ``top_share``: the fraction of answers that are the most common one, and ``top_answer``
+    that answer (ties: the first in sorted order). ``questions``: the questions asked at the
+    step; ``top_questions``: how many of them the most common answer was given to. Answers
+    are compared after stripping surrounding whitespace. Raises InputError on missing columns
+    or no rows.
     """
     _require(responses, ("t", "text"))
     if responses.empty:
         raise InputError("no answers to measure", field="text")
+    by_question = "question_id" in responses.columns
     rows = []
     for t, snap in responses.groupby("t", sort=True):
-        counts = snap["text"].astype(str).str.strip().value_counts()
+        texts = snap["text"].astype(str).str.strip()
+        counts = texts.value_counts()
         top = counts[counts == counts.iloc[0]].index.min()
         n = int(counts.sum())
-        rows.append(
-            {
-                "t": t,
-                "answers": n,
-                "distinct": len(counts) / n,
-                "top_share": int(counts.iloc[0]) / n,
-                "top_answer": top,
-            }
-        )
+        row = {
+            "t": t,
+            "answers": n,
+            "distinct": len(counts) / n,
+            "top_share": int(counts.iloc[0]) / n,
+            "top_answer": top,
+        }
+        if by_question:
+            row["questions"] = int(snap["question_id"].nunique())
+            row["top_questions"] = int(snap.loc[texts == top, "question_id"].nunique())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def collapse_note(diversity: pd.DataFrame, share: float = 0.5) -> str | None:
-    """A sentence saying that the population repeats one answer at its last step (at least
-    ``share`` of the answers are the same text), or None when it does not.
+    """A sentence saying that the population repeats one answer at its last step, or None.
 
-    ``diversity``: the table of ``answer_diversity``.
+    It does when at least ``share`` of the answers are the same text and, if the table knows
+    the questions (``top_questions``), that text answers more than one question: agreeing on
+    one question is consensus, not collapse. ``diversity``: the table of ``answer_diversity``.
     """
     last = diversity.sort_values("t").iloc[-1]
     if last["top_share"] < share:
         return None
+    over = ""
+    if "top_questions" in diversity.columns:
+        if last["top_questions"] < 2:
+            return None
+        over = f" (to {last['top_questions']} of {last['questions']} questions)"
     text = str(last["top_answer"])
     quoted = repr(text if len(text) <= 60 else text[:57] + "...") if text else "the empty answer"
     return (
-        f"at t = {last['t']}, {last['top_share']:.0%} of the evaluation answers are one text, "
-        f"whatever the question: {quoted}"
+        f"at t = {last['t']}, {last['top_share']:.0%} of the evaluation answers{over} are one "
+        f"text: {quoted}"
     )
