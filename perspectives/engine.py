@@ -446,12 +446,14 @@ class Simulation:
 
 @dataclass
 class History:
-    """The evaluation history of a run: data kernels of every (model, t) and the joint space."""
+    """The evaluation history of a run: data kernels of every (model, t), the joint space, and
+    the evaluation answers themselves (``t, model, question_id, text``)."""
 
     kernels: np.ndarray
     points: pd.DataFrame
     space: PerspectiveSpace
     perspectives: pd.DataFrame
+    answers: pd.DataFrame
 
 
 def read_parts(out: Path, table: str, upto: int | None = None) -> pd.DataFrame:
@@ -490,7 +492,7 @@ def load_history(
         ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
         vec = np.load(emb_file)
         blocks.append(vec)
-        meta.append(ev[["t", "model", "question_id"]])
+        meta.append(ev[["t", "model", "question_id", "text"]])
     if not blocks:
         return None
     vec = np.concatenate(blocks)
@@ -506,4 +508,4 @@ def load_history(
     if len(points) < 2:
         return None
     space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
-    return History(kernels, points, space, space.to_frame())
+    return History(kernels, points, space, space.to_frame(), ev)

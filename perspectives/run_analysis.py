@@ -26,7 +26,7 @@ from .analysis import (
     iso_mirror,
     separate_embeddings,
 )
-from .engine import load_history, read_parts
+from .engine import load_history
 from .errors import InputError
 from .runconfig import RunConfig
 from .store import write_csv, write_json, write_parquet
@@ -168,9 +168,7 @@ def analyze_run(
     kernels = kernel_table(hist)
     polarization, kind = polarization_of(table, cfg, kernels)
     disp = dispersion_of(table, kernels)
-    answers = read_parts(run_dir, "responses", upto=upto)
-    answers = answers[(answers["phase"] == "eval") & answers["t"].isin(steps)]
-    diversity = answer_diversity(answers)
+    diversity = answer_diversity(hist.answers)
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
