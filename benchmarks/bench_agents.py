@@ -196,7 +196,7 @@ ORTHOGONAL_ANSWERS = [
 def question_pairs() -> list[tuple[str, str]]:
     """(question, answer) for every bundled figure-2 prompt, relevant and orthogonal
     interleaved (so any prefix mixes the two sets)."""
-    from perspectives.prompts import load_prompts
+    from perspectives.data.prompts import load_prompts
 
     relevant = list(load_prompts("figure2_relevant")["prompt"])
     orthogonal = list(load_prompts("figure2_orthogonal")["prompt"])
@@ -263,8 +263,8 @@ def mean_tokens(tokenizer, texts: list[str]) -> float:
 
 
 def make_agent(name: str, method: str, state_dir: Path, *, n_batch: int = 64, seed: int = 0):
-    from perspectives.agents.agent import Agent
-    from perspectives.agents.hf import Sampling
+    from perspectives.models.hf import Sampling
+    from perspectives.models.hf_agent import Agent
 
     lr = FULL_LR if method == "full" else LORA_LR
     return Agent(
@@ -287,7 +287,7 @@ def naive_loop(questions: list[str]) -> tuple[float, list[str], Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from perspectives.agents.hf import resolve_model_path
+    from perspectives.models.hf import resolve_model_path
 
     path = resolve_model_path("bundled")
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -312,8 +312,8 @@ def naive_loop(questions: list[str]) -> tuple[float, list[str], Any]:
 
 def bench_answering(args: argparse.Namespace, pool: list[str]) -> dict[str, Any]:
     """Part (1): the naive loop, ours batched in float32, ours at several batch sizes."""
-    from perspectives.agents.agent import get_backbone
-    from perspectives.agents.hf import HFChatModel, load_causal_lm
+    from perspectives.models.hf import HFChatModel, load_causal_lm
+    from perspectives.models.hf_agent import get_backbone
 
     rows: list[dict[str, Any]] = []
     naive_qs = evenly(pool, args.naive_questions)
@@ -553,7 +553,7 @@ def memory_worker(args: argparse.Namespace) -> None:
     """Fresh process: a population of agents, one step (all learn, then all answer)."""
     maxrss_start = _maxrss_bytes()  # what this process started from (see the docstring)
     sys.path.insert(0, str(ROOT))
-    from perspectives.agents.agent import clear_backbones
+    from perspectives.models.hf_agent import clear_backbones
 
     pairs = question_pairs()
     questions = [q for q, _ in pairs]
@@ -622,7 +622,7 @@ def machine_info() -> dict[str, Any]:
     import torch
     import transformers
 
-    from perspectives.agents.hf import bf16_supported
+    from perspectives.models.hf import bf16_supported
 
     model = ""
     try:
@@ -796,7 +796,7 @@ def main() -> None:
     args.memory_questions = 2 if q else 10
 
     sys.path.insert(0, str(ROOT))
-    from perspectives.agents.agent import clear_backbones
+    from perspectives.models.hf_agent import clear_backbones
 
     pairs = question_pairs()
     pool = [question for question, _ in pairs]

@@ -42,9 +42,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from perspectives.bundled import cache_dir
-    from perspectives.engine import Simulation, read_parts
-    from perspectives.presets import preset_text
-    from perspectives.runconfig import parse_run_config
+    from perspectives.experiments.presets import preset_text
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation, read_parts
 
     raw = yaml.safe_load(preset_text("quickstart"))
     if args.quick:

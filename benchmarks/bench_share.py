@@ -45,8 +45,8 @@ def paper_t(preset) -> dict:
 
 
 def plan_counts() -> dict:
-    from perspectives.presets import load_preset
-    from perspectives.sweep import plan_sweep
+    from perspectives.experiments.presets import load_preset
+    from perspectives.experiments.sweep import plan_sweep
 
     out = {}
     for name in CASE_STUDIES:
@@ -69,7 +69,7 @@ def plan_counts() -> dict:
 
 
 def run_sweep(config: Path, out: Path, *extra: str) -> float:
-    cmd = [sys.executable, "-m", "perspectives.cli", "run", str(config), "--sweep"]
+    cmd = [sys.executable, "-m", "perspectives.cli.app", "run", str(config), "--sweep"]
     cmd += ["--out", str(out), *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -77,8 +77,8 @@ def run_sweep(config: Path, out: Path, *extra: str) -> float:
 
 
 def timed(steps: int) -> dict:
-    from perspectives.engine import read_parts
-    from perspectives.presets import load_preset
+    from perspectives.experiments.presets import load_preset
+    from perspectives.simulation.engine import read_parts
 
     preset = load_preset("cs2-adversary")
     raw = preset.raw_config("cpu", {"steps": steps})

@@ -145,7 +145,7 @@ def reference_worker(args: argparse.Namespace) -> None:
 def big_worker(args: argparse.Namespace) -> None:
     """Fresh process: build the large input, then time one fit and measure its peak RSS."""
     sys.path.insert(0, str(ROOT))
-    from perspectives.space import PerspectiveSpace
+    from perspectives.space.estimator import PerspectiveSpace
 
     space = PerspectiveSpace(args.n_components, svd_solver=args.solver)
     X = np.empty((args.n, args.m, args.p), dtype=np.float32)
@@ -198,7 +198,7 @@ def time_ours(
     X: np.ndarray, n_components: int | None, solver: str, repeats: int
 ) -> tuple[list[float], Any]:
     """Best-of-``repeats`` fit times of PerspectiveSpace and the last fitted model."""
-    from perspectives.space import PerspectiveSpace
+    from perspectives.space.estimator import PerspectiveSpace
 
     times, space = [], None
     for _ in range(repeats):

@@ -31,7 +31,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sweep.json"
 
 
 def run_sweep(config: Path, out: Path, jobs: int) -> float:
-    cmd = [sys.executable, "-m", "perspectives.cli", "run", str(config), "--sweep"]
+    cmd = [sys.executable, "-m", "perspectives.cli.app", "run", str(config), "--sweep"]
     cmd += ["--out", str(out), "--jobs", str(jobs)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    from perspectives.engine import read_parts
-    from perspectives.presets import load_preset
+    from perspectives.experiments.presets import load_preset
+    from perspectives.simulation.engine import read_parts
 
     preset = load_preset("cs2-adversary")
     raw = preset.raw_config("cpu", {"steps": args.steps})

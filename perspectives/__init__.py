@@ -10,10 +10,10 @@ The main entry points:
 - :func:`~perspectives.compare.compare_responses` — responses table -> perspective space.
 """
 
-from .compare import Comparison, compare_responses, write_comparison
-from .embed import get_embedder
 from .errors import InputError, PerspectivesError
-from .space import PerspectiveSpace
+from .space.compare import Comparison, compare_responses, write_comparison
+from .space.embed import get_embedder
+from .space.estimator import PerspectiveSpace
 
 __version__ = "0.1.0"
 

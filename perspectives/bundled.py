@@ -49,7 +49,7 @@ def bundled_data_names(kind: str) -> list[str]:
 
 def read_bundled_data(kind: str, name: str):
     """A bundled data table (JSON Lines) as a DataFrame."""
-    from .responses import read_table
+    from .space.responses import read_table
 
     path = resources.files("perspectives") / "data" / kind / f"{name}.jsonl"
     with resources.as_file(path) as real:

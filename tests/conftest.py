@@ -40,7 +40,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundled_embedder():
     """The bundled all-MiniLM-L6-v2, uncached (tests that need a cache make their own)."""
-    from perspectives.embed import SentenceTransformerEmbedder
+    from perspectives.space.embed import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("bundled")
 
@@ -48,7 +48,7 @@ def bundled_embedder():
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """A cache folder of the test's own and no shared backbones before or after it."""
-    from perspectives.agents.agent import clear_backbones
+    from perspectives.models.hf_agent import clear_backbones
 
     monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
     clear_backbones()

@@ -8,16 +8,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from perspectives.agents.agent import Agent, clear_backbones
-from perspectives.agents.formats import (
+from perspectives.data.datasets import format_appendix_a
+from perspectives.errors import InputError
+from perspectives.models.formats import (
     END_MARK,
     INSTRUCTION_MARK,
     RESPONSE_MARK,
     add_format_tokens,
     encode_pair,
 )
-from perspectives.datasets import format_appendix_a
-from perspectives.errors import InputError
+from perspectives.models.hf_agent import Agent, clear_backbones
 
 PAIRS = [
     ("What is the best season?", "Autumn is the best season of all."),
@@ -244,7 +244,7 @@ def test_lora_answering_copy_merges_each_agents_adapter(tiny_model_dir, tmp_path
 
 
 def test_stale_backbone_scratch_is_removed(tmp_path, monkeypatch):
-    from perspectives.agents import agent as agent_mod
+    from perspectives.models import agent as agent_mod
 
     monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
     root = agent_mod._scratch_root()

@@ -281,7 +281,7 @@ def test_collapse_note_names_the_answer_a_population_repeats():
 def test_the_report_warns_of_a_collapsed_population_and_escapes_the_answer():
     from types import SimpleNamespace
 
-    from perspectives.report import _warnings_html
+    from perspectives.reporting.report import _warnings_html
 
     diversity = answer_diversity(pd.DataFrame({"t": [5] * 3, "text": ["<b>&"] * 2 + ["ok"]}))
     run = SimpleNamespace(diversity=diversity, missing_steps=[6, 7], steps=[0, 5])
@@ -295,7 +295,7 @@ def test_the_report_warns_of_a_collapsed_population_and_escapes_the_answer():
 def test_the_cli_prints_an_answer_with_brackets_as_it_is():
     from types import SimpleNamespace
 
-    from perspectives.cli import _say_warnings, console
+    from perspectives.cli.app import _say_warnings, console
 
     text = "[/] see [citation needed]"
     diversity = answer_diversity(pd.DataFrame({"t": [2, 2], "text": [text, text]}))

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perspectives.banks import bundled_banks, load_bank, sample_pairs
-from perspectives.datasets import is_single_question, is_single_sentence
+from perspectives.data.banks import bundled_banks, load_bank, sample_pairs
+from perspectives.data.datasets import is_single_question, is_single_sentence
 from perspectives.errors import InputError
 
 

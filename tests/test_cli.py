@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from perspectives.cli import app
+from perspectives.cli.app import app
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import types
 import pandas as pd
 import pytest
 
-from perspectives.datasets import (
+from perspectives.data.datasets import (
     END_MARK,
     INSTRUCTION_MARK,
     RESPONSE_MARK,

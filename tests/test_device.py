@@ -6,11 +6,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from perspectives.agents import device as dev
-from perspectives.agents.agent import Agent, clear_backbones
-from perspectives.agents.hf import Sampling
-from perspectives.cli import app
+from perspectives.cli.app import app
 from perspectives.errors import InputError
+from perspectives.models import device as dev
+from perspectives.models.hf import Sampling
+from perspectives.models.hf_agent import Agent, clear_backbones
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 

@@ -12,15 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from perspectives.embed import CachedEmbedder, OpenAIEmbedder, get_embedder
 from perspectives.errors import InputError
+from perspectives.space.embed import CachedEmbedder, OpenAIEmbedder, get_embedder
 
 TEXTS = ["The future looks bright.", "Everything will go wrong.", "Water boils at 100 C."]
 
 
 def test_bundled_embedder_loads_offline_in_a_fresh_process(tmp_path):
     code = (
-        "from perspectives.embed import SentenceTransformerEmbedder as E;"
+        "from perspectives.space.embed import SentenceTransformerEmbedder as E;"
         "v = E('bundled').embed(['hello world', 'good night']);"
         "import numpy as np; print(v.shape[0], v.shape[1], round(float(np.linalg.norm(v[0])), 4))"
     )

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from perspectives.agents.agent import Agent, clear_backbones
-from perspectives.agents.device import current_device
-from perspectives.cli import app
-from perspectives.engine import Simulation, load_history, read_parts
+from perspectives.cli.app import app
 from perspectives.errors import InputError
-from perspectives.runconfig import parse_run_config
+from perspectives.models.device import current_device
+from perspectives.models.hf_agent import Agent, clear_backbones
+from perspectives.simulation.config import parse_run_config
+from perspectives.simulation.engine import Simulation, load_history, read_parts
 
 runner = CliRunner()
 
@@ -178,7 +178,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_model_dir, tmp_pa
     killed = tmp_path / "killed"
     env = {**os.environ, "PERSPECTIVES_CACHE": os.environ["PERSPECTIVES_CACHE"]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file), "--out", str(killed)],
+        [sys.executable, "-m", "perspectives.cli.app", "run", str(cfg_file), "--out", str(killed)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -236,7 +236,7 @@ def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
 def test_disk_full_mid_step_keeps_the_last_complete_step(tiny_model_dir, tmp_path, monkeypatch):
     import errno
 
-    import perspectives.engine as engine
+    import perspectives.simulation.engine as engine
 
     raw = tiny_config(tiny_model_dir, steps=2)
     real = engine.write_npy
@@ -266,8 +266,8 @@ def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir):
         communication={"type": "database", "writers": ["a"], "readers": ["b-1", "b-2"]},
     )
     cfg = parse_run_config(raw, "cfg")
-    from perspectives.graph import SystemState
-    from perspectives.runconfig import build_policy
+    from perspectives.simulation.config import build_policy
+    from perspectives.simulation.policies import SystemState
 
     edges = build_policy(cfg.communication, cfg).edges(SystemState(1, cfg.models()))
     assert edges == {(a, b) for a in ("a-1", "a-2") for b in ("b-1", "b-2")}

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from perspectives.embed import get_embedder
-from perspectives.figure2 import figure2_config, figure2_models, run_figure2
+from perspectives.experiments.figure2 import figure2_config, figure2_models, run_figure2
+from perspectives.space.embed import get_embedder
 
 
 def test_models_are_three_classes_of_five_with_distinct_seeds():

@@ -11,13 +11,13 @@ import yaml
 from test_engine import tiny_config
 from typer.testing import CliRunner
 
-from perspectives.cli import app
-from perspectives.engine import Simulation, last_complete_step, read_parts
+from perspectives.cli.app import app
 from perspectives.errors import InputError
-from perspectives.fork import fork_run, shared_steps
-from perspectives.presets import load_preset
-from perspectives.runconfig import parse_run_config
-from perspectives.sweep import disk_needed, plan_sweep, read_sweep
+from perspectives.experiments.fork import fork_run, shared_steps
+from perspectives.experiments.presets import load_preset
+from perspectives.experiments.sweep import disk_needed, plan_sweep, read_sweep
+from perspectives.simulation.config import parse_run_config
+from perspectives.simulation.engine import Simulation, last_complete_step, read_parts
 
 runner = CliRunner()
 
@@ -207,7 +207,7 @@ def test_side_by_side_a_system_waits_for_the_step_it_starts_from(tmp_path):
     the shared step, from a copy of it, and the kept checkpoint goes when nobody needs it."""
     import time
 
-    from perspectives.sweep import run_sweep
+    from perspectives.experiments.sweep import run_sweep
 
     systems = plan_sweep(load_preset("cs1-disruption"), tmp_path / "s", "cpu", seeds=[0])
     source, later = systems

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from perspectives.agents.hf import HFChatModel, load_causal_lm
 from perspectives.config import GenerationConfig, ModelSpec
 from perspectives.errors import InputError
-from perspectives.generate import generate_responses
+from perspectives.models.generate import generate_responses
+from perspectives.models.hf import HFChatModel, load_causal_lm
 
 PROMPTS = ["Will it rain tomorrow?", "Name a colour.", "What is two plus two, in words please?"]
 
@@ -77,7 +77,7 @@ def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
 def test_bundled_model_converts_and_answers_offline_in_a_fresh_process(tmp_path):
     """From a fresh cache and with the hub switched off, as on a new machine."""
     code = (
-        "from perspectives.agents.hf import HFChatModel;"
+        "from perspectives.models.hf import HFChatModel;"
         "[[a]] = HFChatModel('bundled', max_new_tokens=16).answer("
         "['What is the capital of France?']);"
         "print(a)"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from perspectives.errors import InputError
-from perspectives.graph import (
+from perspectives.simulation.policies import (
     Adjacency,
     Complete,
     Database,
@@ -144,7 +144,7 @@ def test_leaving_models_lose_their_edges_and_targets_are_seeded():
 
 
 def test_interview_mechanic_picks_in_neighbours_and_skips():
-    from perspectives.mechanics import MECHANICS
+    from perspectives.simulation.mechanics import MECHANICS
 
     edges = {("b", "a"), ("c", "a"), ("a", "b")}
     rng = np.random.default_rng(0)

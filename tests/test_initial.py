@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from perspectives.agents.agent import Agent
-from perspectives.banks import load_bank
-from perspectives.cli import app
+from perspectives.cli.app import app
+from perspectives.data.banks import load_bank
 from perspectives.errors import InputError
-from perspectives.initial import InitialModel, cache_key, initial_agent, population_specs
+from perspectives.models.hf_agent import Agent
+from perspectives.models.initial import InitialModel, cache_key, initial_agent, population_specs
 
 runner = CliRunner()
 TINY_UPDATE = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "mixed_precision": "no"}

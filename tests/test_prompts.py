@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from perspectives.data.prompts import bundled_prompt_sets, load_prompts
 from perspectives.errors import InputError
-from perspectives.prompts import bundled_prompt_sets, load_prompts
 
 
 def test_bundled_sets_for_figure2():

@@ -14,8 +14,8 @@ import pytest
 from test_engine import run_to_end, tiny_config
 from typer.testing import CliRunner
 
-from perspectives.agents.agent import clear_backbones
-from perspectives.cli import app
+from perspectives.cli.app import app
+from perspectives.models.hf_agent import clear_backbones
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",

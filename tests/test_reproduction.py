@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from perspectives.reproduction import cs1_table, cs2_table
-from perspectives.run_analysis import SweepAnalysis
+from perspectives.experiments.reproduction import cs1_table, cs2_table
+from perspectives.reporting.run_analysis import SweepAnalysis
 
 
 def _run(

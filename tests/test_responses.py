@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from perspectives.errors import InputError
-from perspectives.responses import data_kernels, read_table, validate_responses
+from perspectives.space.responses import data_kernels, read_table, validate_responses
 
 
 def table(n_models=3, n_prompts=4, replicates=1, **labels):

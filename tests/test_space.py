@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from perspectives.dimension import select_dimension
 from perspectives.errors import InputError
-from perspectives.space import PerspectiveSpace
+from perspectives.space.dimension import select_dimension
+from perspectives.space.estimator import PerspectiveSpace
 
 
 def clustered(n_per=20, k=3, m=12, p=10, seed=0, dtype=np.float64):

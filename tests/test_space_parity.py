@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perspectives.dimension import select_dimension
-from perspectives.space import PerspectiveSpace
+from perspectives.space.dimension import select_dimension
+from perspectives.space.estimator import PerspectiveSpace
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "golden_cmds.npz"
 RTOL = 1e-6

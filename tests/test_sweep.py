@@ -15,12 +15,12 @@ import yaml
 from test_engine import tiny_config
 from typer.testing import CliRunner
 
-from perspectives.cli import app
-from perspectives.engine import read_parts
+from perspectives.cli.app import app
 from perspectives.errors import InputError
-from perspectives.presets import apply_overrides, load_preset, preset_names
-from perspectives.run_analysis import analyze_run, expected_snapshots
-from perspectives.sweep import plan_sweep, read_sweep, run_sweep
+from perspectives.experiments.presets import apply_overrides, load_preset, preset_names
+from perspectives.experiments.sweep import plan_sweep, read_sweep, run_sweep
+from perspectives.reporting.run_analysis import analyze_run, expected_snapshots
+from perspectives.simulation.engine import read_parts
 
 runner = CliRunner()
 
@@ -74,8 +74,8 @@ def test_paper_scale_reads_the_yahoo_data_from_a_local_file(tmp_path, monkeypatc
     monkeypatch.setenv("PERSPECTIVES_YAHOO", str(path))
     cfg = load_preset("cs3-polarization").config("paper")
     assert cfg.steps == 50 and [g.count for g in cfg.groups] == [5, 5]
-    from perspectives.banks import load_bank
-    from perspectives.runconfig import evaluation_prompts
+    from perspectives.data.banks import load_bank
+    from perspectives.simulation.config import evaluation_prompts
 
     assert len(load_bank(cfg.question_bank)) == 400
     assert len(evaluation_prompts(cfg)) == 400
@@ -249,7 +249,7 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
 
 
 def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_dir, tmp_path):
-    from perspectives.engine import read_parts
+    from perspectives.simulation.engine import read_parts
 
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -287,8 +287,8 @@ def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_di
 
 
 def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
-    from perspectives.engine import Simulation
-    from perspectives.runconfig import parse_run_config
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
 
     cfg = parse_run_config(two_classes(tiny_model_dir, steps=4), "t")
     Simulation.create(cfg, tmp_path / "run").run()
@@ -314,8 +314,8 @@ def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
     import shutil
     from collections import namedtuple
 
-    from perspectives.cli import _warn_disk
-    from perspectives.sweep import disk_needed
+    from perspectives.cli.app import _warn_disk
+    from perspectives.experiments.sweep import disk_needed
 
     path = sweep_yaml(tiny_model_dir, tmp_path, [{"name": "c", "set": {}}])
     systems = plan_sweep(load_preset(str(path)), tmp_path / "out")

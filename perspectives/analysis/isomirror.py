@@ -22,7 +22,7 @@ from sklearn.manifold import Isomap
 from sklearn.neighbors import kneighbors_graph
 
 from ..errors import InputError
-from ..space import PerspectiveSpace
+from ..space.estimator import PerspectiveSpace
 from .trajectories import _require, z_columns
 
 VARIANTS = ("frobenius", "spectral")

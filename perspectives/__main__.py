@@ -1,0 +1,5 @@
+"""``python -m perspectives``: the command line."""
+
+from .cli import main
+
+main()

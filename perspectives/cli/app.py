@@ -1,0 +1,784 @@
+"""Command line: ``perspectives compare | figure2``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import PerspectivesError
+
+app = typer.Typer(
+    help="Track the perspectives of interacting language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        envvar="PERSPECTIVES_DEVICE",
+        help="Where the models compute: auto (a CUDA GPU if torch sees one, else the CPU), "
+        "cpu, cuda, cuda:N or mps.",
+    ),
+]
+
+
+def _use_device(device: str) -> None:
+    from ..models.device import set_device
+
+    set_device(device)
+
+
+def _friendly_errors(fn):
+    """Turn the package's input errors into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PerspectivesError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; files written so far are complete[/]")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+@app.command()
+@_friendly_errors
+def compare(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A responses file (.csv, .jsonl or .parquet with columns model, prompt_id, "
+            "response; optional replicate, time and label columns), or a .yaml listing models."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "compare-run"
+    ),
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt file (or bundled set name) for a .yaml; overrides its 'prompts'."
+        ),
+    ] = None,
+    color_by: Annotated[
+        str | None,
+        typer.Option(help="Label column that colours the scatter (default: the first label)."),
+    ] = None,
+    n_components: Annotated[
+        int | None, typer.Option(help="Dimension of the space (default: Zhu–Ghodsi elbow).")
+    ] = None,
+    drop_incomplete: Annotated[
+        bool, typer.Option(help="Drop points that lack some prompts instead of failing.")
+    ] = False,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="'bundled' (all-MiniLM-L6-v2), a sentence-transformers name or path, or the model "
+            "name at --embedding-url."
+        ),
+    ] = "bundled",
+    embedding_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible embeddings API, e.g. http://localhost:8000/v1."
+        ),
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Cache embeddings on disk.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Place a collection of models in a perspective space.
+
+    Writes OUT/perspectives.parquet|csv, distances.npy|csv, space.png, space.html (interactive,
+    opens offline), summary.json, and responses.parquet when answers were generated.
+    """
+    _use_device(device)
+    from ..config import load_compare_config
+    from ..data.prompts import load_prompts
+    from ..models.generate import generate_responses
+    from ..space.compare import compare_responses, write_comparison
+    from ..space.embed import get_embedder
+    from ..space.responses import read_table
+
+    generated = None
+    if source.suffix.lower() in (".yaml", ".yml"):
+        cfg = load_compare_config(source)
+        prompt_table = load_prompts(prompts if prompts is not None else cfg.prompts)
+        columns = {"model"} | {k for m in cfg.models for k in m.labels}
+        _check_color_by(color_by, columns, str(source))
+        generated = generate_responses(
+            cfg.models, prompt_table, cfg.generation, show_progress=not quiet
+        )
+        table, label, allow_empty = generated, f"{source} (generated responses)", True
+    else:
+        table, label, allow_empty = read_table(source), str(source), False
+        _check_color_by(color_by, set(table.columns) - {"prompt_id", "response"}, label)
+    emb = get_embedder(embedder, url=embedding_url, cache=cache)
+    comp = compare_responses(
+        table,
+        embedder=emb,
+        n_components=n_components,
+        source=label,
+        drop_incomplete=drop_incomplete,
+        allow_empty=allow_empty,
+        show_progress=not quiet,
+        warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+    )
+    write_comparison(comp, out, color_by=color_by, responses=generated)
+    out_console.print(
+        f"{comp.info['n_points']} points, {comp.info['n_prompts']} prompts, "
+        f"d = {comp.space.n_components_} -> {out}/"
+    )
+
+
+def _check_color_by(color_by: str | None, columns: set[str], source: str) -> None:
+    if color_by is not None and color_by not in columns:
+        from ..errors import InputError
+
+        raise InputError(
+            f"no such label column; available: {sorted(columns)}",
+            source=source,
+            field="--color-by",
+            value=color_by,
+        )
+
+
+@app.command()
+@_friendly_errors
+def figure2(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "figure2"
+    ),
+    max_prompts: Annotated[
+        int | None, typer.Option(help="Use only the first N prompts of each set (faster, weaker).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """The paper's Figure 2 on the embedded defaults.
+
+    15 models in 3 classes (optimist, pessimist, scientist system prompts; one sampling seed per
+    model) answer a prompt set relevant to the class differences and one orthogonal to them.
+    Writes both perspective spaces side by side (OUT/figure2.png, figure2.html) and prints how
+    well the classes separate in each (leave-one-out 1-NN accuracy, silhouette).
+    """
+    _use_device(device)
+    from ..experiments.figure2 import run_figure2, separation_table
+
+    result = run_figure2(out, max_prompts=max_prompts, show_progress=not quiet)
+    frame = separation_table(result)
+    table = Table(
+        title="Class separation (1-NN: leave-one-out accuracy, chance 0.33; silh.: "
+        "silhouette; 2d: the plotted space; elbow: d chosen by Zhu–Ghodsi)"
+    )
+    for col in frame.columns:
+        table.add_column(col, justify="right" if col != "prompts" else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    out_console.print(table)
+    out_console.print(f"figures: {out}/figure2.png, {out}/figure2.html")
+
+
+@app.command()
+@_friendly_errors
+def init(
+    bank: Annotated[
+        str,
+        typer.Option(
+            help="Question bank: bundled society_culture, science_mathematics or neutral, or a "
+            "CSV/JSONL/Parquet file with columns question, answer."
+        ),
+    ] = "society_culture",
+    n_models: Annotated[int, typer.Option(help="How many initial models.")] = 5,
+    sample_size: Annotated[int, typer.Option(help="Pairs each model is fine-tuned on.")] = 100,
+    base: Annotated[str, typer.Option(help="Base model: 'bundled', a folder or a hub id.")] = (
+        "bundled"
+    ),
+    method: Annotated[str, typer.Option(help="full or lora.")] = "full",
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 3).")] = 3,
+    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    prompt_format: Annotated[
+        str, typer.Option(help="chat, appendix-a (the paper's format for base models) or plain.")
+    ] = "chat",
+    prefix: Annotated[str, typer.Option(help="Model names are PREFIX-1..N.")] = "model",
+    seed: Annotated[int, typer.Option(help="Seeds the samples and the fine-tuning.")] = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Fine-tune initial models, each on its own random sample of a question bank.
+
+    Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
+    the same settings is instant; an interrupted run keeps every model it finished.
+    """
+    _use_device(device)
+    from ..data.banks import load_bank
+    from ..models.initial import init_population, initial_cache_dir, population_specs
+    from ..reporting.progress import progress_bar
+
+    table_in = load_bank(bank)
+    specs = population_specs(
+        table_in,
+        n_models,
+        sample_size,
+        seed=seed,
+        prefix=prefix,
+        model=base,
+        update={"method": method, "epochs": epochs, "lr": lr, "batch_size": batch_size},
+        prompt_format=prompt_format,
+    )
+    table = Table(title=f"Initial models (cache: {initial_cache_dir()})")
+    for col in ("model", "pairs", "from cache"):
+        table.add_column(col)
+    with progress_bar("fine-tuning initial models", len(specs)) as advance:
+
+        def done(name: str, cached: bool) -> None:
+            table.add_row(name, str(sample_size), "yes" if cached else "no")
+            advance(1)
+
+        init_population(specs, on_model=done)
+    out_console.print(table)
+
+
+@app.command("instruct-tune")
+@_friendly_errors
+def instruct_tune(
+    base: Annotated[str, typer.Option(help="Base model: a folder or a hub id.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Dolly 15k as a local .jsonl/.csv/.parquet (columns instruction, context, "
+            "response, category), or a hub id."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tuned model.")],
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 10).")] = 10,
+    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Batch size (paper: 8).")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the data order.")] = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Instruction-tune a base model as in the paper's Appendix A.
+
+    Keeps Dolly's open_qa, brainstorming, general_qa and creative_writing pairs with responses
+    under 100 characters, formats them as '### Instruction: / ### Response: / ### End' (added
+    as special tokens) and fine-tunes every weight. Writes a transformers model folder; use it
+    with prompt_format 'appendix-a'.
+    """
+    _use_device(device)
+    from ..data.datasets import load_dolly
+    from ..models.hf_agent import Agent
+
+    dolly = load_dolly(str(data))
+    if limit is not None:
+        dolly = dolly.head(limit)
+    pairs = list(zip(dolly["instruction"], dolly["response"], strict=True))
+    agent = Agent(
+        "instruct",
+        base,
+        prompt_format="appendix-a",
+        update={"epochs": epochs, "lr": lr, "batch_size": batch_size},
+    )
+    stats = agent.learn(pairs, seed=seed)
+    agent.export(out)
+    losses = ", ".join(f"{x:.3f}" for x in stats.epoch_losses)
+    out_console.print(f"{len(pairs)} pairs, {epochs} epochs; loss per epoch: {losses} -> {out}/")
+
+
+@app.command()
+@_friendly_errors
+def run(
+    config: Annotated[
+        str | None, typer.Argument(help="A preset name (see `perspectives presets`) or a run YAML.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder, or sweep folder (default: runs/<name>)."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the run in this folder from its last complete step."),
+    ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            help="A scale of the preset: `cpu` (reduced to run here; the default of the case "
+            "studies) or `paper` (the paper's counts and Yahoo! Answers data; on a 2-core CPU "
+            "a case-study step then takes tens of minutes)."
+        ),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Run the preset's whole grid (every condition x seed), one run folder each; "
+            "finished systems are skipped, so re-running continues it.",
+        ),
+    ] = False,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds of the sweep, e.g. `0,1,2` (default: the preset's).")
+    ] = None,
+    conditions: Annotated[
+        str | None,
+        typer.Option(
+            help="Conditions of the sweep to run, e.g. `targets-0,targets-2-every-2` "
+            "(default: all; `perspectives presets` lists them)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Base model of every group: a local folder or hub id (default: bundled)."
+        ),
+    ] = None,
+    keep_weights: Annotated[
+        bool,
+        typer.Option(
+            "--keep-weights",
+            help="With --sweep: keep each finished system's model weights (by default they are "
+            "removed; the analyses need only the tables and embeddings).",
+        ),
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a config key, e.g. `--set steps=10 --set groups.0.count=4` "
+            "(values are YAML).",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --sweep: systems run at once, each in its own process with an equal "
+            "share of the CPU cores (output in each system's run.log).",
+        ),
+    ] = 1,
+    share_steps: Annotated[
+        bool,
+        typer.Option(
+            "--share-steps/--no-share-steps",
+            help="With --sweep: conditions of a seed that are the same system up to a step "
+            "(before a disruption, between attacks) run those steps once; the others start "
+            "from a copy of that step. Off: every system runs from t = 0.",
+        ),
+    ] = True,
+    keep_checkpoint: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--keep-checkpoint",
+            help="Keep the models' checkpoint of this step after the next (a sweep starts "
+            "other systems from it); repeatable.",
+            hidden=True,
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Simulate a system of interacting models and record every step in a run folder.
+
+    Each step: draw the communication graph, let every learning model interview one
+    in-neighbour and learn from the answers, then evaluate every model. A run interrupted by
+    Ctrl-C or a crash loses at most the step in progress: continue it with --resume DIR (or run
+    the same command again). With --sweep, every condition x seed of the preset runs in
+    OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
+    """
+    _use_device(device)
+    _stop_on_sigterm()
+    from ..experiments.presets import load_preset
+    from ..simulation.engine import Simulation
+
+    keep = {"keep_checkpoints": frozenset(keep_checkpoint or ())}
+    if resume is not None:
+        cfg = _run_config(config, scale, model, set_) if config else None
+        _run_one(Simulation.resume(resume, cfg, **keep))
+        return
+    if config is None:
+        raise typer.BadParameter("give a preset or config, or --resume DIR")
+    if jobs > 1 and not sweep:
+        raise typer.BadParameter("--jobs runs a sweep's systems side by side: add --sweep")
+    if conditions and not sweep:
+        raise typer.BadParameter("--conditions chooses among a sweep's conditions: add --sweep")
+    if sweep:
+        _run_sweep(
+            load_preset(config),
+            config,
+            out,
+            scale,
+            seeds,
+            model,
+            set_,
+            keep_weights,
+            jobs,
+            device,
+            share_steps,
+            conditions,
+        )
+        return
+    cfg = _run_config(config, scale, model, set_)
+    _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep))
+
+
+def _warn_disk(systems, out: Path, jobs: int) -> None:
+    """Warn before a sweep that may fill the disk (a full error comes only hours later)."""
+    import shutil
+
+    from ..experiments.sweep import disk_needed, system_done
+
+    sizes = sorted((disk_needed(s) for s in systems if not system_done(s)), reverse=True)
+    need = sum(sizes[:jobs])
+    folder = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        console.print(
+            f"[yellow]warning:[/] {free / 1e9:.1f} GB free where the sweep writes; "
+            f"{jobs} system(s) at a time may need up to {need / 1e9:.1f} GB (two float32 "
+            "copies of every model's weights while a step runs). Fewer --jobs, LoRA "
+            "updates or another --out need less.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler's or a parent sweep's stop) like Ctrl-C, so the statuses
+    are written; only the main thread may set handlers (not under some test runners)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict:
+    import yaml
+
+    from ..errors import InputError
+
+    out: dict = {}
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError("expected KEY=VALUE", field="--set", value=item)
+        out[key.strip()] = yaml.safe_load(value)
+    if model is not None:
+        out.update({f"groups.{i}.model": model for i in range(n_groups)})
+    return out
+
+
+def _run_config(config: str, scale: str | None, model: str | None, sets: list[str] | None):
+    from ..experiments.presets import load_preset
+
+    preset = load_preset(config)
+    return preset.config(scale, _overrides(model, sets, len(preset.raw.get("groups") or [])))
+
+
+def _run_one(sim, label: str = "") -> None:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    total = sim.cfg.steps + 1
+    done = sim.last_complete_step() + 1
+    columns = (
+        TextColumn(label + "[bold]step {task.fields[step]}/{task.fields[T]}"),
+        TextColumn("{task.fields[phase]:<22}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(
+            "run", total=total, completed=done, step=max(done, 0), T=sim.cfg.steps, phase="starting"
+        )
+
+        def on_phase(t: int, phase: str) -> None:
+            bar.update(task, completed=t, step=t, phase=phase)
+
+        sim.on_phase = on_phase
+        sim.run()
+        bar.update(task, completed=total, phase="done")
+    out_console.print(f"run complete: {sim.out}/  (see it with: perspectives report {sim.out})")
+
+
+def _run_sweep(
+    preset,
+    config,
+    out,
+    scale,
+    seeds,
+    model,
+    sets,
+    keep_weights,
+    jobs=1,
+    device="auto",
+    share_steps=True,
+    conditions=None,
+) -> None:
+    import os
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..errors import InputError
+    from ..experiments.sweep import plan_sweep, run_in_subprocess, run_sweep, steps_done
+    from ..simulation.engine import Simulation
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise InputError(
+            "a comma-separated list of integers", field="--seeds", value=seeds
+        ) from None
+    overrides = _overrides(model, sets, len(preset.raw.get("groups") or []))
+    scale = scale or preset.default_scale
+    name = preset.raw.get("name", "sweep")
+    out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
+    chosen = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
+    systems = plan_sweep(preset, out, scale, seed_list, overrides, share_steps, chosen)
+    console.print(
+        f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
+    )
+    shared = [s for s in systems if s.source is not None]
+    if shared:
+        once = sum(s.fork_step + 1 for s in shared)
+        total = sum(s.cfg.steps + 1 for s in systems)
+        console.print(
+            f"{len(shared)} systems start from a step they share with another: "
+            f"{once} of {total} steps are not run twice (--no-share-steps runs them all)",
+            highlight=False,
+        )
+
+    def run_system(system) -> None:
+        sim = Simulation.create(
+            system.cfg, system.folder, keep_checkpoints=frozenset(system.keep_checkpoints)
+        )
+        _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
+
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all the cores
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    threads = max(1, cores // jobs)
+
+    def run_system_apart(system) -> None:
+        run_in_subprocess(system, threads=threads, device=device)
+
+    def on_status(system, status: str, error: str | None) -> None:
+        msg = f"  {system.condition} seed {system.seed}: {status}"
+        console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
+
+    if jobs > 1:
+        console.print(f"{jobs} systems at a time, {threads} thread(s) each", highlight=False)
+    _warn_disk(systems, out, jobs)
+    bar = Progress(
+        TextColumn("[bold]sweep steps"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=jobs == 1,  # one system at a time shows its own step bar instead
+    )
+    task = bar.add_task("sweep", total=sum(s.cfg.steps + 1 for s in systems))
+    with bar:
+        record = run_sweep(
+            systems,
+            out,
+            preset=config,
+            scale=scale,
+            run_system=run_system if jobs == 1 else run_system_apart,
+            on_status=on_status,
+            keep_weights=keep_weights,
+            jobs=jobs,
+            on_wait=lambda: bar.update(task, completed=sum(steps_done(s) for s in systems)),
+        )
+        bar.update(task, completed=sum(steps_done(s) for s in systems))
+    failed = [s for s in record["systems"] if s["status"] == "failed"]
+    done = sum(s["status"] == "done" for s in record["systems"])
+    out_console.print(f"sweep: {done} of {len(systems)} systems done -> {out}/sweep.json")
+    if failed:
+        for s in failed:
+            console.print(f"[red]failed[/] {s['condition']} seed {s['seed']}: {s['error']}")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def presets() -> None:
+    """List the bundled presets."""
+    import yaml
+
+    from ..experiments.presets import preset_names, preset_text
+
+    for name in preset_names():
+        cfg = yaml.safe_load(preset_text(name))
+        note = " ".join(str(cfg.get("notes", "")).split())
+        out_console.print(f"[bold]{name}[/]: {note}")
+        for scale, spec in (cfg.get("scales") or {}).items():
+            default = " (default)" if scale == cfg.get("default_scale") else ""
+            text = " ".join(str(spec.get("notes", "")).split())
+            out_console.print(f"  --scale {scale}{default}: {text}")
+            for line in spec.get("reductions") or []:
+                out_console.print(f"    - {' '.join(str(line).split())}")
+        if cfg.get("sweep"):
+            conds = [c["name"] for c in cfg["sweep"]["conditions"]]
+            out_console.print(
+                f"  --sweep: {len(conds)} conditions ({', '.join(conds)}) x seeds "
+                f"{cfg['sweep'].get('seeds', [0])}"
+            )
+
+
+@app.command()
+@_friendly_errors
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
+    n_components: Annotated[
+        int | None, typer.Option(help="Dimension of the joint space (default: elbow).")
+    ] = None,
+) -> None:
+    """Analyse a run: the joint perspective space of its whole history, iso-mirror,
+    clusters and their stability, polarization, dispersion, class trajectories, and the
+    diversity of the answers (it warns when most answers are one text).
+
+    Writes RUN/analysis/: perspectives.parquet and .csv (t, model, class, z1..zd), one Parquet
+    table per analysis, summary.json and the figures (trajectories, isomirror, clusters,
+    polarization .png). On a sweep folder, analyses every run and writes SWEEP/analysis/ with
+    the conditions compared. An interrupted run is analysed on its complete steps.
+    """
+    from ..experiments.sweep import SWEEP_FILE
+    from ..reporting.run_analysis import analyze_run, analyze_sweep, write_run_analysis
+
+    if (run_dir / SWEEP_FILE).exists():
+        _analyze_sweep(analyze_sweep(run_dir))
+        return
+    result = analyze_run(run_dir, n_components=n_components)
+    out = write_run_analysis(result)
+    _say_warnings(result)
+    s = result.summary
+    out_console.print(
+        f"{s['models']} models x {len(result.steps)} snapshots (t = {result.steps[0]}.."
+        f"{result.steps[-1]}), d = {s['dimension']}; clusters at the end: {s['clusters_last']}"
+        + (
+            f"; {s['polarization_kind']} polarization at the end: {s['polarization_last']:.2f}"
+            if s["polarization_kind"]
+            else ""
+        )
+        + f" -> {out}/"
+    )
+
+
+def _say_warnings(result) -> None:
+    """Warn about what an analysis of a run should not be read without: missing steps, and a
+    population that repeats one answer."""
+    from rich.markup import escape
+
+    from ..analysis import collapse_note
+
+    # Model answers and paths may hold brackets that rich would read as markup.
+    where = escape(str(result.run_dir))
+    note = collapse_note(result.diversity) if result.diversity is not None else None
+    if note:
+        console.print(f"[yellow]{where}: {escape(note)}[/]", highlight=False)
+    if result.missing_steps:
+        miss = result.missing_steps
+        span = f"{miss[0]}..{miss[-1]}" if len(miss) > 1 else str(miss[0])
+        console.print(
+            f"[yellow]{where}: incomplete run; analysed steps {result.steps[0]}.."
+            f"{result.steps[-1]}, missing {len(miss)} snapshot(s): t = {span}[/]",
+            highlight=False,
+        )
+
+
+def _analyze_sweep(result) -> None:
+    from ..reporting.run_analysis import write_sweep_analysis
+
+    for runs in result.runs.values():
+        for run in runs:
+            _say_warnings(run)
+    for entry in result.failed:
+        console.print(
+            f"[red]failed system[/] {entry['condition']} seed {entry['seed']}: {entry['error']}",
+            highlight=False,
+        )
+    out = write_sweep_analysis(result)
+    n = sum(len(r) for r in result.runs.values())
+    out_console.print(
+        f"{n} runs over {sum(bool(r) for r in result.runs.values())} conditions analysed "
+        f"({len(result.pending)} unfinished, {len(result.failed)} failed) -> {out}/"
+    )
+
+
+@app.command()
+@_friendly_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
+) -> None:
+    """Write a self-contained HTML report (RUN/report.html) of a run or a sweep.
+
+    Runs the analyses first (as `perspectives analyze`, writing RUN/analysis/ with the PNGs the
+    page links to). The page embeds plotly, so it opens offline in any browser.
+    """
+    from ..experiments.sweep import SWEEP_FILE
+    from ..reporting.report import run_report, sweep_report
+    from ..reporting.run_analysis import analyze_run, analyze_sweep, write_run_analysis
+
+    if (run_dir / SWEEP_FILE).exists():
+        result = analyze_sweep(run_dir)
+        _analyze_sweep(result)
+        path = sweep_report(result)
+    else:
+        result = analyze_run(run_dir)
+        write_run_analysis(result)
+        _say_warnings(result)
+        path = run_report(result)
+    out_console.print(f"report: {path}")
+
+
+@app.command()
+@_friendly_errors
+def results(
+    runs_dir: Annotated[
+        Path, typer.Argument(help="Folder holding the sweeps, e.g. runs/ (cs1-disruption-cpu ...).")
+    ] = Path("runs"),
+    doc: Annotated[Path, typer.Option(help="The results page to update.")] = Path(
+        "docs/results.md"
+    ),
+    scale: Annotated[str, typer.Option(help="Which scale's sweeps to read.")] = "cpu",
+) -> None:
+    """Regenerate the numbers and figures of the reproduction page from the sweep folders.
+
+    Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
+    folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the
+    sweep's figures are copied to DOC's figures/ folder. Blocks without a sweep are kept.
+    """
+    from ..experiments.reproduction import regenerate
+
+    found = regenerate(runs_dir, doc, scale)
+    out_console.print(f"updated {doc} from {', '.join(found)}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

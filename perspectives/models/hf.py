@@ -1,0 +1,256 @@
+"""Answering prompts with a transformers causal language model (local path, hub id or bundled)."""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
+from ..errors import InputError
+from .device import bf16_supported, current_device
+from .formats import check_format, render_prompt, stop_token_ids
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn ``"bundled"``, a local folder or a hub id into what ``from_pretrained`` takes.
+
+    Raises InputError when a hub id is not available locally and the hub is unreachable.
+    """
+    if model == BUNDLED_MODEL:
+        return str(bundled_model_path())
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError(
+                "not a transformers model folder (no config.json)", source=str(path), field="model"
+            )
+        return str(path)
+    if hub_offline() and not _in_hub_cache(model):
+        raise InputError(
+            "not found locally and no network access (HF_HUB_OFFLINE=1): give a local folder, "
+            "'bundled', or a hub id already in the local cache",
+            field="model",
+            value=model,
+        )
+    return model
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
+        return False
+
+
+def _resolve_dtype(dtype: str, device: torch.device | None = None) -> torch.dtype:
+    """The answering dtype: ``"auto"`` is bfloat16 where ``device`` runs it natively, else
+    float16 on a GPU and float32 on a CPU."""
+    if dtype == "auto":
+        device = device or current_device()
+        if bf16_supported(device):
+            return torch.bfloat16
+        return torch.float16 if device.type != "cpu" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise InputError("must be auto, float32, bfloat16 or float16", field="dtype", value=dtype)
+    return table[dtype]
+
+
+def load_causal_lm(model: str, dtype: str = "auto"):
+    """Load (once per process and device) a causal LM and its tokenizer for generation, on
+    the current device (see ``models.device``).
+
+    Returns ``(model, tokenizer)``; the tokenizer pads on the left and has a pad token.
+    Raises InputError with a readable message when the model cannot be found.
+    """
+    return _load_causal_lm(model, dtype, str(current_device()))
+
+
+load_causal_lm.cache_clear = lambda: _load_causal_lm.cache_clear()  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_causal_lm(model: str, dtype: str, device_name: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model_path(model)
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        device = torch.device(device_name)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype, device))
+        lm.to(device)
+    except OSError as exc:
+        reason = "not found locally and no network access" if hub_offline() else "not found"
+        raise InputError(
+            f"{reason}: {exc.__class__.__name__}", field="model", value=model
+        ) from None
+    finally:
+        hf_logging.enable_progress_bar()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm.eval()
+    return lm, tokenizer
+
+
+def _batch_seed(seed: int, batch_key: str) -> int:
+    return zlib.crc32(f"{seed}:{batch_key}".encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class Sampling:
+    """Decoding settings: greedy by default; with ``do_sample``, temperature + top-p + top-k
+    (pure temperature sampling wanders off-language on small models)."""
+
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    max_new_tokens: int = 48
+
+
+def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
+    """Raise InputError for a prompt that is not non-empty text."""
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise InputError("every prompt must be non-empty text", field=f"{field}[{i}]", value=p)
+
+
+@torch.inference_mode()
+def generate_texts(
+    lm,
+    tokenizer,
+    rendered: Sequence[str],
+    *,
+    sampling: Sampling,
+    stop_ids: Sequence[int],
+    replicates: int = 1,
+    batch_size: int = 64,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """Continue every rendered prompt ``replicates`` times; returns ``out[prompt][replicate]``.
+
+    Batches are left-padded and sorted by length (little padding; batched greedy output equals
+    one-at-a-time output). Sampling is seeded per batch from ``seed``, so the same call gives
+    the same answers. ``on_batch(k)`` is called after each batch of ``k`` answers.
+    """
+    if replicates < 1:
+        raise InputError("must be at least 1", field="replicates", value=replicates)
+    jobs = [(i, r) for i in range(len(rendered)) for r in range(replicates)]
+    lengths = [len(tokenizer(rendered[i], add_special_tokens=False).input_ids) for i, _ in jobs]
+    order = sorted(range(len(jobs)), key=lambda j: (lengths[j], jobs[j]))
+    out: list[list[str]] = [[""] * replicates for _ in rendered]
+    eos = set(stop_ids)
+    ids = getattr(lm.generation_config, "eos_token_id", None)
+    if ids is not None:
+        eos |= set(ids if isinstance(ids, list) else [ids])
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = [jobs[j] for j in order[start : start + batch_size]]
+            batch = tokenizer(
+                [rendered[i] for i, _ in chunk],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(lm.device)
+            kwargs: dict = {"do_sample": sampling.do_sample}
+            if sampling.do_sample:
+                torch.manual_seed(_batch_seed(seed, f"{chunk[0]}-{len(chunk)}"))
+                kwargs.update(
+                    temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
+                )
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            generated = lm.generate(
+                **batch,
+                max_new_tokens=sampling.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=sorted(eos),
+                **kwargs,
+            )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for (i, r), text in zip(chunk, texts, strict=True):
+                out[i][r] = text.strip()
+            if on_batch is not None:
+                on_batch(len(chunk))
+    finally:
+        tokenizer.padding_side = padding_side
+    return out
+
+
+class HFChatModel:
+    """A transformers causal LM that answers prompts, optionally under a system prompt.
+
+    Parameters
+    ----------
+    model : ``"bundled"`` (SmolLM2-135M-Instruct), a local folder or a hub id.
+    system_prompt : prepended as the chat's system message (``prompt_format="chat"``).
+    prompt_format : ``"chat"`` (the tokenizer's chat template), ``"appendix-a"`` (the paper's
+        format for base models) or ``"plain"`` (the prompt as is).
+    dtype : ``"auto"`` (bfloat16 where the CPU supports it natively, else float32), or a name.
+    batch_size : prompts per forward pass.
+    max_new_tokens : answer length cap, in tokens.
+    """
+
+    def __init__(
+        self,
+        model: str = BUNDLED_MODEL,
+        *,
+        system_prompt: str | None = None,
+        prompt_format: str = "chat",
+        dtype: str = "auto",
+        batch_size: int = 64,
+        max_new_tokens: int = 48,
+    ) -> None:
+        self.model = model
+        self.system_prompt = system_prompt
+        self.prompt_format = check_format(prompt_format)
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+
+    def _render(self, tokenizer, prompt: str) -> str:
+        return render_prompt(tokenizer, prompt, self.system_prompt, self.prompt_format)
+
+    def answer(
+        self,
+        prompts: Sequence[str],
+        *,
+        replicates: int = 1,
+        do_sample: bool = False,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        top_k: int = 50,
+        seed: int = 0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        """Answer every prompt ``replicates`` times; returns ``answers[prompt][replicate]``.
+
+        Greedy decoding by default (replicates are then identical); see ``generate_texts``.
+        """
+        check_prompts(prompts)
+        lm, tokenizer = load_causal_lm(self.model, self.dtype)
+        return generate_texts(
+            lm,
+            tokenizer,
+            [self._render(tokenizer, p) for p in prompts],
+            sampling=Sampling(do_sample, temperature, top_p, top_k, self.max_new_tokens),
+            stop_ids=stop_token_ids(tokenizer, self.prompt_format),
+            replicates=replicates,
+            batch_size=self.batch_size,
+            seed=seed,
+            on_batch=on_batch,
+        )

@@ -1,0 +1,357 @@
+"""Analyse a run folder: the joint perspective space of its history and every analysis of it.
+
+``analyze_run`` reads the complete steps of a run (an interrupted run is analysed as far as it
+got, and the missing steps are named), and ``write_run_analysis`` writes the tables and figures
+to ``RUN/analysis/``. ``analyze_sweep`` gathers the runs of a sweep folder by condition.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ..analysis import (
+    adversarial_polarization,
+    answer_diversity,
+    class_polarization,
+    class_trajectories,
+    clusters_over_time,
+    dispersion,
+    iso_mirror,
+    separate_embeddings,
+)
+from ..errors import InputError
+from ..simulation.config import RunConfig
+from ..simulation.engine import load_history
+from ..store import write_csv, write_json, write_parquet
+
+ANALYSIS_DIR = "analysis"
+
+
+@dataclass
+class RunAnalysis:
+    """Everything computed from one run folder (tables have a ``t`` column)."""
+
+    run_dir: Path
+    cfg: RunConfig
+    perspectives: pd.DataFrame
+    isomirror: pd.DataFrame
+    clusters: pd.DataFrame
+    cluster_labels: pd.DataFrame
+    class_means: pd.DataFrame
+    polarization: pd.DataFrame | None
+    polarization_kind: str | None
+    steps: list[int]
+    missing_steps: list[int]
+    summary: dict[str, Any] = field(default_factory=dict)
+    dispersion: pd.DataFrame | None = None
+    diversity: pd.DataFrame | None = None
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config a run folder was made from; InputError if the folder is not a run."""
+    if not (run_dir / "run.json").exists() or not (run_dir / "config.yaml").exists():
+        raise InputError("not a run folder (no run.json / config.yaml)", source=str(run_dir))
+    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+
+
+def expected_snapshots(cfg: RunConfig) -> list[int]:
+    """The steps at which a finished run has evaluation snapshots."""
+    every = cfg.evaluation.every
+    return [t for t in range(cfg.steps + 1) if t % every == 0 or t == cfg.steps]
+
+
+def _find_adversary(spec: Any) -> str | None:
+    if isinstance(spec, dict):
+        if spec.get("type") == "adversary":
+            return str(spec.get("adversary"))
+        for value in spec.values():
+            found = _find_adversary(value)
+            if found is not None:
+                return found
+    elif isinstance(spec, list):
+        for value in spec:
+            found = _find_adversary(value)
+            if found is not None:
+                return found
+    return None
+
+
+def polarization_of(
+    table: pd.DataFrame, cfg: RunConfig, kernels: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The polarization that fits the run: adversarial when the communication has an
+    adversary (case study 2), two-class when the system has two classes (case study 3).
+
+    Columns ``t, distance, polarization`` on ``z1`` (the paper's), ``distance_all,
+    polarization_all`` in all d dimensions of the perspective space, and, given ``kernels``
+    (``t, model, class`` and one column per entry of the flattened data kernel),
+    ``distance_kernel, polarization_kernel``: between the mean data kernels themselves, which
+    no fitted space or chosen dimension can change."""
+    adversary = _find_adversary(cfg.communication)
+    if adversary is not None:
+        names = [m for m in cfg.models() if m == adversary]
+        names += [
+            m for g in cfg.groups if adversary in (g.name, g.class_label) for m in g.model_names()
+        ]
+        kind = "adversarial"
+        measure = functools.partial(adversarial_polarization, adversary=sorted(set(names)))
+    elif table["class"].nunique() == 2:
+        kind = "two-class"
+        measure = class_polarization
+    else:
+        return None, None
+    out = measure(table, axis="z1")
+    out = out.merge(_suffixed(measure(table, axis="all"), "all"), on="t", how="left")
+    if kernels is not None:
+        cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
+        out = out.merge(_suffixed(measure(kernels, axis=cols), "kernel"), on="t", how="left")
+    return out, kind
+
+
+def dispersion_of(table: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame | None:
+    """The population's dispersion per step (``analysis.dispersion``) in the perspective
+    space, and with the suffix ``_kernel`` between the data kernels themselves; None for a
+    single model."""
+    if table.groupby("t")["model"].nunique().min() < 2:
+        return None
+    cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
+    names = {c: f"{c}_kernel" for c in ("spread", "nn_distance", "locality")}
+    names |= {f"{c}_rel": f"{c}_kernel_rel" for c in ("spread", "nn_distance")}
+    on_kernels = dispersion(kernels, axis=cols).rename(columns=names)
+    return dispersion(table).merge(on_kernels, on="t")
+
+
+def _suffixed(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    return frame.rename(columns={c: f"{c}_{suffix}" for c in ("distance", "polarization")})
+
+
+def kernel_table(hist) -> pd.DataFrame:
+    """``t, model, class`` and the flattened data kernel ``A_i(t)`` (m x p values) per row."""
+    flat = hist.kernels.reshape(len(hist.points), -1)
+    values = pd.DataFrame(flat, columns=[f"a{j}" for j in range(flat.shape[1])])
+    return pd.concat([hist.points[["t", "model", "class"]].reset_index(drop=True), values], axis=1)
+
+
+def analyze_run(
+    run_dir: str | Path, n_components: int | None = None, upto: int | None = None
+) -> RunAnalysis:
+    """Fit the joint space of a run's history (its steps up to ``upto``, default all) and
+    compute every analysis. The 1-d perspective depends on the history the space is fitted
+    on: to compare runs of different lengths, analyse them up to the same step.
+
+    Raises InputError for a folder that is not a run or has no complete snapshot yet.
+    """
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    hist = load_history(run_dir, upto=upto, n_components=n_components)
+    if hist is None:
+        raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
+    table = hist.perspectives
+    steps = sorted(int(t) for t in table["t"].unique())
+    expected = [t for t in expected_snapshots(cfg) if upto is None or t <= upto]
+    missing = [t for t in expected if t not in steps]
+    d = hist.space.n_components_
+    iso = iso_mirror(table, "frobenius")
+    separate = separate_embeddings(hist.kernels, hist.points, d)
+    iso_spectral = iso_mirror(separate, "spectral")
+    isomirror = pd.DataFrame(
+        {"t": iso["t"], "psi_frobenius": iso["psi"], "psi_spectral": iso_spectral["psi"]}
+    )
+    clusters, labels = clusters_over_time(table, seed=cfg.seed)
+    kernels = kernel_table(hist)
+    polarization, kind = polarization_of(table, cfg, kernels)
+    disp = dispersion_of(table, kernels)
+    diversity = answer_diversity(hist.answers)
+    summary = {
+        "run": cfg.name,
+        "models": int(table["model"].nunique()),
+        "steps_present": steps,
+        "steps_missing": missing,
+        "complete": not missing,
+        "dimension": int(d),
+        "isomirror": {
+            "mirror_dim": iso.attrs["mirror_dim"],
+            "n_neighbors": iso.attrs["n_neighbors"],
+            "spectral_mirror_dim": iso_spectral.attrs["mirror_dim"],
+        },
+        "clusters_last": int(clusters["n_clusters"].iloc[-1]),
+        "ari_mean": float(clusters["ari_prev"].mean()) if len(clusters) > 1 else None,
+        "polarization_kind": kind,
+        **{
+            f"{col}_last": float(polarization[col].iloc[-1]) if polarization is not None else None
+            for col in ("polarization", "polarization_all", "polarization_kernel")
+        },
+        **{
+            f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
+            for col in ("spread_kernel_rel", "locality_kernel")
+        },
+        "distinct_last": float(diversity["distinct"].iloc[-1]),
+        "top_share_last": float(diversity["top_share"].iloc[-1]),
+    }
+    return RunAnalysis(
+        run_dir,
+        cfg,
+        table,
+        isomirror,
+        clusters,
+        labels,
+        class_trajectories(table),
+        polarization,
+        kind,
+        steps,
+        missing,
+        summary,
+        disp,
+        diversity,
+    )
+
+
+def write_run_analysis(result: RunAnalysis) -> Path:
+    """Write the tables, ``summary.json`` and the figures to ``RUN/analysis/``."""
+    from .figures import clusters_png, isomirror_png, polarization_png, trajectories_png
+
+    out = result.run_dir / ANALYSIS_DIR
+    out.mkdir(exist_ok=True)
+    write_parquet(out / "perspectives.parquet", result.perspectives)
+    write_csv(out / "perspectives.csv", result.perspectives)
+    write_parquet(out / "isomirror.parquet", result.isomirror)
+    write_parquet(out / "clusters.parquet", result.clusters)
+    write_parquet(out / "cluster_labels.parquet", result.cluster_labels)
+    write_parquet(out / "class_means.parquet", result.class_means)
+    if result.polarization is not None:
+        write_parquet(out / "polarization.parquet", result.polarization)
+    if result.dispersion is not None:
+        write_parquet(out / "dispersion.parquet", result.dispersion)
+    if result.diversity is not None:
+        write_parquet(out / "diversity.parquet", result.diversity)
+    write_json(out / "summary.json", result.summary)
+    marks = disruption_steps(result.cfg)
+    trajectories_png(result.perspectives, out / "trajectories.png", marks=marks)
+    isomirror_png({"": result.isomirror}, out / "isomirror.png", marks=marks)
+    clusters_png({"": result.clusters}, out / "clusters.png", marks=marks)
+    if result.polarization is not None:
+        polarization_png(
+            {"": [result.polarization]}, out / "polarization.png", kind=result.polarization_kind
+        )
+    return out
+
+
+def disruption_steps(cfg: RunConfig) -> list[int]:
+    """Steps where the communication switches (drawn as vertical lines in figures)."""
+    spec = cfg.communication
+    return [int(spec["at"])] if spec.get("type") == "switch" else []
+
+
+# ------------------------------------------------------------------------------ sweeps
+@dataclass
+class SweepAnalysis:
+    """The runs of a sweep, analysed, by condition (each a list over seeds)."""
+
+    sweep_dir: Path
+    record: dict
+    runs: dict[str, list[RunAnalysis]]
+    failed: list[dict]
+    pending: list[dict]
+
+
+def analyze_sweep(
+    sweep_dir: str | Path, write: bool = True, upto: int | None = None
+) -> SweepAnalysis:
+    """Analyse every run of a sweep that has at least one snapshot, up to step ``upto``
+    (default: all; then each run's ``analysis/`` is written when ``write``); failed and
+    unfinished systems are listed, not fatal."""
+    from ..experiments.sweep import read_sweep
+
+    sweep_dir = Path(sweep_dir)
+    record = read_sweep(sweep_dir)
+    runs: dict[str, list[RunAnalysis]] = {c: [] for c in record["conditions"]}
+    failed, pending = [], []
+    for entry in record["systems"]:
+        folder = sweep_dir / entry["folder"]
+        if entry["status"] == "failed":
+            failed.append(entry)
+        elif entry["status"] != "done":
+            pending.append(entry)
+        if not (folder / "progress.json").exists():
+            continue
+        result = analyze_run(folder, upto=upto)
+        result.summary["seed"] = entry["seed"]
+        if write and upto is None:
+            write_run_analysis(result)
+        runs[entry["condition"]].append(result)
+    return SweepAnalysis(sweep_dir, record, runs, failed, pending)
+
+
+def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
+    """One long table of a per-step metric over the sweep's runs: ``condition, seed, t, ...``.
+
+    ``metric``: ``polarization``, ``clusters``, ``isomirror``, ``dispersion`` or
+    ``diversity``.
+    """
+    frames = []
+    for condition, runs in result.runs.items():
+        for run in runs:
+            frame = getattr(run, metric)
+            if frame is None:
+                continue
+            frames.append(frame.assign(condition=condition, seed=run.cfg.seed))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def sweep_polarization(result: SweepAnalysis) -> tuple[dict[str, list[pd.DataFrame]], str | None]:
+    """Each condition's polarization tables (one per seed) and their kind; empty if none."""
+    pol = {
+        c: [r.polarization for r in runs if r.polarization is not None]
+        for c, runs in result.runs.items()
+    }
+    kinds = [r.polarization_kind for runs in result.runs.values() for r in runs]
+    return {c: v for c, v in pol.items() if v}, next((k for k in kinds if k), None)
+
+
+def first_runs(result: SweepAnalysis) -> dict[str, RunAnalysis]:
+    """The first analysed run of every condition that has one."""
+    return {c: runs[0] for c, runs in result.runs.items() if runs}
+
+
+def write_sweep_analysis(result: SweepAnalysis) -> Path:
+    """Write ``SWEEP/analysis/``: long tables over runs, a summary and the comparison figures."""
+    from .figures import clusters_png, isomirror_png, polarization_png
+
+    out = result.sweep_dir / ANALYSIS_DIR
+    out.mkdir(exist_ok=True)
+    for metric in ("polarization", "clusters", "isomirror", "dispersion", "diversity"):
+        table = sweep_table(result, metric)
+        if not table.empty:
+            write_parquet(out / f"{metric}.parquet", table)
+    summary = {
+        "preset": result.record.get("preset"),
+        "scale": result.record.get("scale"),
+        "conditions": {c: [r.summary for r in runs] for c, runs in result.runs.items() if runs},
+        "failed": result.failed,
+        "pending": [f"{e['condition']} seed {e['seed']}" for e in result.pending],
+    }
+    write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
+    pol, kind = sweep_polarization(result)
+    if pol:
+        polarization_png(pol, out / "polarization.png", kind=kind)
+        if all("polarization_kernel" in f for tables in pol.values() for f in tables):
+            polarization_png(
+                pol, out / "polarization-kernel.png", kind=kind, column="polarization_kernel"
+            )
+    first = first_runs(result)
+    if first:
+        marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})
+        isomirror_png(
+            {c: r.isomirror for c, r in first.items()}, out / "isomirror.png", marks=marks
+        )
+        clusters_png({c: r.clusters for c, r in first.items()}, out / "clusters.png", marks=marks)
+    return out
