@@ -1,4 +1,4 @@
-"""Collecting responses: every model of a collection answers every prompt."""
+"""Collecting responses: every model of a collection answers every prompt (any backend)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..config import GenerationConfig, ModelSpec
 from ..reporting.progress import progress_bar
-from .hf import HFChatModel
+from .registry import make_model
+from .spec import GenerationConfig, ModelSpec
 
 
 def generate_responses(
@@ -30,21 +30,18 @@ def generate_responses(
     total = len(models) * len(texts) * gen.replicates
     with progress_bar("generating", total, show_progress) as advance:
         for spec in models:
-            chat = HFChatModel(
+            lm = make_model(
+                spec.backend,
                 spec.model,
                 system_prompt=spec.system_prompt,
-                prompt_format=spec.prompt_format,  # type: ignore[arg-type]
+                prompt_format=spec.prompt_format,
                 dtype=gen.dtype,
                 batch_size=gen.batch_size,
-                max_new_tokens=gen.max_new_tokens,
             )
-            answers = chat.answer(
+            answers = lm.answer(
                 texts,
+                gen.decoding(),
                 replicates=gen.replicates,
-                do_sample=gen.do_sample,
-                temperature=gen.temperature,
-                top_p=gen.top_p,
-                top_k=gen.top_k,
                 seed=spec.seed,
                 on_batch=advance,
             )

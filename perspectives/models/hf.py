@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
-from ..errors import InputError
+from ..errors import BackendUnavailable, InputError
 from .device import bf16_supported, current_device
 from .formats import check_format, render_prompt, stop_token_ids
+from .spec import Sampling
 
 
 def resolve_model_path(model: str) -> str:
@@ -31,7 +31,7 @@ def resolve_model_path(model: str) -> str:
             )
         return str(path)
     if hub_offline() and not _in_hub_cache(model):
-        raise InputError(
+        raise BackendUnavailable(
             "not found locally and no network access (HF_HUB_OFFLINE=1): give a local folder, "
             "'bundled', or a hub id already in the local cache",
             field="model",
@@ -90,7 +90,7 @@ def _load_causal_lm(model: str, dtype: str, device_name: str):
         lm.to(device)
     except OSError as exc:
         reason = "not found locally and no network access" if hub_offline() else "not found"
-        raise InputError(
+        raise BackendUnavailable(
             f"{reason}: {exc.__class__.__name__}", field="model", value=model
         ) from None
     finally:
@@ -104,18 +104,6 @@ def _load_causal_lm(model: str, dtype: str, device_name: str):
 
 def _batch_seed(seed: int, batch_key: str) -> int:
     return zlib.crc32(f"{seed}:{batch_key}".encode()) & 0x7FFFFFFF
-
-
-@dataclass
-class Sampling:
-    """Decoding settings: greedy by default; with ``do_sample``, temperature + top-p + top-k
-    (pure temperature sampling wanders off-language on small models)."""
-
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 50
-    max_new_tokens: int = 48
 
 
 def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
@@ -228,26 +216,27 @@ class HFChatModel:
     def answer(
         self,
         prompts: Sequence[str],
+        sampling: Sampling | None = None,
         *,
-        replicates: int = 1,
-        do_sample: bool = False,
-        temperature: float = 0.7,
-        top_p: float = 0.9,
-        top_k: int = 50,
         seed: int = 0,
+        replicates: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[list[str]]:
         """Answer every prompt ``replicates`` times; returns ``answers[prompt][replicate]``.
 
-        Greedy decoding by default (replicates are then identical); see ``generate_texts``.
+        ``sampling`` defaults to greedy decoding of ``max_new_tokens`` tokens (replicates are
+        then identical); see ``generate_texts``. Raises InputError for an empty prompt or a
+        model that cannot be found.
         """
         check_prompts(prompts)
+        if sampling is None:
+            sampling = Sampling(do_sample=False, max_new_tokens=self.max_new_tokens)
         lm, tokenizer = load_causal_lm(self.model, self.dtype)
         return generate_texts(
             lm,
             tokenizer,
             [self._render(tokenizer, p) for p in prompts],
-            sampling=Sampling(do_sample, temperature, top_p, top_k, self.max_new_tokens),
+            sampling=sampling,
             stop_ids=stop_token_ids(tokenizer, self.prompt_format),
             replicates=replicates,
             batch_size=self.batch_size,

@@ -1,4 +1,4 @@
-"""Agents: stateful models that answer questions and learn from question–answer pairs.
+"""The ``hf`` backend's agents: transformers models that answer and learn by fine-tuning.
 
 Many agents share one *backbone* per base model: the network is held once in memory, and each
 agent's own state is swapped in when it acts.
@@ -32,12 +32,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..bundled import BUNDLED_MODEL, cache_dir
-from ..errors import InputError
+from ..errors import BackendUnavailable, CorruptStateError, InputError
 from ..store import atomic_dir, atomic_path, link_or_copy
+from .contract import AgentSpec
 from .device import current_device
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
-from .hf import Sampling, _resolve_dtype, check_prompts, generate_texts, resolve_model_path
-from .training import TrainStats, UpdateConfig, train_on_examples
+from .hf import _resolve_dtype, check_prompts, generate_texts, resolve_model_path
+from .spec import Sampling
+from .training import train_on_examples
+from .update import TrainStats, UpdateConfig
 
 AGENT_FILE = "agent.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -70,7 +73,7 @@ class Backbone:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.train_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         except OSError as exc:
-            raise InputError(
+            raise BackendUnavailable(
                 f"cannot load the model: {exc.__class__.__name__}", field="model", value=model
             ) from None
         if self.tokenizer.pad_token is None:
@@ -220,8 +223,9 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return pairs
 
 
-class Agent:
-    """A language model that answers questions and learns from question–answer pairs.
+class HFAgent:
+    """A transformers language model that answers questions and learns from question–answer
+    pairs by full fine-tuning or a LoRA adapter (the update rules ``full`` and ``lora``).
 
     Parameters
     ----------
@@ -258,7 +262,7 @@ class Agent:
         self.system_prompt = system_prompt
         self.prompt_format = check_format(prompt_format)
         self.update = update if isinstance(update, UpdateConfig) else UpdateConfig(**(update or {}))
-        self.sampling = sampling or Sampling()
+        self.sampling = sampling or Sampling(do_sample=False)
         self.batch_size = batch_size
         self.dtype = dtype
         self.seed = seed
@@ -274,6 +278,27 @@ class Agent:
         self._weights: Path | None = None  # full: own weights once it has learned
         self._adapter_ready = False
         self._warned_truncation = False
+
+    @classmethod
+    def from_spec(cls, spec: AgentSpec, *, state_dir: str | Path | None = None) -> HFAgent:
+        """A new agent from an ``AgentSpec`` (what ``models.registry.make_agent`` calls)."""
+        return cls(
+            spec.name,
+            spec.model,
+            system_prompt=spec.system_prompt,
+            prompt_format=spec.prompt_format,
+            update=spec.update,
+            sampling=spec.sampling,
+            batch_size=spec.batch_size,
+            dtype=spec.dtype,
+            state_dir=state_dir,
+            seed=spec.seed,
+        )
+
+    @property
+    def version(self) -> str:
+        """Changes with every update and every reload (a new object)."""
+        return f"{self._uid}:{self.n_updates}"
 
     # ------------------------------------------------------------------ internals
     @property
@@ -325,13 +350,15 @@ class Agent:
     def answer(
         self,
         questions: Sequence[str],
+        sampling: Sampling | None = None,
         *,
         seed: int = 0,
         replicates: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[str] | list[list[str]]:
         """Answer ``questions``; returns one text per question (a list of ``replicates``
-        texts per question when ``replicates > 1``). Sampling, if on, is seeded by ``seed``."""
+        texts per question when ``replicates > 1``). ``sampling``: the agent's own when None;
+        sampling, if on, is seeded by ``seed``. Raises InputError for an empty question."""
         check_prompts(questions, "questions")
         bb = self.backbone
         lm, autocast = self._answering_model()
@@ -344,7 +371,7 @@ class Agent:
                 lm,
                 bb.tokenizer,
                 rendered,
-                sampling=self.sampling,
+                sampling=sampling or self.sampling,
                 stop_ids=stop_token_ids(bb.tokenizer, self.prompt_format),
                 replicates=replicates,
                 batch_size=self.batch_size,
@@ -400,11 +427,12 @@ class Agent:
     def config_dict(self) -> dict:
         return {
             "name": self.name,
+            "backend": "hf",
             "model": self.model,
             "system_prompt": self.system_prompt,
             "prompt_format": self.prompt_format,
             "update": self.update.model_dump(),
-            "sampling": self.sampling.__dict__,
+            "sampling": self.sampling.model_dump(),
             "batch_size": self.batch_size,
             "dtype": self.dtype,
             "seed": self.seed,
@@ -444,7 +472,7 @@ class Agent:
     @classmethod
     def load(
         cls, directory: str | Path, *, state_dir: str | Path | None = None, own: bool = False
-    ) -> Agent:
+    ) -> HFAgent:
         """Read an agent written by ``save``. Its weights are read in place from ``directory``
         until its next update; with ``own``, they are first linked (or copied) into its
         ``state_dir``, so the agent outlives ``directory`` (a checkpoint that a run deletes
@@ -466,9 +494,11 @@ class Agent:
             )
             n_updates = int(cfg["n_updates"])
         except FileNotFoundError:
-            raise InputError("not an agent folder (no agent.json)", source=str(d)) from None
+            raise CorruptStateError("not an agent folder (no agent.json)", source=str(d)) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"corrupt agent.json: {exc}", source=str(d / AGENT_FILE)) from None
+            raise CorruptStateError(
+                f"corrupt agent.json: {exc}", source=str(d / AGENT_FILE)
+            ) from None
         agent.n_updates = n_updates
         try:
             if agent.update.method == "lora" and (d / ADAPTER_FILE).exists():
@@ -483,19 +513,19 @@ class Agent:
                 # header and tensor names validates the file before it is used.
                 with safe_open(str(d / WEIGHTS_FILE), framework="pt") as fh:
                     if not list(fh.keys()):
-                        raise InputError("the weights file holds no tensors", source=str(d))
+                        raise CorruptStateError("the weights file holds no tensors", source=str(d))
                 agent._weights = d / WEIGHTS_FILE
                 if own:
                     agent._weights = link_or_copy(d / WEIGHTS_FILE, agent.state_dir / WEIGHTS_FILE)
             elif n_updates > 0:
-                raise InputError(
+                raise CorruptStateError(
                     f"the agent has {n_updates} update(s) but its weights file is missing",
                     source=str(d),
                 )
-        except InputError:
+        except CorruptStateError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged weights file, whatever the cause
-            raise InputError(
+            raise CorruptStateError(
                 f"corrupt weights: {exc.__class__.__name__}: {exc}", source=str(d)
             ) from None
         return agent

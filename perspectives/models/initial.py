@@ -23,9 +23,9 @@ import pandas as pd
 from ..bundled import BUNDLED_MODEL, bundled_gguf, cache_dir, cache_lock
 from ..data.banks import sample_pairs
 from ..store import file_lock
-from .hf import resolve_model_path
-from .hf_agent import Agent
-from .training import UpdateConfig
+from .contract import Agent, AgentSpec
+from .registry import load_agent, make_agent
+from .update import UpdateConfig
 
 CACHE_VERSION = 1
 INIT_UPDATE = {"epochs": 3, "lr": 5e-5, "batch_size": 8}  # the paper's initial fine-tuning
@@ -38,14 +38,19 @@ class InitialModel:
     name: str
     pairs: list[tuple[str, str]]
     model: str = BUNDLED_MODEL
+    backend: str = "hf"
     update: dict = field(default_factory=lambda: dict(INIT_UPDATE))
     prompt_format: str = "chat"
     system_prompt: str | None = None
     seed: int = 0
 
 
-def model_identity(model: str) -> str:
+def model_identity(model: str, backend: str = "hf") -> str:
     """A string that changes when the base model's weights change."""
+    if backend != "hf":
+        return f"{backend}:{model}"
+    from .hf import resolve_model_path  # loads torch: only for transformers models
+
     if model == BUNDLED_MODEL:
         gguf = bundled_gguf()
         return f"bundled:{gguf.name}:{gguf.stat().st_size}"
@@ -61,7 +66,7 @@ def cache_key(spec: InitialModel) -> str:
     """Content hash of everything that determines the fine-tuned model."""
     payload = {
         "version": CACHE_VERSION,
-        "model": model_identity(spec.model),
+        "model": model_identity(spec.model, spec.backend),
         "pairs": [list(p) for p in spec.pairs],
         "update": UpdateConfig(**spec.update).model_dump(),
         "prompt_format": spec.prompt_format,
@@ -86,17 +91,20 @@ def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Age
     # fine-tunes it, the others then find it in the cache.
     with file_lock(cache_lock(f"initial-{entry.name}")):
         if (entry / "agent.json").exists():
-            agent = Agent.load(entry)
+            agent = load_agent(entry)
             agent.name = spec.name
             return agent, True
         work = root / f".work-{entry.name}-{os.getpid()}"
-        agent = Agent(
-            spec.name,
-            spec.model,
-            system_prompt=spec.system_prompt,
-            prompt_format=spec.prompt_format,
-            update=spec.update,
-            seed=spec.seed,
+        agent = make_agent(
+            AgentSpec(
+                spec.name,
+                spec.model,
+                backend=spec.backend,
+                system_prompt=spec.system_prompt,
+                prompt_format=spec.prompt_format,
+                update=UpdateConfig(**spec.update),
+                seed=spec.seed,
+            ),
             state_dir=work,
         )
         try:
@@ -104,7 +112,7 @@ def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Age
             agent.save(entry)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    loaded = Agent.load(entry)
+    loaded = load_agent(entry)
     loaded.name = spec.name
     return loaded, False
 
