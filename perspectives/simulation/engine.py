@@ -1,63 +1,40 @@
 """The simulation loop: interviews over a time-varying graph, updates, evaluation snapshots.
 
-Step t (1..T): draw E(t) from the policy; every active learning model picks one in-neighbour
-at random and asks it k random questions from the bank (all answers come from the models as
-they were after step t - 1); then every interviewer learns from its answers. At t = 0 and every
-``evaluation.every`` steps every active model answers the evaluation set; answers are embedded
-and stored. Every random choice comes from a generator seeded by (seed, t), so a resumed run
-repeats an uninterrupted one exactly.
-
-The run folder (written atomically, one part file per step)::
-
-    config.yaml  run.json  progress.json
-    tables/responses/step-000t.parquet   t, model, phase (eval | interview), asker,
-                                         question_id, replicate, text
-    tables/edges/step-000t.parquet       t, src, dst
-    tables/events/step-000t.parquet      t, kind, model, detail, seconds
-    embeddings/step-000t.npy             eval answers' embeddings, rows in table order
-    agents/<model>/                      each agent's live state
-    checkpoints/step-000t/<model>/       agents after the last complete step (and after
-                                         any step in ``keep_checkpoints``)
+Step t (1..T) runs in named phases: **draw edges** E(t) from the policy; **plan interviews**
+(the mechanic: every active learning model picks one in-neighbour and k questions);
+**answer** (every source answers, as it was after step t - 1); **learn** (every interviewer
+is updated on its answers); **membership** (joins and leaves); **evaluate** (at t = 0 and
+every ``evaluation.every`` steps every active model answers the evaluation set, and the
+answers are embedded); **write** (the step's parts and the agents' checkpoint, then the
+commit). Every random choice comes from a generator seeded by (seed, t), so a resumed run
+repeats an uninterrupted one exactly. Agents are made through the model registries
+(``models.registry``), so any backend and update rule runs here; the run folder's layout is
+``RunFolder``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
-import yaml
 
 from ..data.banks import load_bank
-from ..errors import InputError
-from ..models.device import current_device
-from ..models.hf import Sampling
-from ..models.hf_agent import Agent
+from ..errors import ConfigError, CorruptStateError
+from ..models.contract import Agent, AgentSpec
 from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
+from ..models.registry import load_agent, make_agent
 from ..space.embed import CachedEmbedder, Embedder, get_embedder
-from ..space.estimator import PerspectiveSpace
-from ..space.responses import mean_kernels
-from ..store import file_lock, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, build_policy, evaluation_prompts
-from .mechanics import MECHANICS
-from .policies import SystemState
-
-
-def _part(t: int) -> str:
-    return f"step-{t:05d}"
-
-
-def last_complete_step(out: str | Path) -> int:
-    """The last step whose tables and checkpoints are complete in run folder ``out``, or -1."""
-    p = Path(out) / "progress.json"
-    return int(json.loads(p.read_text())["last_complete_step"]) if p.exists() else -1
+from .history import load_history
+from .mechanics import MECHANICS, Interview, Mechanic
+from .policies import Edge, Policy, SystemState
+from .rundir import RunFolder
 
 
 @dataclass
@@ -74,181 +51,249 @@ class StepTimings:
 
     @property
     def engine(self) -> float:
-        return max(
-            self.total
-            - self.setup
-            - self.answering
-            - self.learning
-            - self.evaluating
-            - self.embedding
-            - self.writing,
-            0.0,
+        """Time outside the timed phases (drawing edges, planning, bookkeeping)."""
+        phases = self.setup + self.answering + self.learning + self.evaluating
+        return max(self.total - phases - self.embedding - self.writing, 0.0)
+
+
+@dataclass
+class Step:
+    """What one step draws and produces, phase by phase."""
+
+    t: int
+    rng: np.random.Generator
+    active: list[str] = field(default_factory=list)
+    edges: set[Edge] = field(default_factory=set)
+    interviews: list[Interview] = field(default_factory=list)
+    answers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    timings: StepTimings = field(default_factory=StepTimings)
+
+    def event(self, kind: str, model: str = "", detail: str = "", seconds: float = 0.0) -> None:
+        self.events.append(
+            {"t": self.t, "kind": kind, "model": model, "detail": detail, "seconds": seconds}
         )
 
 
 @dataclass
 class Simulation:
-    """A run in progress; ``run()`` continues it to step T."""
+    """A run in progress; ``run()`` continues it to step T.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The system: groups, question bank, interaction, update, evaluation, communication.
+    out : str, os.PathLike or RunFolder
+        The run folder.
+    embedder : Embedder, optional
+        Embeds the evaluation answers (default: the bundled all-MiniLM-L6-v2, cached).
+    on_phase : callable, optional
+        ``on_phase(t, phase)`` as each phase starts (a progress display).
+    policy : Policy, optional
+        The communication structure; default: built from ``cfg.communication``.
+    mechanic : callable, optional
+        Who asks whom what (``simulation.mechanics``); default: ``cfg.interaction.mechanic``.
+    keep_checkpoints : frozenset of int
+        Steps whose checkpoints outlive the next step (other systems fork from them).
+
+    Examples
+    --------
+    A system of four fake (torch-free) models over two steps, embedded by a hashing embedder:
+
+    >>> import tempfile
+    >>> from perspectives import RunConfig, Simulation, get_embedder
+    >>> cfg = RunConfig.model_validate({
+    ...     "steps": 2, "question_bank": "neutral",
+    ...     "groups": [{"name": "a", "count": 2, "backend": "fake", "model": "calm"},
+    ...                {"name": "b", "count": 2, "backend": "fake", "model": "loud"}],
+    ...     "interaction": {"questions": 3},
+    ...     "evaluation": {"n_prompts": 5}})
+    >>> run = Simulation.create(cfg, tempfile.mkdtemp(), embedder=get_embedder("hashing")).run()
+    >>> run.last_complete_step(), len(run.read_parts("edges"))
+    (2, 24)
+    """
 
     cfg: RunConfig
-    out: Path
+    out: Path | RunFolder
     embedder: Embedder | CachedEmbedder | None = None
     on_phase: Callable[[int, str], None] | None = None
+    policy: Policy | None = None
+    mechanic: Mechanic | None = None
     agents: dict[str, Agent] = field(default_factory=dict)
     timings: dict[int, StepTimings] = field(default_factory=dict)
-    # Steps whose checkpoints outlive the next step (other systems fork from them).
     keep_checkpoints: frozenset[int] = frozenset()
-    # Greedy evaluation answers by agent (its uid), with the update count they were made at.
-    _eval_cache: dict[str, tuple[int, list]] = field(default_factory=dict, repr=False)
+    # Greedy evaluation answers by agent name, with the agent version they were made at.
+    _eval_cache: dict[str, tuple[str, list]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.folder = self.out if isinstance(self.out, RunFolder) else RunFolder(self.out)
+        self.out = self.folder.path
 
     # ------------------------------------------------------------------ setup
     @classmethod
-    def create(cls, cfg: RunConfig, out: str | Path, **kw) -> Simulation:
+    def create(cls, cfg: RunConfig, out: str | Path | RunFolder, **kw) -> Simulation:
         """Start a new run folder. A folder that already holds a run of the same config is
         continued (so re-running a command finishes or repeats nothing); one of another
-        config is refused."""
-        out = Path(out)
-        if (out / "run.json").exists():
-            return cls.resume(out, cfg, **kw)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        write_json(
-            out / "run.json",
-            {"fingerprint": cfg.fingerprint(), "name": cfg.name, "steps": cfg.steps},
-        )
-        return cls(cfg, out, **kw)
+        config is refused (ConfigError)."""
+        folder = out if isinstance(out, RunFolder) else RunFolder(out)
+        if folder.exists():
+            return cls.resume(folder, cfg, **kw)
+        folder.create(cfg)
+        return cls(cfg, folder, **kw)
 
     @classmethod
-    def resume(cls, out: str | Path, cfg: RunConfig | None = None, **kw) -> Simulation:
-        """Reopen a run folder; with ``cfg``, refuse it if it was made from another config."""
-        from .config import parse_run_config
-
-        out = Path(out)
-        if not (out / "run.json").exists():
-            raise InputError("not a run folder (no run.json)", source=str(out))
-        saved = parse_run_config(
-            yaml.safe_load((out / "config.yaml").read_text()), str(out / "config.yaml")
-        )
+    def resume(cls, out: str | Path | RunFolder, cfg: RunConfig | None = None, **kw) -> Simulation:
+        """Reopen a run folder; with ``cfg``, refuse it (ConfigError) if it was made from
+        another config. Raises InputError if ``out`` is not a run folder."""
+        folder = out if isinstance(out, RunFolder) else RunFolder(out)
+        folder.info()  # raises if it is no run folder
+        saved = folder.read_config()
         if cfg is not None and cfg.fingerprint() != saved.fingerprint():
-            raise InputError("the run folder was made from a different config", source=str(out))
-        return cls(saved, out, **kw)
+            raise ConfigError(
+                "the run folder was made from a different config", source=str(folder.path)
+            )
+        return cls(saved, folder, **kw)
 
     def last_complete_step(self) -> int:
         """The last step whose tables and checkpoints are complete, or -1."""
-        return last_complete_step(self.out)
+        return self.folder.last_complete_step()
 
     def _phase(self, t: int, name: str) -> None:
         if self.on_phase is not None:
             self.on_phase(t, name)
 
-    def _embedder(self):
+    @contextlib.contextmanager
+    def _timed(self, step: Step, phase: str, shown: str | None = None) -> Iterator[None]:
+        """Time a phase into ``step.timings.<phase>`` (added up), announcing it as ``shown``."""
+        if shown is not None:
+            self._phase(step.t, shown)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(step.timings, phase, getattr(step.timings, phase) + time.perf_counter() - start)
+
+    def _embedder(self) -> Embedder | CachedEmbedder:
         if self.embedder is None:
             self.embedder = get_embedder()
         return self.embedder
 
+    def _agent_spec(self, name: str) -> AgentSpec:
+        g = self.cfg.group_of(name)
+        return AgentSpec(
+            name,
+            g.model,
+            backend=g.backend,
+            system_prompt=g.system_prompt,
+            prompt_format=g.prompt_format,
+            update=self.cfg.update,
+            sampling=self.cfg.interaction.sampling,
+            seed=self.cfg.seed * 1000 + self.cfg.models().index(name),
+        )
+
     def _new_agent(self, name: str) -> Agent:
         g = self.cfg.group_of(name)
-        state = self.out / "agents" / name
-        sampling = Sampling(**self.cfg.interaction.sampling.model_dump())
-        if g.init is not None:
-            bank = load_bank(g.init.bank)
-            idx = self.cfg.models().index(name)
-            rng = np.random.default_rng([self.cfg.seed, 11, idx])
-            rows = bank.iloc[np.sort(rng.choice(len(bank), g.init.sample_size, replace=False))]
-            spec = InitialModel(
-                name=name,
-                pairs=list(zip(rows["question"], rows["answer"], strict=True)),
-                model=g.model,
-                prompt_format=g.prompt_format,
-                system_prompt=g.system_prompt,
-                update={
-                    "method": self.cfg.update.method,
-                    "epochs": g.init.epochs,
-                    "lr": g.init.lr,
-                    "batch_size": g.init.batch_size,
-                },
-                seed=self.cfg.seed * 1000 + idx,
-            )
-            initial_agent(spec)  # fine-tunes, or finds it in the cache
-            agent = Agent.load(initial_cache_dir() / cache_key(spec), state_dir=state)
-        else:
-            agent = Agent(
-                name,
-                g.model,
-                system_prompt=g.system_prompt,
-                prompt_format=g.prompt_format,
-                state_dir=state,
-                seed=self.cfg.seed * 1000 + self.cfg.models().index(name),
-            )
+        spec = self._agent_spec(name)
+        state = self.folder.agent_state(name)
+        if g.init is None:
+            return make_agent(spec, state)
+        bank = load_bank(g.init.bank)
+        idx = self.cfg.models().index(name)
+        rng = np.random.default_rng([self.cfg.seed, 11, idx])
+        rows = bank.iloc[np.sort(rng.choice(len(bank), g.init.sample_size, replace=False))]
+        initial = InitialModel(
+            name=name,
+            pairs=list(zip(rows["question"], rows["answer"], strict=True)),
+            model=g.model,
+            backend=g.backend,
+            prompt_format=g.prompt_format,
+            system_prompt=g.system_prompt,
+            update={
+                "method": self.cfg.update.method,
+                "epochs": g.init.epochs,
+                "lr": g.init.lr,
+                "batch_size": g.init.batch_size,
+            },
+            seed=spec.seed,
+        )
+        initial_agent(initial)  # fine-tunes, or finds it in the cache
+        agent = load_agent(initial_cache_dir() / cache_key(initial), state_dir=state)
         agent.name = name
         agent.update = self.cfg.update
-        agent.sampling = sampling
         return agent
 
     # ------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, t: int) -> None:
-        folder = self.out / "checkpoints" / _part(t)
-        for name, agent in self.agents.items():
-            agent.save(folder / name)
-
     def _load_checkpoint(self, t: int) -> None:
-        folder = self.out / "checkpoints" / _part(t)
+        folder = self.folder.checkpoint(t)
+        # Every model present at some step up to t was saved after step t: one that is missing
+        # would restart from its initial weights, a silently wrong run.
+        expected = {m for s in range(t + 1) for m in self.cfg.active(s)}
+        missing = sorted(m for m in expected if not (folder / m / "agent.json").exists())
+        if missing:
+            raise CorruptStateError(
+                f"the checkpoint of step {t} lacks the agents {missing}; the run cannot resume "
+                "exactly (start it again in a new folder)",
+                source=str(folder),
+            )
         for name in self.cfg.models():
             if (folder / name).exists():
                 # Its own copy: a model that never learns would otherwise read its weights
                 # from this checkpoint, which goes once the next step is complete.
-                agent = Agent.load(folder / name, state_dir=self.out / "agents" / name, own=True)
-                agent.sampling = Sampling(**self.cfg.interaction.sampling.model_dump())
+                agent = load_agent(folder / name, state_dir=self.folder.agent_state(name), own=True)
                 agent.update = self.cfg.update
                 self.agents[name] = agent
 
-    def _commit_step(self, t: int) -> None:
-        write_json(self.out / "progress.json", {"last_complete_step": t})
-        keep = {_part(k) for k in self.keep_checkpoints} | {_part(t)}
-        for old in (self.out / "checkpoints").glob("step-*"):
-            if old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def _drop_incomplete(self, last: int) -> None:
-        for sub in (
-            "tables/responses",
-            "tables/edges",
-            "tables/events",
-            "embeddings",
-            "checkpoints",
-        ):
-            for p in (self.out / sub).glob("step-*"):
-                if int(p.name.split("-")[1].split(".")[0]) > last:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-
     # -------------------------------------------------------------- the loop
-    def run(self) -> Path:
+    def run(self) -> RunFolder:
         """Continue the run to step T; returns the run folder.
 
-        Raises InputError if another process is running the same folder."""
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(file_lock(self.out / ".lock", wait=False))
-            except BlockingIOError:
-                raise InputError(
-                    "another process is running this folder; wait for it or stop it first",
-                    source=str(self.out),
-                ) from None
+        Raises RunFolderBusy if another process is running the same folder."""
+        with self.folder.lock():
             return self._run()
 
-    def _run(self) -> Path:
+    def _run(self) -> RunFolder:
         cfg = self.cfg
         last = self.last_complete_step()
-        self._drop_incomplete(last)
+        self.folder.drop_incomplete(last)
         self.eval_set = evaluation_prompts(cfg)
         self.bank = load_bank(cfg.question_bank)
-        self.policy = build_policy(cfg.communication, cfg)
+        if self.policy is None:
+            self.policy = build_policy(cfg.communication, cfg)
+        if self.mechanic is None:
+            self.mechanic = MECHANICS[cfg.interaction.mechanic]
         if last >= 0:
             self._load_checkpoint(last)
         for t in range(last + 1, cfg.steps + 1):
             self._step(t)
-        return self.out
+        return self.folder
 
+    def _step(self, t: int) -> None:
+        start = time.perf_counter()
+        step = Step(t, np.random.default_rng([self.cfg.seed, t]))
+        with self._timed(step, "setup"):
+            step.active = self._ensure_agents(t)
+        if t > 0:
+            self._draw_edges(step)
+            self._plan_interviews(step)
+            with self._timed(step, "answering", "interviews"):
+                self._answer(step)
+            with self._timed(step, "learning", "learning"):
+                self._learn(step)
+        self._membership(step)
+        if t % self.cfg.evaluation.every == 0 or t == self.cfg.steps:
+            with self._timed(step, "evaluating", "evaluation"):
+                eval_rows = self._evaluate(step)
+            with self._timed(step, "embedding"):
+                step.vectors = self._embedder().embed([r["text"] for r in eval_rows])
+            step.rows = eval_rows + step.rows
+        with self._timed(step, "writing", "writing"):
+            self._write(step)
+        step.timings.total = time.perf_counter() - start
+        self._commit(step)
+
+    # -------------------------------------------------------------- the phases
     def _ensure_agents(self, t: int) -> list[str]:
         active = self.cfg.active(t)
         for name in active:
@@ -257,172 +302,91 @@ class Simulation:
                 self.agents[name] = self._new_agent(name)
         return active
 
-    def _step(self, t: int) -> None:
-        cfg = self.cfg
-        tm = StepTimings()
-        start = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, t])
-        t0 = time.perf_counter()
-        active = self._ensure_agents(t)
-        tm.setup = time.perf_counter() - t0
-        rows: list[dict] = []
-        events: list[dict] = []
-        edges: set = set()
-        if t > 0:
-            needs_space = "nearest_neighbor" in json.dumps(cfg.communication)
-            perspectives = self._perspectives(t) if needs_space else None
-            state = SystemState(t, active, cfg.classes(), perspectives, rng)
-            edges = self.policy.edges(state)
-            learners = [m for m in active if cfg.group_of(m).learning]
-            mechanic = MECHANICS[cfg.interaction.mechanic]
-            interviews, skipped = mechanic(
-                edges, learners, len(self.bank), cfg.interaction.questions, rng
-            )
-            for name in skipped:
-                events.append(
-                    {
-                        "t": t,
-                        "kind": "skip",
-                        "model": name,
-                        "detail": "no in-neighbour",
-                        "seconds": 0.0,
-                    }
-                )
-            plan = {iv.asker: (iv.source, iv.questions) for iv in interviews}
-            asks: dict[str, list[tuple[str, list[int]]]] = {}
-            for iv in interviews:
-                asks.setdefault(iv.source, []).append((iv.asker, iv.questions))
-            self._phase(t, "interviews")
-            t0 = time.perf_counter()
-            answers: dict[tuple[str, str], list[str]] = {}
-            for j, requests in sorted(asks.items()):
-                flat = [qi for _, qs in requests for qi in qs]
-                texts = self.agents[j].answer(
-                    self.bank["question"].iloc[flat].tolist(), seed=int(rng.integers(2**31))
-                )
-                pos = 0
-                for asker, qs in requests:
-                    answers[(asker, j)] = texts[pos : pos + len(qs)]
-                    pos += len(qs)
-            tm.answering = time.perf_counter() - t0
-            self._phase(t, "learning")
-            t0 = time.perf_counter()
-            for name, (j, qs) in sorted(plan.items()):
-                got = answers[(name, j)]
-                for qi, text in zip(qs, got, strict=True):
-                    rows.append(
-                        {
-                            "t": t,
-                            "model": j,
-                            "phase": "interview",
-                            "asker": name,
-                            "question_id": self.bank["question_id"].iloc[qi],
-                            "replicate": 0,
-                            "text": text,
-                        }
-                    )
-                pairs = [(self.bank["question"].iloc[qi], a) for qi, a in zip(qs, got, strict=True)]
-                t1 = time.perf_counter()
-                self.agents[name].learn(pairs, seed=int(rng.integers(2**31)))
-                events.append(
-                    {
-                        "t": t,
-                        "kind": "learn",
-                        "model": name,
-                        "detail": j,
-                        "seconds": time.perf_counter() - t1,
-                    }
-                )
-            tm.learning = time.perf_counter() - t0
-        for name in cfg.models():
-            g = cfg.group_of(name)
-            if g.join_at == t and t > 0:
-                events.append({"t": t, "kind": "join", "model": name, "detail": "", "seconds": 0.0})
-            if g.leave_at == t:
-                events.append(
-                    {"t": t, "kind": "leave", "model": name, "detail": "", "seconds": 0.0}
-                )
-        vectors = None
-        if t % cfg.evaluation.every == 0 or t == cfg.steps:
-            self._phase(t, "evaluation")
-            t0 = time.perf_counter()
-            eval_rows = self._evaluate(t, active, rng)
-            tm.evaluating = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            vectors = self._embedder().embed([r["text"] for r in eval_rows])
-            tm.embedding = time.perf_counter() - t0
-            rows = eval_rows + rows
-        self._phase(t, "writing")
-        t0 = time.perf_counter()
-        part = _part(t)
-        columns = ["t", "model", "phase", "asker", "question_id", "replicate", "text"]
-        write_parquet(
-            self.out / "tables" / "responses" / f"{part}.parquet",
-            pd.DataFrame(rows, columns=columns),
-        )
-        write_parquet(
-            self.out / "tables" / "edges" / f"{part}.parquet",
-            pd.DataFrame(sorted(edges), columns=["src", "dst"]).assign(t=t)[["t", "src", "dst"]],
-        )
-        if vectors is not None:
-            write_npy(self.out / "embeddings" / f"{part}.npy", np.asarray(vectors, np.float32))
-        self._save_checkpoint(t)
-        tm.writing = time.perf_counter() - t0
-        tm.total = time.perf_counter() - start
-        events.append(
-            {
-                "t": t,
-                "kind": "timing",
-                "model": "",
-                # Where it ran: numbers differ slightly between devices and thread counts.
-                "detail": json.dumps(
-                    {
-                        **tm.__dict__,
-                        "engine": tm.engine,
-                        "device": str(current_device()),
-                        "threads": torch.get_num_threads(),
-                    }
-                ),
-                "seconds": tm.total,
-            }
-        )
-        write_parquet(
-            self.out / "tables" / "events" / f"{part}.parquet",
-            pd.DataFrame(events, columns=["t", "kind", "model", "detail", "seconds"]),
-        )
-        self._commit_step(t)
-        self.timings[t] = tm
+    def _draw_edges(self, step: Step) -> None:
+        perspectives = self._perspectives(step.t) if self.policy.needs_perspectives else None
+        state = SystemState(step.t, step.active, self.cfg.classes(), perspectives, step.rng)
+        step.edges = self.policy.edges(state)
 
-    def _evaluate(self, t: int, active: list[str], rng: np.random.Generator) -> list[dict]:
+    def _plan_interviews(self, step: Step) -> None:
+        learners = [m for m in step.active if self.cfg.group_of(m).learning]
+        step.interviews, skipped = self.mechanic(
+            step.edges, learners, len(self.bank), self.cfg.interaction.questions, step.rng
+        )
+        for name in skipped:
+            step.event("skip", name, "no in-neighbour")
+
+    def _answer(self, step: Step) -> None:
+        """Every source answers all the questions put to it this step, in one call."""
+        asks: dict[str, list[Interview]] = {}
+        for iv in step.interviews:
+            asks.setdefault(iv.source, []).append(iv)
+        questions = self.bank["question"]
+        for source, ivs in sorted(asks.items()):
+            flat = [qi for iv in ivs for qi in iv.questions]
+            texts = self.agents[source].answer(
+                questions.iloc[flat].tolist(),
+                self.cfg.interaction.sampling,
+                seed=int(step.rng.integers(2**31)),
+            )
+            pos = 0
+            for iv in ivs:
+                step.answers[(iv.asker, source)] = texts[pos : pos + len(iv.questions)]
+                pos += len(iv.questions)
+
+    def _learn(self, step: Step) -> None:
+        ids, questions = self.bank["question_id"], self.bank["question"]
+        for iv in sorted(step.interviews, key=lambda iv: iv.asker):
+            got = step.answers[(iv.asker, iv.source)]
+            for qi, text in zip(iv.questions, got, strict=True):
+                step.rows.append(
+                    {
+                        "t": step.t,
+                        "model": iv.source,
+                        "phase": "interview",
+                        "asker": iv.asker,
+                        "question_id": ids.iloc[qi],
+                        "replicate": 0,
+                        "text": text,
+                    }
+                )
+            pairs = [(questions.iloc[qi], a) for qi, a in zip(iv.questions, got, strict=True)]
+            t1 = time.perf_counter()
+            self.agents[iv.asker].learn(pairs, seed=int(step.rng.integers(2**31)))
+            step.event("learn", iv.asker, iv.source, time.perf_counter() - t1)
+
+    def _membership(self, step: Step) -> None:
+        for name in self.cfg.models():
+            g = self.cfg.group_of(name)
+            if g.join_at == step.t and step.t > 0:
+                step.event("join", name)
+            if g.leave_at == step.t:
+                step.event("leave", name)
+
+    def _evaluate(self, step: Step) -> list[dict]:
         spec = self.cfg.evaluation
         prompts = self.eval_set["prompt"].tolist()
         ids = self.eval_set["prompt_id"].tolist()
         rows = []
         greedy = not spec.sampling.do_sample
-        for name in active:
+        for name in step.active:
             agent = self.agents[name]
-            seed = int(rng.integers(2**31))  # drawn even when unused: the same stream either way
-            cached = self._eval_cache.get(agent._uid)
-            if greedy and cached is not None and cached[0] == agent.n_updates:
-                # A model that has not learned since its last evaluation (a static adversary,
+            seed = int(step.rng.integers(2**31))  # drawn even when unused: the same stream
+            cached = self._eval_cache.get(name)
+            if greedy and cached is not None and cached[0] == agent.version:
+                # A model that has not changed since its last evaluation (a static adversary,
                 # say) gives the same greedy answers: they are reused, not recomputed.
                 out = cached[1]
             else:
-                keep = agent.sampling
-                agent.sampling = Sampling(**spec.sampling.model_dump())
-                try:
-                    out = agent.answer(prompts, seed=seed, replicates=spec.replicates)
-                finally:
-                    agent.sampling = keep
+                out = agent.answer(prompts, spec.sampling, seed=seed, replicates=spec.replicates)
                 if greedy:
-                    self._eval_cache[agent._uid] = (agent.n_updates, out)
+                    self._eval_cache[name] = (agent.version, out)
             if spec.replicates == 1:
                 out = [[a] for a in out]
             for pid, reps in zip(ids, out, strict=True):
                 for r, text in enumerate(reps):
                     rows.append(
                         {
-                            "t": t,
+                            "t": step.t,
                             "model": name,
                             "phase": "eval",
                             "asker": "",
@@ -433,9 +397,26 @@ class Simulation:
                     )
         return rows
 
+    def _write(self, step: Step) -> None:
+        """The step's tables and embeddings, then the agents' checkpoint."""
+        self.folder.write_step(step.t, step.rows, step.edges, step.vectors)
+        folder = self.folder.checkpoint(step.t)
+        for name, agent in self.agents.items():
+            agent.save(folder / name)
+
+    def _commit(self, step: Step) -> None:
+        """The events (with the step's timings) last, then mark the step complete."""
+        tm = step.timings
+        step.event(
+            "timing", "", json.dumps({**tm.__dict__, "engine": tm.engine, **_where()}), tm.total
+        )
+        self.folder.write_events(step.t, step.events)
+        self.folder.commit_step(step.t, self.keep_checkpoints)
+        self.timings[step.t] = tm
+
     def _perspectives(self, t: int) -> dict[str, np.ndarray] | None:
         """Every model's latest perspective before step t (joint space of the history)."""
-        hist = load_history(self.out, upto=t - 1)
+        hist = load_history(self.folder, upto=t - 1)
         if hist is None:
             return None
         table = hist.perspectives
@@ -444,68 +425,13 @@ class Simulation:
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
 
 
-@dataclass
-class History:
-    """The evaluation history of a run: data kernels of every (model, t), the joint space, and
-    the evaluation answers themselves (``t, model, question_id, text``)."""
+def _where() -> dict:
+    """Where a step ran: numbers differ slightly between devices and thread counts. Asked of
+    torch only when the agents loaded it (a run of torch-free agents never does)."""
+    if "torch" not in sys.modules:
+        return {"device": "cpu", "threads": None}
+    import torch
 
-    kernels: np.ndarray
-    points: pd.DataFrame
-    space: PerspectiveSpace
-    perspectives: pd.DataFrame
-    answers: pd.DataFrame
+    from ..models.device import current_device
 
-
-def read_parts(out: Path, table: str, upto: int | None = None) -> pd.DataFrame:
-    """Concatenate a run's per-step parts of ``table`` up to the last complete step."""
-    last = last_complete_step(out)
-    if upto is not None:
-        last = min(last, upto)
-    files = sorted((out / "tables" / table).glob("step-*.parquet"))
-    frames = [pd.read_parquet(f) for f in files if int(f.stem.split("-")[1]) <= last]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def load_history(
-    out: str | Path, upto: int | None = None, n_components: int | None = None
-) -> History | None:
-    """Fit the joint perspective space over every evaluation snapshot up to ``upto``."""
-    out = Path(out)
-    last = last_complete_step(out)
-    if last < 0:
-        return None
-    if upto is not None:
-        last = min(last, upto)
-    cfg_classes = {}
-    cfg_file = out / "config.yaml"
-    if cfg_file.exists():
-        from .config import RunConfig
-
-        cfg_classes = RunConfig.model_validate(yaml.safe_load(cfg_file.read_text())).classes()
-    blocks, meta = [], []
-    for t in range(last + 1):
-        emb_file = out / "embeddings" / f"{_part(t)}.npy"
-        resp_file = out / "tables" / "responses" / f"{_part(t)}.parquet"
-        if not emb_file.exists():
-            continue
-        resp = pd.read_parquet(resp_file)
-        ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
-        vec = np.load(emb_file)
-        blocks.append(vec)
-        meta.append(ev[["t", "model", "question_id", "text"]])
-    if not blocks:
-        return None
-    vec = np.concatenate(blocks)
-    ev = pd.concat(meta, ignore_index=True)
-    points = ev.drop_duplicates(["t", "model"])[["t", "model"]].reset_index(drop=True)
-    prompt_ids = sorted(ev["question_id"].unique())
-    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
-    qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
-    kernels, counts = mean_kernels(pi, qi, vec, len(points), len(prompt_ids))
-    if (counts == 0).any():
-        raise InputError("a model lacks some evaluation answers", source=str(out))
-    points["class"] = points["model"].map(cfg_classes).fillna("")
-    if len(points) < 2:
-        return None
-    space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
-    return History(kernels, points, space, space.to_frame(), ev)
+    return {"device": str(current_device()), "threads": torch.get_num_threads()}

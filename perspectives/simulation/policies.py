@@ -42,9 +42,39 @@ class SystemState:
 
 
 class Policy(Protocol):
-    """A communication structure: the edge set of a step from the system's state."""
+    """A communication structure: the edge set of a step from the system's state.
+
+    What the engine and the analyses need to know of a policy, as attributes (every policy
+    here gets them from ``PolicyBase``): ``needs_perspectives`` (it looks at the models'
+    perspectives, so the engine computes them before drawing), ``adversaries`` (models that
+    attack the others), ``change_points`` (steps where the structure switches).
+    """
+
+    needs_perspectives: bool
+    adversaries: tuple[str, ...]
+    change_points: tuple[int, ...]
 
     def edges(self, state: SystemState) -> set[Edge]: ...
+
+
+class PolicyBase:
+    """Defaults of the policy attributes, combined over a policy's ``parts()``."""
+
+    def parts(self) -> Sequence[Policy]:
+        """The policies this one combines (none for a simple policy)."""
+        return ()
+
+    @property
+    def needs_perspectives(self) -> bool:
+        return any(p.needs_perspectives for p in self.parts())
+
+    @property
+    def adversaries(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a for p in self.parts() for a in p.adversaries))
+
+    @property
+    def change_points(self) -> tuple[int, ...]:
+        return tuple(sorted({c for p in self.parts() for c in p.change_points}))
 
 
 def _pairs(sources: Iterable[str], targets: Iterable[str]) -> set[Edge]:
@@ -53,7 +83,7 @@ def _pairs(sources: Iterable[str], targets: Iterable[str]) -> set[Edge]:
 
 
 @dataclass
-class Complete:
+class Complete(PolicyBase):
     """Every active model may influence every other (the paper's "fully connected")."""
 
     def edges(self, state: SystemState) -> set[Edge]:
@@ -61,7 +91,7 @@ class Complete:
 
 
 @dataclass
-class IntraClass:
+class IntraClass(PolicyBase):
     """Edges only between models of the same class (the paper's "intra-class only")."""
 
     def edges(self, state: SystemState) -> set[Edge]:
@@ -73,7 +103,7 @@ class IntraClass:
 
 
 @dataclass
-class Adjacency:
+class Adjacency(PolicyBase):
     """A fixed edge list ``[(src, dst), ...]``, restricted to the active models."""
 
     edge_list: Sequence[Edge]
@@ -93,7 +123,7 @@ class Adjacency:
 
 
 @dataclass
-class ErdosRenyi:
+class ErdosRenyi(PolicyBase):
     """Each directed edge present with probability ``p``, redrawn every step."""
 
     p: float
@@ -105,10 +135,14 @@ class ErdosRenyi:
 
 
 @dataclass
-class NearestNeighbor:
+class NearestNeighbor(PolicyBase):
     """Each model may only be influenced by its nearest neighbour in perspective space as of
     the previous step (the paper's "local" structure after a disruption). Ties go to the first
     model in the active order."""
+
+    @property
+    def needs_perspectives(self) -> bool:
+        return True
 
     def edges(self, state: SystemState) -> set[Edge]:
         if state.perspectives is None:
@@ -124,12 +158,15 @@ class NearestNeighbor:
 
 
 @dataclass
-class Isolate:
+class Isolate(PolicyBase):
     """``inner`` among all models but ``isolated``, which has no edges at all (e.g. the
     adversary in the paper's base state)."""
 
     isolated: Sequence[str]
     inner: Policy = field(default_factory=Complete)
+
+    def parts(self) -> Sequence[Policy]:
+        return (self.inner,)
 
     def edges(self, state: SystemState) -> set[Edge]:
         rest = [m for m in state.models if m not in set(self.isolated)]
@@ -137,13 +174,17 @@ class Isolate:
 
 
 @dataclass
-class Vulnerable:
+class Vulnerable(PolicyBase):
     """The paper's vulnerable state: the adversary influences every target; targets and the
     adversary have no other in-edges; targets influence the non-targets; the non-targets are
     fully connected among themselves."""
 
     adversary: str
     targets: Sequence[str]
+
+    @property
+    def adversaries(self) -> tuple[str, ...]:
+        return (self.adversary,)
 
     def edges(self, state: SystemState) -> set[Edge]:
         active = list(state.models)
@@ -155,19 +196,26 @@ class Vulnerable:
 
 
 @dataclass
-class Switch:
+class Switch(PolicyBase):
     """``before`` for t < ``at``, ``after`` from ``at`` on (the paper's disruption)."""
 
     before: Policy
     after: Policy
     at: int
 
+    def parts(self) -> Sequence[Policy]:
+        return (self.before, self.after)
+
+    @property
+    def change_points(self) -> tuple[int, ...]:
+        return tuple(sorted({self.at, *super().change_points}))
+
     def edges(self, state: SystemState) -> set[Edge]:
         return (self.before if state.t < self.at else self.after).edges(state)
 
 
 @dataclass
-class Periodic:
+class Periodic(PolicyBase):
     """``alternate`` at every ``every``-th step (t % every == offset), ``base`` otherwise."""
 
     base: Policy
@@ -175,16 +223,22 @@ class Periodic:
     every: int
     offset: int = 0
 
+    def parts(self) -> Sequence[Policy]:
+        return (self.base, self.alternate)
+
     def edges(self, state: SystemState) -> set[Edge]:
         hit = self.every > 0 and state.t % self.every == self.offset % self.every
         return (self.alternate if hit else self.base).edges(state)
 
 
 @dataclass
-class Union:
+class Union(PolicyBase):
     """Edges present in any of ``policies``."""
 
     policies: Sequence[Policy]
+
+    def parts(self) -> Sequence[Policy]:
+        return tuple(self.policies)
 
     def edges(self, state: SystemState) -> set[Edge]:
         out: set[Edge] = set()
@@ -194,7 +248,7 @@ class Union:
 
 
 @dataclass
-class Database:
+class Database(PolicyBase):
     """A database vertex: models with write access add to it; models with read access learn
     from it. Shared by several models, it links all its writers to all its readers."""
 

@@ -86,6 +86,24 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
+class HashingEmbedder:
+    """A torch-free embedder for tests and quick looks: scikit-learn's ``HashingVectorizer``
+    (word unigrams and bigrams hashed to ``n_features`` dimensions, L2-normalised). Texts
+    that share words are near; it knows no meaning."""
+
+    def __init__(self, n_features: int = 256) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.name = f"hashing-{n_features}"
+        self._vectorizer = HashingVectorizer(
+            n_features=n_features, ngram_range=(1, 2), alternate_sign=False, norm="l2"
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        _check_texts(texts)
+        return self._vectorizer.transform(list(texts)).toarray().astype(np.float32)
+
+
 class OpenAIEmbedder:
     """An OpenAI-compatible embeddings endpoint (``POST {base_url}/embeddings``).
 
@@ -244,13 +262,16 @@ def get_embedder(
 ) -> Embedder | CachedEmbedder:
     """The one obvious way to get an embedder.
 
-    ``model``: ``"bundled"``, a sentence-transformers name or path, or (with ``url``) the
-    endpoint's model name. ``url``: base URL of an OpenAI-compatible API. ``cache``: True for
-    the default disk cache, a path for another, False for none.
+    ``model``: ``"bundled"``, ``"hashing"`` (torch-free, for tests: ``HashingEmbedder``), a
+    sentence-transformers name or path, or (with ``url``) the endpoint's model name.
+    ``url``: base URL of an OpenAI-compatible API. ``cache``: True for the default disk
+    cache, a path for another, False for none.
     """
     embedder: Embedder
     if url:
         embedder = OpenAIEmbedder(url, model)
+    elif model == "hashing":
+        return HashingEmbedder()  # as fast as a cache lookup: never cached
     else:
         embedder = SentenceTransformerEmbedder(model)
     if cache is False:

@@ -1,0 +1,73 @@
+"""A run's history in perspective space: the data kernels of every (model, t) snapshot and
+their joint embedding. Reads the run folder only (torch-free)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..space.estimator import PerspectiveSpace
+from ..space.responses import mean_kernels
+from .rundir import RunFolder
+
+
+@dataclass
+class History:
+    """The evaluation history of a run.
+
+    Attributes
+    ----------
+    kernels : ndarray of shape (n_points, m_prompts, p)
+        The data kernel of every (model, t), replicates averaged.
+    points : DataFrame
+        ``t, model, class``, one row per kernel.
+    space : PerspectiveSpace
+        Fitted jointly on every point.
+    perspectives : DataFrame
+        ``points`` with ``z1..zd``.
+    answers : DataFrame
+        The evaluation answers themselves, ``t, model, question_id, text``.
+    """
+
+    kernels: np.ndarray
+    points: pd.DataFrame
+    space: PerspectiveSpace
+    perspectives: pd.DataFrame
+    answers: pd.DataFrame
+
+
+def load_history(
+    run: str | os.PathLike | RunFolder, upto: int | None = None, n_components: int | None = None
+) -> History | None:
+    """Fit the joint perspective space over every evaluation snapshot up to ``upto``.
+
+    Returns None when fewer than two points are complete. Raises InputError if a model lacks
+    some evaluation answers."""
+    folder = run if isinstance(run, RunFolder) else RunFolder(run)
+    if folder.last_complete_step() < 0:
+        return None
+    classes = folder.read_config(validate=False).classes() if folder.config_file.exists() else {}
+    meta, blocks = [], []
+    for answers, vectors in folder.evaluation_snapshots(upto):
+        meta.append(answers)
+        blocks.append(vectors)
+    if not blocks:
+        return None
+    vec = np.concatenate(blocks)
+    ev = pd.concat(meta, ignore_index=True)
+    points = ev.drop_duplicates(["t", "model"])[["t", "model"]].reset_index(drop=True)
+    prompt_ids = sorted(ev["question_id"].unique())
+    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
+    qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
+    kernels, counts = mean_kernels(pi, qi, vec, len(points), len(prompt_ids))
+    if (counts == 0).any():
+        raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    points["class"] = points["model"].map(classes).fillna("")
+    if len(points) < 2:
+        return None
+    space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
+    return History(kernels, points, space, space.to_frame(), ev)
