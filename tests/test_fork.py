@@ -8,16 +8,16 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from test_engine import tiny_config
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
 from perspectives.errors import InputError
-from perspectives.experiments.fork import fork_run, shared_steps
+from perspectives.experiments.fork import shared_steps
 from perspectives.experiments.presets import load_preset
 from perspectives.experiments.sweep import disk_needed, plan_sweep, read_sweep
 from perspectives.simulation.config import parse_run_config
-from perspectives.simulation.engine import Simulation, last_complete_step, read_parts
+from perspectives.simulation.engine import Simulation
+from perspectives.simulation.rundir import RunFolder, last_complete_step, read_parts
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def plan(name, tmp_path, **kw):
 
 def test_case_study_conditions_share_the_steps_before_they_differ(tmp_path):
     cs1 = plan("cs1-disruption", tmp_path, scale="cpu")
-    at = cs1["disruption", 0].cfg.communication["at"]
+    at = cs1["disruption", 0].cfg.communication.at
     # The same system until the disruption at t*: steps 0..t*-1 are shared, per seed.
     assert shared_steps(cs1["disruption", 0].cfg, cs1["no-disruption", 0].cfg) == at - 1
     assert shared_steps(cs1["disruption", 0].cfg, cs1["no-disruption", 1].cfg) == -1
@@ -99,7 +99,7 @@ def test_a_sweep_of_some_conditions_only(tmp_path):
     assert bad.exit_code == 2 and "add --sweep" in bad.output
 
 
-def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_dir):
+def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_dir, tiny_config):
     def cfg(**over):
         return parse_run_config(tiny_config(tiny_model_dir, steps=6, **over), "t")
 
@@ -122,8 +122,8 @@ def test_shared_steps_end_where_the_configs_or_the_graphs_may_differ(tiny_model_
     assert shared_steps(complete, cfg(seed=4)) == -1
 
 
-def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_model_dir, tmp_path):
-    raw = tiny_config(tiny_model_dir, steps=3)
+def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tmp_path, tiny_config):
+    raw = tiny_config("fake", steps=3)
     # A static, fine-tuned model (an adversary) too: it must not read from a checkpoint that goes.
     raw["groups"][1].update(learning=False, init=dict(raw["groups"][0]["init"]))
     cfg = parse_run_config(raw, "t")
@@ -133,13 +133,13 @@ def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_mo
         "step-00003",
     ]
     with pytest.raises(InputError, match="no complete step 0 with its checkpoint"):
-        fork_run(tmp_path / "a", 0, cfg, tmp_path / "b")
+        RunFolder(tmp_path / "a").fork(0, cfg, tmp_path / "b")
     with pytest.raises(InputError, match="already a run folder"):
-        fork_run(tmp_path / "a", 1, cfg, tmp_path / "a")
+        RunFolder(tmp_path / "a").fork(1, cfg, tmp_path / "a")
     # A fork interrupted before it committed leaves files that the next fork replaces.
     (tmp_path / "b" / "tables" / "edges").mkdir(parents=True)
     (tmp_path / "b" / "tables" / "edges" / "step-00003.parquet").write_text("half")
-    fork_run(tmp_path / "a", 1, cfg, tmp_path / "b")
+    RunFolder(tmp_path / "a").fork(1, cfg, tmp_path / "b")
     assert sorted(p.name for p in (tmp_path / "b" / "tables" / "edges").iterdir()) == [
         "step-00000.parquet",
         "step-00001.parquet",
@@ -153,8 +153,8 @@ def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tiny_mo
         )
 
 
-def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tiny_model_dir, tmp_path):
-    raw = tiny_config(tiny_model_dir, steps=3)
+def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_path, tiny_config):
+    raw = tiny_config("fake", steps=3)
     switch = {"type": "switch", "at": 2, "before": {"type": "complete"}}
     late = {"communication": {**switch, "after": {"type": "intra_class"}}}
     raw["sweep"] = {
@@ -207,6 +207,7 @@ def test_side_by_side_a_system_waits_for_the_step_it_starts_from(tmp_path):
     the shared step, from a copy of it, and the kept checkpoint goes when nobody needs it."""
     import time
 
+    from perspectives.experiments.executors import FunctionExecutor
     from perspectives.experiments.sweep import run_sweep
 
     systems = plan_sweep(load_preset("cs1-disruption"), tmp_path / "s", "cpu", seeds=[0])
@@ -232,7 +233,11 @@ def test_side_by_side_a_system_waits_for_the_step_it_starts_from(tmp_path):
             step(folder, system.cfg.steps)
 
     record = run_sweep(
-        systems, tmp_path / "s", preset="cs1-disruption", scale="cpu", run_system=fake, jobs=2
+        systems,
+        tmp_path / "s",
+        preset="cs1-disruption",
+        scale="cpu",
+        executor=FunctionExecutor(fake, jobs=2),
     )
     entries = {e["condition"]: e for e in record["systems"]}
     assert entries["no-disruption"]["forked_from"] == {

@@ -7,6 +7,7 @@ import pandas as pd
 
 from perspectives.experiments.reproduction import cs1_table, cs2_table
 from perspectives.reporting.run_analysis import SweepAnalysis
+from perspectives.simulation.config import RunConfig
 
 
 def _run(
@@ -20,7 +21,15 @@ def _run(
     T=None,
     diversity=None,
 ):
-    cfg = SimpleNamespace(communication=communication or {"type": "complete"})
+    cfg = RunConfig.model_validate(
+        {
+            "steps": 12,
+            "question_bank": "neutral",
+            "interaction": {"questions": 2},
+            "groups": [{"name": "m", "count": 2, "backend": "fake"}],
+            "communication": communication or {"type": "complete"},
+        }
+    )
     return SimpleNamespace(
         polarization=polarization,
         clusters=clusters,
@@ -81,7 +90,12 @@ def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
     )
     # psi moves 1 per step up to t* = 2, then stands still: range 2.
     iso = pd.DataFrame({"t": range(5), "psi_frobenius": [0.0, 1.0, 2.0, 2.0, 2.0]})
-    switch = {"type": "switch", "at": 2}
+    switch = {
+        "type": "switch",
+        "at": 2,
+        "before": {"type": "complete"},
+        "after": {"type": "nearest_neighbor"},
+    }
     # Spread halves by T; locality 1.2 at t* = 2, then 0.6 (a sink) or unchanged.
     sinks = pd.DataFrame(
         {

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_engine import tiny_config
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
 from perspectives.errors import InputError
+from perspectives.experiments.executors import FunctionExecutor
 from perspectives.experiments.presets import apply_overrides, load_preset, preset_names
 from perspectives.experiments.sweep import plan_sweep, read_sweep, run_sweep
 from perspectives.reporting.run_analysis import analyze_run, expected_snapshots
-from perspectives.simulation.engine import read_parts
+from perspectives.simulation.rundir import read_parts
 
 runner = CliRunner()
 
@@ -103,70 +103,112 @@ def test_overrides_and_scale_errors():
 def test_run_sweep_side_by_side_records_failures_interrupts_and_progress(tmp_path):
     preset = load_preset("cs3-polarization")
     systems = plan_sweep(preset, tmp_path / "s", seeds=[0, 1])
-    waits = []
+    waits: list[float] = []  # when the progress callback ran
+    spans: dict[tuple, list[float]] = {}  # when each system's run started and ended
+    statuses: list[tuple] = []  # the status events, in order
 
     def fake(system):
-        if system.condition == "unrestricted" and system.seed == 1:
-            raise ValueError("no luck")
-        time.sleep(1.2)  # long enough for the progress callback to run
+        key = (system.condition, system.seed)
+        spans[key] = [time.monotonic()]
+        try:
+            if key == ("unrestricted", 1):
+                raise ValueError("no luck")
+            time.sleep(1.2)  # long enough for the progress callback to run
+        finally:
+            spans[key].append(time.monotonic())
 
     record = run_sweep(
         systems,
         tmp_path / "s",
         preset="cs3-polarization",
         scale="cpu",
-        run_system=fake,
-        jobs=2,
-        on_wait=lambda: waits.append(1),
+        executor=FunctionExecutor(fake, jobs=2),
+        on_wait=lambda: waits.append(time.monotonic()),
+        on_status=lambda system, status, error: statuses.append(
+            ((system.condition, system.seed), status)
+        ),
     )
     status = {(s["condition"], s["seed"]): s["status"] for s in record["systems"]}
     assert list(status.values()).count("done") == 3
     assert status[("unrestricted", 1)] == "failed"
     failed = next(s for s in read_sweep(tmp_path / "s")["systems"] if s["status"] == "failed")
     assert failed["error"] == "ValueError: no luck" and "no luck" in failed["traceback"]
-    assert waits
+    # Each system reported running, then how it ended, once.
+    for key in status:
+        assert [st for k, st in statuses if k == key] == ["running", status[key]], key
+    # Two at a time, side by side: never more, and at some point both.
+    edges = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    running = np.cumsum([d for _, d in edges])
+    assert running.max() == 2
+    # 3 runs of 1.2 s in 2 slots take at least 2.4 s, and not all four one after another.
+    first, last = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+    assert 2.4 <= last - first < 3 * 1.2
+    # The progress callback ran about once a second all along, not only at the start.
+    assert sum(first <= w <= last for w in waits) >= 2
+    assert waits[0] <= first + 0.5 and max(np.diff(waits)) < 1.5
+    assert len(waits) <= (waits[-1] - waits[0]) + 1 + len(systems)
 
     def interrupted(system):
         raise KeyboardInterrupt
 
     again = plan_sweep(preset, tmp_path / "i", seeds=[0])
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(again, tmp_path / "i", preset="p", scale=None, run_system=interrupted, jobs=2)
+        run_sweep(
+            again,
+            tmp_path / "i",
+            preset="p",
+            scale=None,
+            executor=FunctionExecutor(interrupted, jobs=2),
+        )
     assert "interrupted" in {s["status"] for s in read_sweep(tmp_path / "i")["systems"]}
     with pytest.raises(InputError, match="at least 1"):
-        run_sweep(again, tmp_path / "i", preset="p", scale=None, run_system=fake, jobs=0)
+        run_sweep(
+            again, tmp_path / "i", preset="p", scale=None, executor=FunctionExecutor(fake, jobs=0)
+        )
     (tmp_path / "j").mkdir()
     (tmp_path / "j" / "sweep.json").write_text("{oops")
     with pytest.raises(InputError, match="not valid JSON"):
         read_sweep(tmp_path / "j")
 
 
-def two_classes(tiny_model_dir, **over):
-    raw = tiny_config(tiny_model_dir, **over)
-    # A strong initial fine-tuning, so the two classes differ from t = 0 on.
-    raw["groups"][0]["init"].update(epochs=4, lr=1e-2)
-    return raw
+@pytest.fixture
+def two_classes(tiny_config):
+    """``two_classes(model_dir="fake", **over)``: the tiny run config of two classes that differ
+    from t = 0 (of fake models unless ``model_dir`` names a model)."""
+
+    def make(model_dir="fake", **over):
+        raw = tiny_config(model_dir, **over)
+        # A strong initial fine-tuning, so the two classes differ from t = 0 on.
+        raw["groups"][0]["init"].update(epochs=4, lr=1e-2)
+        return raw
+
+    return make
 
 
-def sweep_yaml(tiny_model_dir, tmp_path, conditions):
-    raw = two_classes(tiny_model_dir, steps=2)
-    raw["sweep"] = {"seeds": [0, 1], "conditions": conditions}
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+@pytest.fixture
+def sweep_yaml(two_classes, tmp_path):
+    """``sweep_yaml(conditions, model_dir="fake")``: a 2-step sweep of ``conditions`` x seeds
+    0, 1, written to ``tmp_path / "sweep.yaml"``; returns its path."""
+
+    def write(conditions, model_dir="fake"):
+        raw = two_classes(model_dir, steps=2)
+        raw["sweep"] = {"seeds": [0, 1], "conditions": conditions}
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write
 
 
-def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_model_dir, tmp_path):
+def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_path, sweep_yaml):
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     path = sweep_yaml(
-        tiny_model_dir,
-        tmp_path,
         [
             {"name": "complete", "set": {}},
             {"name": "intra", "set": {"communication": {"type": "intra_class"}}},
-            {"name": "broken", "set": {"groups.1.model": str(broken)}},
+            {"name": "broken", "set": {"groups.1.backend": "hf", "groups.1.model": str(broken)}},
         ],
     )
     out = tmp_path / "runs" / "cs3-polarization-cpu"  # where `perspectives results` looks
@@ -209,7 +251,6 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert (disp["nn_distance_kernel"] <= 2 * disp["spread_kernel"] + 1e-9).all()
     div = pd.read_parquet(out / "analysis" / "diversity.parquet")
     assert set(div["condition"]) == {"complete", "intra"}
-    assert div["distinct"].between(0, 1).all() and div["top_share"].between(0, 1).all()
     clusters = pd.read_parquet(out / "analysis" / "clusters.parquet")
     for (condition, seed), d in div.groupby(["condition", "seed"]):
         resp = read_parts(out / condition / f"seed-{seed}", "responses")
@@ -217,6 +258,14 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
         assert (resp["phase"] != "eval").any()  # interview answers are there, not counted
         assert d.set_index("t")["answers"].to_dict() == evals.groupby("t").size().to_dict()
         assert (d["questions"] == evals["question_id"].nunique()).all()
+        # distinct and top_share are exactly the shares the evaluation answers give.
+        answers = evals.assign(text=evals["text"].astype(str).str.strip())
+        by_t = d.set_index("t")
+        for t, snap in answers.groupby("t"):
+            counts = snap["text"].value_counts()
+            assert by_t.loc[t, "distinct"] == len(counts) / len(snap)
+            assert by_t.loc[t, "top_share"] == counts.iloc[0] / len(snap)
+            assert by_t.loc[t, "top_answer"] == min(counts.index[counts == counts.iloc[0]])
         same = clusters[(clusters["condition"] == condition) & (clusters["seed"] == seed)]
         assert d["t"].tolist() == same["t"].tolist()
     early = analyze_run(out / "complete" / "seed-0", upto=1)
@@ -248,17 +297,15 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tiny_mo
     assert empty.exit_code == 2 and "no sweep folder for any block" in empty.output
 
 
-def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_dir, tmp_path):
-    from perspectives.simulation.engine import read_parts
-
+def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tmp_path, sweep_yaml):
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     conditions = [
         {"name": "complete", "set": {}},
-        {"name": "broken", "set": {"groups.1.model": str(broken)}},
+        {"name": "broken", "set": {"groups.1.backend": "hf", "groups.1.model": str(broken)}},
     ]
-    path = sweep_yaml(tiny_model_dir, tmp_path, conditions)
+    path = sweep_yaml(conditions)
     # Both processes need the same initial models at the same time: one fine-tunes each,
     # the other waits for it and loads it from the cache.
     args = ["run", str(path), "--sweep", "--seeds", "0"]
@@ -286,11 +333,11 @@ def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tiny_model_di
         )
 
 
-def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, tmp_path):
+def test_analysis_of_an_interrupted_run_names_the_missing_steps(tmp_path, two_classes):
     from perspectives.simulation.config import parse_run_config
     from perspectives.simulation.engine import Simulation
 
-    cfg = parse_run_config(two_classes(tiny_model_dir, steps=4), "t")
+    cfg = parse_run_config(two_classes(steps=4), "t")
     Simulation.create(cfg, tmp_path / "run").run()
     # As if stopped during step 3: its files may be there, but step 2 is the last committed.
     (tmp_path / "run" / "progress.json").write_text(json.dumps({"last_complete_step": 2}))
@@ -309,7 +356,7 @@ def test_analysis_of_an_interrupted_run_names_the_missing_steps(tiny_model_dir, 
 
 
 def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
-    tiny_model_dir, tmp_path, monkeypatch, capsys
+    tiny_model_dir, tmp_path, monkeypatch, capsys, sweep_yaml
 ):
     import shutil
     from collections import namedtuple
@@ -317,7 +364,7 @@ def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
     from perspectives.cli.app import _warn_disk
     from perspectives.experiments.sweep import disk_needed
 
-    path = sweep_yaml(tiny_model_dir, tmp_path, [{"name": "c", "set": {}}])
+    path = sweep_yaml([{"name": "c", "set": {}}], tiny_model_dir)
     systems = plan_sweep(load_preset(str(path)), tmp_path / "out")
     weights = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors"))
     # 4 learning models (tiny_config: 2 + 2), two float32 copies each.

@@ -1,4 +1,4 @@
-"""Command line: ``perspectives compare | figure2``."""
+"""The command line's commands: one function each, errors printed as one red line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PerspectivesError
@@ -46,7 +47,10 @@ def _friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except PerspectivesError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Messages carry user text (file names, prompts): never read as markup.
+            console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; files written so far are complete[/]")
@@ -107,9 +111,9 @@ def compare(
     opens offline), summary.json, and responses.parquet when answers were generated.
     """
     _use_device(device)
-    from ..config import load_compare_config
     from ..data.prompts import load_prompts
     from ..models.generate import generate_responses
+    from ..models.spec import load_compare_config
     from ..space.compare import compare_responses, write_comparison
     from ..space.embed import get_embedder
     from ..space.responses import read_table
@@ -219,7 +223,9 @@ def init(
     seed: Annotated[int, typer.Option(help="Seeds the samples and the fine-tuning.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """Fine-tune initial models, each on its own random sample of a question bank.
+    """Fine-tune initial models, each on its own sample of a bank.
+
+    Each on its own random sample of a question bank.
 
     Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
     the same settings is instant; an interrupted run keeps every model it finished.
@@ -281,13 +287,13 @@ def instruct_tune(
     """
     _use_device(device)
     from ..data.datasets import load_dolly
-    from ..models.hf_agent import Agent
+    from ..models.hf_agent import HFAgent
 
     dolly = load_dolly(str(data))
     if limit is not None:
         dolly = dolly.head(limit)
     pairs = list(zip(dolly["instruction"], dolly["response"], strict=True))
-    agent = Agent(
+    agent = HFAgent(
         "instruct",
         base,
         prompt_format="appendix-a",
@@ -389,7 +395,9 @@ def run(
     ] = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Simulate a system of interacting models and record every step in a run folder.
+    """Simulate a system of interacting models into a run folder.
+
+    Every step is recorded in the run folder.
 
     Each step: draw the communication graph, let every learning model interview one
     in-neighbour and learn from the answers, then evaluate every model. A run interrupted by
@@ -538,58 +546,47 @@ def _run_sweep(
     share_steps=True,
     conditions=None,
 ) -> None:
-    import os
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..errors import InputError
-    from ..experiments.sweep import plan_sweep, run_in_subprocess, run_sweep, steps_done
-    from ..simulation.engine import Simulation
+    from ..experiments.executors import InProcess, LocalProcesses
+    from ..experiments.sweep import prepare_sweep, run_sweep, steps_done
 
-    try:
-        seed_list = [int(x) for x in seeds.split(",")] if seeds else None
-    except ValueError:
-        raise InputError(
-            "a comma-separated list of integers", field="--seeds", value=seeds
-        ) from None
     overrides = _overrides(model, sets, len(preset.raw.get("groups") or []))
-    scale = scale or preset.default_scale
-    name = preset.raw.get("name", "sweep")
-    out = out or Path("runs") / (f"{name}-{scale}" if scale else name)
-    chosen = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
-    systems = plan_sweep(preset, out, scale, seed_list, overrides, share_steps, chosen)
-    console.print(
-        f"sweep {name} ({scale or 'as written'}): {len(systems)} systems -> {out}/", highlight=False
+    plan = prepare_sweep(
+        preset,
+        out=out,
+        scale=scale,
+        seeds=seeds,
+        sets=overrides,
+        share_steps=share_steps,
+        conditions=conditions,
     )
-    shared = [s for s in systems if s.source is not None]
-    if shared:
-        once = sum(s.fork_step + 1 for s in shared)
-        total = sum(s.cfg.steps + 1 for s in systems)
+    systems, out = plan.systems, plan.out
+    console.print(
+        f"sweep {plan.name} ({plan.scale or 'as written'}): {len(systems)} systems -> {out}/",
+        highlight=False,
+    )
+    if plan.shared:
+        once, total = plan.steps_saved()
         console.print(
-            f"{len(shared)} systems start from a step they share with another: "
+            f"{len(plan.shared)} systems start from a step they share with another: "
             f"{once} of {total} steps are not run twice (--no-share-steps runs them all)",
             highlight=False,
         )
-
-    def run_system(system) -> None:
-        sim = Simulation.create(
-            system.cfg, system.folder, keep_checkpoints=frozenset(system.keep_checkpoints)
-        )
-        _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
-
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all the cores
-    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
-    threads = max(1, cores // jobs)
-
-    def run_system_apart(system) -> None:
-        run_in_subprocess(system, threads=threads, device=device)
 
     def on_status(system, status: str, error: str | None) -> None:
         msg = f"  {system.condition} seed {system.seed}: {status}"
         console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
 
     if jobs > 1:
-        console.print(f"{jobs} systems at a time, {threads} thread(s) each", highlight=False)
+        executor = LocalProcesses(jobs, device)
+        console.print(
+            f"{jobs} systems at a time, {executor.threads} thread(s) each", highlight=False
+        )
+    else:
+        executor = InProcess(
+            lambda sim, system: _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
+        )
     _warn_disk(systems, out, jobs)
     bar = Progress(
         TextColumn("[bold]sweep steps"),
@@ -605,11 +602,10 @@ def _run_sweep(
             systems,
             out,
             preset=config,
-            scale=scale,
-            run_system=run_system if jobs == 1 else run_system_apart,
+            scale=plan.scale,
+            executor=executor,
             on_status=on_status,
             keep_weights=keep_weights,
-            jobs=jobs,
             on_wait=lambda: bar.update(task, completed=sum(steps_done(s) for s in systems)),
         )
         bar.update(task, completed=sum(steps_done(s) for s in systems))
@@ -655,9 +651,11 @@ def analyze(
         int | None, typer.Option(help="Dimension of the joint space (default: elbow).")
     ] = None,
 ) -> None:
-    """Analyse a run: the joint perspective space of its whole history, iso-mirror,
-    clusters and their stability, polarization, dispersion, class trajectories, and the
-    diversity of the answers (it warns when most answers are one text).
+    """Analyse a run or sweep: its space over time, every analysis.
+
+    The joint perspective space of the whole history, iso-mirror, clusters and their
+    stability, polarization, dispersion, class trajectories, and the diversity of the answers
+    (it warns when most answers are one text).
 
     Writes RUN/analysis/: perspectives.parquet and .csv (t, model, class, z1..zd), one Parquet
     table per analysis, summary.json and the figures (trajectories, isomirror, clusters,
@@ -732,7 +730,9 @@ def _analyze_sweep(result) -> None:
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
 ) -> None:
-    """Write a self-contained HTML report (RUN/report.html) of a run or a sweep.
+    """Write a self-contained HTML report of a run or a sweep.
+
+    The report is RUN/report.html.
 
     Runs the analyses first (as `perspectives analyze`, writing RUN/analysis/ with the PNGs the
     page links to). The page embeds plotly, so it opens offline in any browser.
@@ -764,7 +764,9 @@ def results(
     ),
     scale: Annotated[str, typer.Option(help="Which scale's sweeps to read.")] = "cpu",
 ) -> None:
-    """Regenerate the numbers and figures of the reproduction page from the sweep folders.
+    """Regenerate the reproduction page's tables and figures.
+
+    From the sweep folders.
 
     Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
     folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the

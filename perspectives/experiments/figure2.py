@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..config import GenerationConfig, ModelSpec
 from ..data.prompts import load_prompts
 from ..models.generate import generate_responses
+from ..models.spec import GenerationConfig, ModelSpec
 from ..reporting.plots import scatter_html, scatter_png
 from ..space.compare import Comparison, compare_responses, separation_by, write_comparison
 from ..space.embed import CachedEmbedder, Embedder, get_embedder

@@ -14,11 +14,6 @@ one's folder at that step, and continues alone.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -26,13 +21,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..errors import InputError
 from ..simulation.config import RunConfig, parse_run_config
-from ..simulation.engine import last_complete_step
+from ..simulation.rundir import RunFolder
 from ..store import write_json
-from .fork import can_fork, fork_run, shared_steps
+from .executors import Executor
+from .fork import shared_steps
 from .presets import Preset
 
 SWEEP_FILE = "sweep.json"
@@ -54,6 +48,11 @@ class SweepSystem:
     source: SweepSystem | None = field(default=None, repr=False)
     fork_step: int = -1
     keep_checkpoints: tuple[int, ...] = ()
+
+    @property
+    def run(self) -> RunFolder:
+        """The system's run folder."""
+        return RunFolder(self.folder)
 
 
 def plan_sweep(
@@ -115,12 +114,12 @@ def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
     A system that has already started (its folder holds a run) resumes its own steps instead,
     and one that has passed a step without keeping its checkpoint cannot give it."""
     for i, system in enumerate(systems):
-        if (system.folder / "run.json").exists():
+        if system.run.exists():
             continue
         best, step = None, min_steps - 1
         for earlier in systems[:i]:
             k = shared_steps(earlier.cfg, system.cfg)
-            if k > step and (last_complete_step(earlier.folder) < k or can_fork(earlier.folder, k)):
+            if k > step and (earlier.run.last_complete_step() < k or earlier.run.can_fork(k)):
                 best, step = earlier, k
         if best is not None:
             system.source, system.fork_step = best, step
@@ -129,13 +128,12 @@ def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
 
 def system_done(system: SweepSystem) -> bool:
     """Whether the system's run folder holds its last step."""
-    return last_complete_step(system.folder) >= system.cfg.steps
+    return system.run.last_complete_step() >= system.cfg.steps
 
 
 def _forked_from(system: SweepSystem, systems: list[SweepSystem]) -> dict | None:
     """The system and step the run in ``system.folder`` started from, as its run.json says."""
-    p = system.folder / "run.json"
-    info = json.loads(p.read_text()).get("forked_from") if p.exists() else None
+    info = system.run.forked_from()
     if not info:
         return None
     source = (system.folder / info["run"]).resolve()
@@ -166,165 +164,184 @@ def run_sweep(
     *,
     preset: str,
     scale: str | None,
-    run_system: Callable[[SweepSystem], None],
+    executor: Executor,
     on_status: Callable[[SweepSystem, str, str | None], None] | None = None,
     keep_weights: bool = False,
-    jobs: int = 1,
     on_wait: Callable[[], None] | None = None,
 ) -> dict:
-    """Run every unfinished system with ``run_system``; returns the final status record.
+    """Run every unfinished system with ``executor``; returns the final status record.
 
-    ``jobs``: how many systems run at once (``run_system`` must then be safe to call from
-    several threads, e.g. by running each system in its own process: ``run_in_subprocess``).
+    ``executor.jobs`` systems run at once (``executors``: in this process, in local processes).
     ``on_wait`` is called about once a second while systems run in parallel (a progress
     display). Failures (any exception) are recorded in ``sweep.json`` and reported through
     ``on_status``; the remaining systems still run. KeyboardInterrupt stops the sweep (the
-    interrupted systems resume next time).
+    interrupted systems resume next time). Raises InputError if ``executor.jobs < 1``.
     """
-    if jobs < 1:
-        raise InputError("must be at least 1", field="jobs", value=jobs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Systems of an earlier invocation that this one does not run (e.g. other seeds) stay listed.
-    earlier = read_sweep(out)["systems"] if (out / SWEEP_FILE).exists() else []
-    planned = {(s.condition, s.seed) for s in systems}
-    kept = [e for e in earlier if (e["condition"], e["seed"]) not in planned]
-    entries = [
-        {
-            "condition": s.condition,
-            "seed": s.seed,
-            "folder": str(s.folder.relative_to(out)),
-            "status": "done" if system_done(s) else "pending",
-            "error": None,
-            **({"forked_from": f} if (f := _forked_from(s, systems)) else {}),
-        }
-        for s in systems
-    ]
-    record = {
-        "preset": preset,
-        "scale": scale,
-        "conditions": list(dict.fromkeys([e["condition"] for e in earlier + entries])),
-        "seeds": sorted({e["seed"] for e in earlier + entries}),
-        "systems": kept + entries,
-    }
-    lock = threading.Lock()
-    stopping = threading.Event()
-    entry_of = {id(s): e for s, e in zip(systems, entries, strict=True)}
-    # Systems still to start from a source's checkpoint: the checkpoint stays until they have.
-    unresolved = {id(s) for s in systems if s.source is not None}
+    if executor.jobs < 1:
+        raise InputError("must be at least 1", field="jobs", value=executor.jobs)
+    runner = _SweepRun(systems, Path(out), preset, scale, executor, on_status, keep_weights)
+    todo = runner.start()
+    if executor.jobs == 1:
+        # In plan order a source has finished (or failed) before the systems starting from it.
+        for system, entry in todo:
+            runner.one(system, entry)
+    else:
+        runner.side_by_side(todo, on_wait)
+    return runner.record
 
-    def update(system: SweepSystem, entry: dict, status: str, error: str | None = None) -> None:
-        with lock:
+
+class _SweepRun:
+    """One invocation of a sweep: its status record and the systems' life cycle."""
+
+    def __init__(
+        self,
+        systems: list[SweepSystem],
+        out: Path,
+        preset: str,
+        scale: str | None,
+        executor: Executor,
+        on_status: Callable[[SweepSystem, str, str | None], None] | None,
+        keep_weights: bool,
+    ) -> None:
+        self.systems, self.out, self.executor = systems, out, executor
+        self.on_status, self.keep_weights = on_status, keep_weights
+        out.mkdir(parents=True, exist_ok=True)
+        # Systems of an earlier invocation that this one does not run (other seeds) stay listed.
+        earlier = read_sweep(out)["systems"] if (out / SWEEP_FILE).exists() else []
+        planned = {(s.condition, s.seed) for s in systems}
+        kept = [e for e in earlier if (e["condition"], e["seed"]) not in planned]
+        self.entries = [
+            {
+                "condition": s.condition,
+                "seed": s.seed,
+                "folder": str(s.folder.relative_to(out)),
+                "status": "done" if system_done(s) else "pending",
+                "error": None,
+                **({"forked_from": f} if (f := _forked_from(s, systems)) else {}),
+            }
+            for s in systems
+        ]
+        self.record = {
+            "preset": preset,
+            "scale": scale,
+            "conditions": list(dict.fromkeys([e["condition"] for e in earlier + self.entries])),
+            "seeds": sorted({e["seed"] for e in earlier + self.entries}),
+            "systems": kept + self.entries,
+        }
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.entry_of = {id(s): e for s, e in zip(systems, self.entries, strict=True)}
+        # Systems still to start from a source's checkpoint: it stays until they have.
+        self.unresolved = {id(s) for s in systems if s.source is not None}
+
+    def _say(self, system: SweepSystem, status: str, error: str | None = None) -> None:
+        if self.on_status is not None:
+            self.on_status(system, status, error)
+
+    def update(
+        self, system: SweepSystem, entry: dict, status: str, error: str | None = None
+    ) -> None:
+        with self.lock:
             entry["status"] = status
             if error is not None:
                 entry["error"] = error
                 entry["traceback"] = traceback.format_exc(limit=8)
-            write_json(out / SWEEP_FILE, record)
-            if on_status is not None:
-                on_status(system, status, error)
+            write_json(self.out / SWEEP_FILE, self.record)
+            self._say(system, status, error)
 
-    def clean(system: SweepSystem) -> None:
+    def start(self) -> list[tuple[SweepSystem, dict]]:
+        """Write the record; the systems still to run, in plan order."""
+        write_json(self.out / SWEEP_FILE, self.record)
+        todo = []
+        for system, entry in zip(self.systems, self.entries, strict=True):
+            if entry["status"] == "done":
+                self.unresolved.discard(id(system))
+                self._say(system, "skipped (finished)")
+            else:
+                todo.append((system, entry))
+        return todo
+
+    def clean(self, system: SweepSystem) -> None:
         """Remove a finished system's weights but the checkpoints later systems still need."""
-        if keep_weights or entry_of[id(system)]["status"] != "done":
+        if self.keep_weights or self.entry_of[id(system)]["status"] != "done":
             return
         needed = {
-            f"step-{d.fork_step:05d}" for d in systems if d.source is system and id(d) in unresolved
+            d.fork_step for d in self.systems if d.source is system and id(d) in self.unresolved
         }
-        shutil.rmtree(system.folder / "agents", ignore_errors=True)
-        for p in (system.folder / "checkpoints").glob("step-*"):
-            if p.name not in needed:
-                shutil.rmtree(p, ignore_errors=True)
-        if not needed:
-            shutil.rmtree(system.folder / "checkpoints", ignore_errors=True)
+        system.run.clean_weights(keep=needed)
 
-    def start_from_source(system: SweepSystem, entry: dict) -> None:
+    def start_from_source(self, system: SweepSystem, entry: dict) -> None:
         source, step = system.source, system.fork_step
         try:
-            if not (system.folder / "run.json").exists() and can_fork(source.folder, step):
-                fork_run(source.folder, step, system.cfg, system.folder)
-                entry["forked_from"] = _forked_from(system, systems)
-                if on_status is not None:
-                    on_status(system, f"starts from {source.condition} at step {step}", None)
+            if not system.run.exists() and source.run.can_fork(step):
+                source.run.fork(step, system.cfg, system.folder)
+                entry["forked_from"] = _forked_from(system, self.systems)
+                self._say(system, f"starts from {source.condition} at step {step}")
         finally:
-            with lock:
-                unresolved.discard(id(system))
-                clean(source)
+            with self.lock:
+                self.unresolved.discard(id(system))
+                self.clean(source)
 
-    def one(system: SweepSystem, entry: dict) -> None:
-        update(system, entry, "running")
+    def one(self, system: SweepSystem, entry: dict) -> None:
+        self.update(system, entry, "running")
         try:
             if system.source is not None:
-                start_from_source(system, entry)
-            if stopping.is_set():  # interrupted while it copied its source's steps
+                self.start_from_source(system, entry)
+            if self.stopping.is_set():  # interrupted while it copied its source's steps
                 raise KeyboardInterrupt
-            run_system(system)
+            self.executor.run(system)
         except KeyboardInterrupt:
-            update(system, entry, "interrupted")
+            self.update(system, entry, "interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed system must not stop the sweep
-            update(system, entry, "failed", f"{exc.__class__.__name__}: {exc}")
+            self.update(system, entry, "failed", f"{exc.__class__.__name__}: {exc}")
         else:
-            with lock:
+            with self.lock:
                 entry["status"] = "done"
-                clean(system)
-            update(system, entry, "done")
+                self.clean(system)
+            self.update(system, entry, "done")
 
-    def ready(system: SweepSystem) -> bool:
+    def ready(self, system: SweepSystem) -> bool:
         """Whether a system may start: it has no source, or its source has reached the step
         it starts from, or never will (failed, finished without it, resumed past it)."""
         source = system.source
-        if source is None or (system.folder / "run.json").exists():
+        if source is None or system.run.exists() or source.run.can_fork(system.fork_step):
             return True
-        if can_fork(source.folder, system.fork_step):
-            return True
-        status = entry_of[id(source)]["status"]
-        return status in ("done", "failed") or last_complete_step(source.folder) >= system.fork_step
+        status = self.entry_of[id(source)]["status"]
+        return status in ("done", "failed") or source.run.last_complete_step() >= system.fork_step
 
-    write_json(out / SWEEP_FILE, record)
-    todo = []
-    for system, entry in zip(systems, entries, strict=True):
-        if entry["status"] == "done":
-            unresolved.discard(id(system))
-            if on_status is not None:
-                on_status(system, "skipped (finished)", None)
-        else:
-            todo.append((system, entry))
-    if jobs == 1:
-        # In plan order a source has finished (or failed) before the systems starting from it.
-        for system, entry in todo:
-            one(system, entry)
-        return record
-    pending = list(todo)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        running: dict = {}
-        try:
-            while pending or running:
-                for item in list(pending):
-                    if len(running) >= jobs:
-                        break
-                    if ready(item[0]) or not running:
-                        pending.remove(item)
-                        running[pool.submit(one, *item)] = item
-                if on_wait is not None:
-                    on_wait()
-                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    running.pop(f)
-                    f.result()  # re-raise what ``one`` did not record (an interrupt)
-        except KeyboardInterrupt:
-            stopping.set()
-            for f in running:
-                f.cancel()
-            # The interrupt may have reached this process only (kill -INT, a scheduler):
-            # the systems' processes must not run on, unwatched.
-            stop_children()
-            with lock:
-                for _, entry in todo:
-                    if entry["status"] == "running":
-                        entry["status"] = "interrupted"
-                write_json(out / SWEEP_FILE, record)
-            raise
-    return record
+    def side_by_side(self, todo: list, on_wait: Callable[[], None] | None) -> None:
+        jobs = self.executor.jobs
+        pending = list(todo)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            running: dict = {}
+            try:
+                while pending or running:
+                    for item in list(pending):
+                        if len(running) >= jobs:
+                            break
+                        if self.ready(item[0]) or not running:
+                            pending.remove(item)
+                            running[pool.submit(self.one, *item)] = item
+                    if on_wait is not None:
+                        on_wait()
+                    finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        running.pop(f)
+                        f.result()  # re-raise what ``one`` did not record (an interrupt)
+            except KeyboardInterrupt:
+                self.stopping.set()
+                for f in running:
+                    f.cancel()
+                # The interrupt may have reached this process only (kill -INT, a scheduler):
+                # the systems must not run on, unwatched.
+                self.executor.stop()
+                with self.lock:
+                    for _, entry in todo:
+                        if entry["status"] == "running":
+                            entry["status"] = "interrupted"
+                    write_json(self.out / SWEEP_FILE, self.record)
+                raise
 
 
 def _weights_bytes(model: str) -> int:
@@ -361,54 +378,56 @@ def disk_needed(system: SweepSystem) -> int:
     return sum(copies * g.count * _weights_bytes(g.model) for g in cfg.groups if g.learning)
 
 
-_children: set[subprocess.Popen] = set()
-_children_lock = threading.Lock()
-
-
-def stop_children(timeout: float = 30.0) -> None:
-    """Ask every running system process to stop (SIGTERM, which ``perspectives run`` treats
-    as Ctrl-C: it keeps its complete steps), then wait for them; kill any still running after
-    ``timeout`` s. SIGINT would not do: a process started in the background ignores it."""
-    with _children_lock:
-        procs = list(_children)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def steps_done(system: SweepSystem) -> int:
     """How many of the system's T + 1 snapshots are complete."""
-    return last_complete_step(system.folder) + 1
+    return system.run.last_complete_step() + 1
 
 
-def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto") -> None:
-    """Run one system in its own Python process with ``threads`` torch threads, its output in
-    ``FOLDER/run.log``. Raises RuntimeError naming the log's last line if the run fails."""
-    system.folder.mkdir(parents=True, exist_ok=True)
-    cfg_file = system.folder / "system.yaml"
-    cfg_file.write_text(yaml.safe_dump(system.cfg.model_dump(), sort_keys=False))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file)]
-    cmd += ["--out", str(system.folder), "--device", device]
-    for step in system.keep_checkpoints:
-        cmd += ["--keep-checkpoint", str(step)]
-    log = system.folder / "run.log"
-    with log.open("a") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        with _children_lock:
-            _children.add(proc)
+@dataclass
+class SweepPlan:
+    """A sweep ready to run: its systems, folder and scale, and the steps it shares."""
+
+    name: str
+    scale: str | None
+    out: Path
+    systems: list[SweepSystem]
+
+    @property
+    def shared(self) -> list[SweepSystem]:
+        """Systems that start from a step they share with an earlier one."""
+        return [s for s in self.systems if s.source is not None]
+
+    def steps_saved(self) -> tuple[int, int]:
+        """(snapshots not run twice, snapshots of all the systems)."""
+        once = sum(s.fork_step + 1 for s in self.shared)
+        return once, sum(s.cfg.steps + 1 for s in self.systems)
+
+
+def prepare_sweep(
+    preset: Preset,
+    *,
+    out: str | Path | None = None,
+    scale: str | None = None,
+    seeds: str | list[int] | None = None,
+    sets: dict | None = None,
+    share_steps: bool = True,
+    conditions: str | list[str] | None = None,
+) -> SweepPlan:
+    """Plan ``preset``'s sweep as the command line asks for it: ``seeds`` and ``conditions``
+    as comma-separated text or lists; ``out`` defaults to ``runs/<name>-<scale>``.
+
+    Raises InputError for seeds that are not integers, or as ``plan_sweep`` does."""
+    if isinstance(seeds, str):
         try:
-            code = proc.wait()
-        finally:
-            with _children_lock:
-                _children.discard(proc)
-    if code in (130, -signal.SIGINT, -signal.SIGTERM):
-        raise KeyboardInterrupt
-    if code != 0:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        raise RuntimeError(f"exit code {code}: {lines[-1] if lines else 'no output'} (see {log})")
+            seeds = [int(x) for x in seeds.split(",")]
+        except ValueError:
+            raise InputError(
+                "a comma-separated list of integers", field="--seeds", value=seeds
+            ) from None
+    if isinstance(conditions, str):
+        conditions = [c.strip() for c in conditions.split(",") if c.strip()] or None
+    scale = scale or preset.default_scale
+    name = preset.raw.get("name", "sweep")
+    out = Path(out) if out else Path("runs") / (f"{name}-{scale}" if scale else name)
+    systems = plan_sweep(preset, out, scale, seeds, sets, share_steps, conditions)
+    return SweepPlan(name, scale, out, systems)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..analysis import (
     adversarial_polarization,
@@ -27,8 +26,9 @@ from ..analysis import (
     separate_embeddings,
 )
 from ..errors import InputError
-from ..simulation.config import RunConfig
-from ..simulation.engine import load_history
+from ..simulation.config import RunConfig, build_policy
+from ..simulation.history import load_history
+from ..simulation.rundir import RunFolder
 from ..store import write_csv, write_json, write_parquet
 
 ANALYSIS_DIR = "analysis"
@@ -56,31 +56,15 @@ class RunAnalysis:
 
 def read_run_config(run_dir: Path) -> RunConfig:
     """The config a run folder was made from; InputError if the folder is not a run."""
-    if not (run_dir / "run.json").exists() or not (run_dir / "config.yaml").exists():
-        raise InputError("not a run folder (no run.json / config.yaml)", source=str(run_dir))
-    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    folder = RunFolder(run_dir)
+    folder.info()  # raises if it is no run folder
+    return folder.read_config(validate=False)
 
 
 def expected_snapshots(cfg: RunConfig) -> list[int]:
     """The steps at which a finished run has evaluation snapshots."""
     every = cfg.evaluation.every
     return [t for t in range(cfg.steps + 1) if t % every == 0 or t == cfg.steps]
-
-
-def _find_adversary(spec: Any) -> str | None:
-    if isinstance(spec, dict):
-        if spec.get("type") == "adversary":
-            return str(spec.get("adversary"))
-        for value in spec.values():
-            found = _find_adversary(value)
-            if found is not None:
-                return found
-    elif isinstance(spec, list):
-        for value in spec:
-            found = _find_adversary(value)
-            if found is not None:
-                return found
-    return None
 
 
 def polarization_of(
@@ -94,14 +78,10 @@ def polarization_of(
     (``t, model, class`` and one column per entry of the flattened data kernel),
     ``distance_kernel, polarization_kernel``: between the mean data kernels themselves, which
     no fitted space or chosen dimension can change."""
-    adversary = _find_adversary(cfg.communication)
-    if adversary is not None:
-        names = [m for m in cfg.models() if m == adversary]
-        names += [
-            m for g in cfg.groups if adversary in (g.name, g.class_label) for m in g.model_names()
-        ]
+    adversaries = build_policy(cfg.communication, cfg).adversaries
+    if adversaries:
         kind = "adversarial"
-        measure = functools.partial(adversarial_polarization, adversary=sorted(set(names)))
+        measure = functools.partial(adversarial_polarization, adversary=sorted(adversaries))
     elif table["class"].nunique() == 2:
         kind = "two-class"
         measure = class_polarization
@@ -245,8 +225,7 @@ def write_run_analysis(result: RunAnalysis) -> Path:
 
 def disruption_steps(cfg: RunConfig) -> list[int]:
     """Steps where the communication switches (drawn as vertical lines in figures)."""
-    spec = cfg.communication
-    return [int(spec["at"])] if spec.get("type") == "switch" else []
+    return list(build_policy(cfg.communication, cfg).change_points)
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -279,7 +258,7 @@ def analyze_sweep(
             failed.append(entry)
         elif entry["status"] != "done":
             pending.append(entry)
-        if not (folder / "progress.json").exists():
+        if RunFolder(folder).last_complete_step() < 0:
             continue
         result = analyze_run(folder, upto=upto)
         result.summary["seed"] = entry["seed"]
