@@ -59,8 +59,35 @@ def compare_responses(
 ) -> Comparison:
     """Validate a responses table, embed it and fit the perspective space of its points.
 
-    Raises InputError (naming ``source``) for any problem in the table; see
-    ``validate_responses`` and ``PerspectiveSpace.fit``.
+    Parameters
+    ----------
+    responses : DataFrame
+        One row per answer: ``model, prompt_id, response``, optionally ``replicate`` (averaged),
+        ``time`` (each (model, time) its own point) and label columns.
+    embedder : Embedder, default=None
+        The surrogate embedder (default: the bundled all-MiniLM-L6-v2, cached on disk).
+    n_components : int, default=None
+        Dimension of the space (default: the Zhu–Ghodsi elbow).
+    source : str, default="responses"
+        Named in error messages.
+    drop_incomplete : bool, default=False
+        Drop points that lack some prompts (reported through ``warn``) instead of failing.
+    allow_empty : bool, default=False
+        Accept empty answers.
+    show_progress : bool, default=True
+    warn : callable, default=None
+        Receives one line per warning.
+
+    Returns
+    -------
+    Comparison
+        The fitted space, its table (labels + ``z1..zd``) and the data kernels.
+
+    Raises
+    ------
+    InputError
+        For any problem in the table (naming ``source``, the column and the value); see
+        ``validate_responses`` and ``PerspectiveSpace.fit``.
     """
     df = validate_responses(
         responses, source, drop_incomplete=drop_incomplete, allow_empty=allow_empty, warn=warn

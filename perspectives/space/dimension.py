@@ -13,7 +13,18 @@ import numpy as np
 
 
 def n_candidates(n: int) -> int:
-    """How many leading spectrum values of an ``n x n`` matrix the elbow search considers."""
+    """How many leading spectrum values of an ``n x n`` matrix the elbow search considers.
+
+    Parameters
+    ----------
+    n : int
+        Size of the matrix (number of points).
+
+    Returns
+    -------
+    count : int
+        ``ceil(log2(n))``, at least 2.
+    """
     return max(2, math.ceil(math.log2(max(n, 2))))
 
 
@@ -22,8 +33,17 @@ def profile_likelihood(values: np.ndarray) -> np.ndarray:
 
     Entry ``q - 1`` is the log-likelihood of the first ``q`` values and the rest being two
     Gaussians with their own means and a pooled variance (Zhu & Ghodsi, 2006), ``q = 1..N``.
-    A split with zero pooled variance has no likelihood (NaN), as in graspologic; the split of
-    two single values is ``-inf``.
+
+    Parameters
+    ----------
+    values : array-like of shape (N,)
+        Spectrum values, sorted descending.
+
+    Returns
+    -------
+    loglik : ndarray of shape (N,)
+        Log-likelihood of each split. A split with zero pooled variance has no likelihood
+        (NaN), as in graspologic; the split of two single values is ``-inf``.
     """
     x = np.asarray(values, dtype=np.float64)
     n = x.size
@@ -47,18 +67,26 @@ def profile_likelihood(values: np.ndarray) -> np.ndarray:
 
 
 def select_dimension(values: np.ndarray, n_elbows: int = 2) -> list[int]:
-    """Elbows of a spectrum by repeated profile likelihood.
+    """Elbows of a spectrum by repeated profile likelihood (Zhu & Ghodsi, 2006).
 
     Parameters
     ----------
-    values : 1-d array of spectrum values (e.g. eigenvalues); absolute values are sorted
-        descending. Pass only the leading ones to search (see ``n_candidates``).
-    n_elbows : how many successive elbows to find.
+    values : array-like of shape (N,)
+        Spectrum values (e.g. eigenvalues); their absolute values are sorted descending. Pass
+        only the leading ones to search (see ``n_candidates``).
+    n_elbows : int, default=2
+        How many successive elbows to find.
 
     Returns
     -------
-    The elbow positions as counts of leading values (each >= 1), increasing; fewer than
-    ``n_elbows`` when the spectrum runs out. The last one is the usual choice of dimension.
+    elbows : list of int
+        The elbow positions as counts of leading values (each >= 1), increasing; fewer than
+        ``n_elbows`` when the spectrum runs out. The last one is the usual choice of dimension.
+
+    Examples
+    --------
+    >>> select_dimension([10.0, 9.5, 9.0, 1.0, 0.9, 0.8, 0.7], n_elbows=1)
+    [3]
     """
     d = np.sort(np.abs(np.asarray(values, dtype=np.float64)))[::-1]
     elbows: list[int] = []

@@ -92,12 +92,25 @@ def validate_responses(
         _raise_at_first(df, texts.str.strip() == "", "empty response", source)
 
     keys = point_columns(df)
+    _check_unique_and_constant_labels(df, keys, source)
+    df = _complete_points(df, keys, source, drop_incomplete, warn)
+    n_points = df.groupby(keys, sort=False).ngroups
+    if n_points < 2:
+        raise InputError(
+            f"a perspective space needs at least 2 points (models), found {n_points}",
+            source=source,
+            field="model",
+        )
+    return df
+
+
+def _check_unique_and_constant_labels(df: pd.DataFrame, keys: list[str], source: str) -> None:
+    """No duplicate (point, prompt, replicate) rows; labels constant within a point."""
     dup = df.duplicated([*keys, "prompt_id", "replicate"], keep=False)
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         what = ", ".join(f"{k}={df[k].iloc[row]!r}" for k in [*keys, "prompt_id", "replicate"])
         raise InputError(f"duplicate rows for ({what})", source=source, field="prompt_id")
-
     for col in label_columns(df):
         varying = df.groupby(keys, sort=False)[col].nunique(dropna=False)
         if (varying > 1).any():
@@ -108,32 +121,35 @@ def validate_responses(
                 field=col,
             )
 
+
+def _complete_points(
+    df: pd.DataFrame,
+    keys: list[str],
+    source: str,
+    drop_incomplete: bool,
+    warn: Callable[[str], None] | None,
+) -> pd.DataFrame:
+    """``df`` if every point answers every prompt; else its complete points (with
+    ``drop_incomplete``, reported through ``warn``) or InputError naming the first."""
     all_prompts = set(df["prompt_id"])
     have = df.groupby(keys, sort=False)["prompt_id"].agg(lambda s: set(s))
     incomplete = have[have.map(len) < len(all_prompts)]
-    if len(incomplete):
-        if not drop_incomplete:
-            point = incomplete.index[0]
-            lacking = sorted(all_prompts - incomplete.iloc[0])
-            raise InputError(
-                f"point {point!r} lacks {len(lacking)} prompt(s), e.g. {lacking[:3]}; every point "
-                "must answer every prompt (or pass --drop-incomplete)",
-                source=source,
-                field="prompt_id",
-            )
-        drop = set(incomplete.index)
-        mask = df.set_index(keys).index.isin(list(drop))
-        df = df[~mask].reset_index(drop=True)
-        if warn is not None:
-            warn(f"{source}: dropped {len(drop)} incomplete point(s): {sorted(map(str, drop))[:5]}")
-    n_points = df.groupby(keys, sort=False).ngroups
-    if n_points < 2:
+    if not len(incomplete):
+        return df
+    if not drop_incomplete:
+        point = incomplete.index[0]
+        lacking = sorted(all_prompts - incomplete.iloc[0])
         raise InputError(
-            f"a perspective space needs at least 2 points (models), found {n_points}",
+            f"point {point!r} lacks {len(lacking)} prompt(s), e.g. {lacking[:3]}; every point "
+            "must answer every prompt (or pass --drop-incomplete)",
             source=source,
-            field="model",
+            field="prompt_id",
         )
-    return df
+    drop = set(incomplete.index)
+    mask = df.set_index(keys).index.isin(list(drop))
+    if warn is not None:
+        warn(f"{source}: dropped {len(drop)} incomplete point(s): {sorted(map(str, drop))[:5]}")
+    return df[~mask].reset_index(drop=True)
 
 
 def _raise_at_first(
