@@ -10,31 +10,9 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer Llama with the bundled SmolLM2 tokenizer (fast to run)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from perspectives.models.tiny import write_tiny_model
 
-    from perspectives.bundled import bundled_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +32,59 @@ def isolated_cache(tmp_path, monkeypatch):
     clear_backbones()
     yield tmp_path / "cache"
     clear_backbones()
+
+
+def _tiny_config(model_dir, **over) -> dict:
+    """The raw config of a tiny run: groups a (2, fine-tuned first) and b (2) of the model in
+    ``model_dir`` (``"fake"``: the fake backend), 3 steps, complete graph; ``over`` replaces
+    top-level keys."""
+    cfg = {
+        "name": "tiny",
+        "seed": 3,
+        "steps": 3,
+        "question_bank": "neutral",
+        "groups": [
+            {
+                "name": "a",
+                "count": 2,
+                "model": str(model_dir),
+                "init": {"bank": "neutral", "sample_size": 4, "epochs": 1, "lr": 1e-3},
+            },
+            {"name": "b", "count": 2, "model": str(model_dir)},
+        ],
+        "interaction": {"questions": 3, "sampling": {"max_new_tokens": 6}},
+        "update": {"lr": 1e-3, "batch_size": 4, "mixed_precision": "no"},
+        "evaluation": {"n_prompts": 4, "sampling": {"do_sample": False, "max_new_tokens": 6}},
+        "communication": {"type": "complete"},
+    }
+    if str(model_dir) == "fake":
+        # The same system of torch-free fake models: for the engine's logic, in milliseconds.
+        for group, persona in zip(cfg["groups"], ("calm", "loud"), strict=True):
+            group.update(backend="fake", model=persona)
+    cfg.update(over)
+    return cfg
+
+
+def _run_to_end(raw: dict, out: Path) -> Path:
+    """Run the raw config ``raw`` in a new run folder ``out`` to its last step; returns ``out``.
+    A system of fake models is embedded by the hashing embedder (no neural network at all)."""
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
+    from perspectives.space.embed import get_embedder
+
+    cfg = parse_run_config(raw, "test")
+    fake = all(g.backend == "fake" for g in cfg.groups)
+    Simulation.create(cfg, out, embedder=get_embedder("hashing") if fake else None).run()
+    return out
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(model_dir, **over)``: the raw config of a tiny 4-model run."""
+    return _tiny_config
+
+
+@pytest.fixture
+def run_to_end():
+    """``run_to_end(raw, out)``: run a raw config to its last step in ``out``."""
+    return _run_to_end

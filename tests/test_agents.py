@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import warnings
 
 import pytest
@@ -9,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from perspectives.data.datasets import format_appendix_a
-from perspectives.errors import InputError
+from perspectives.errors import BackendUnavailable, CorruptStateError, InputError, PerspectivesError
 from perspectives.models.formats import (
     END_MARK,
     INSTRUCTION_MARK,
@@ -17,7 +20,7 @@ from perspectives.models.formats import (
     add_format_tokens,
     encode_pair,
 )
-from perspectives.models.hf_agent import Agent, clear_backbones
+from perspectives.models.hf_agent import HFAgent, clear_backbones
 
 PAIRS = [
     ("What is the best season?", "Autumn is the best season of all."),
@@ -37,7 +40,7 @@ def _fresh_backbones():
 
 def make_agent(tiny_model_dir, tmp_path, name="a", **kw):
     update = {"epochs": 1, "lr": 1e-3, "batch_size": 2, "mixed_precision": "no", **kw}
-    return Agent(
+    return HFAgent(
         name,
         str(tiny_model_dir),
         update=update,
@@ -61,7 +64,7 @@ def test_full_fine_tuning_loss_falls_and_answers_change(tiny_model_dir, tmp_path
 @pytest.mark.parametrize(("method", "lr"), [("full", 1e-4), ("lora", 1e-3)])
 def test_bundled_model_learns_full_and_lora(tmp_path, method, lr):
     """On the real (pretrained) bundled model both update methods fit the pairs."""
-    agent = Agent(
+    agent = HFAgent(
         "real",
         "bundled",
         update={"method": method, "lr": lr, "epochs": 4, "batch_size": 4},
@@ -80,7 +83,7 @@ def test_save_then_load_gives_identical_answers(tiny_model_dir, tmp_path, method
     expected = agent.answer(QUESTIONS)
     agent.save(tmp_path / "saved")
     clear_backbones()
-    loaded = Agent.load(tmp_path / "saved", state_dir=tmp_path / "state-loaded")
+    loaded = HFAgent.load(tmp_path / "saved", state_dir=tmp_path / "state-loaded")
     assert loaded.n_updates == 1
     assert loaded.answer(QUESTIONS) == expected
 
@@ -140,22 +143,117 @@ def test_bad_pairs_and_truncation(tiny_model_dir, tmp_path):
     assert len([w for w in caught if "truncated" in str(w.message)]) == 1  # warned once
 
 
-def test_corrupt_or_missing_checkpoint(tiny_model_dir, tmp_path):
-    with pytest.raises(InputError, match="not an agent folder"):
-        Agent.load(tmp_path)
-    agent = make_agent(tiny_model_dir, tmp_path)
+@pytest.fixture(scope="module")
+def saved_agent(tiny_model_dir, tmp_path_factory):
+    """A full fine-tuning agent after one update, saved once; each case damages a copy."""
+    clear_backbones()
+    tmp = tmp_path_factory.mktemp("saved-agent")
+    agent = make_agent(tiny_model_dir, tmp)
     agent.learn(PAIRS)
-    agent.save(tmp_path / "saved")
-    (tmp_path / "saved" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(InputError, match="corrupt weights"):
-        Agent.load(tmp_path / "saved")
-    (tmp_path / "saved" / "model.safetensors").unlink()
-    with pytest.raises(InputError, match="weights file is missing"):
-        Agent.load(tmp_path / "saved")
-    (tmp_path / "saved" / "agent.json").write_text("{not json")
-    with pytest.raises(InputError, match="corrupt agent.json"):
-        Agent.load(tmp_path / "saved")
-    save_file({}, str(tmp_path / "empty.safetensors"))
+    agent.save(tmp / "saved")
+    clear_backbones()
+    return tmp / "saved"
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _edit_agent_json(folder, change):
+    cfg = json.loads((folder / "agent.json").read_text())
+    change(cfg)
+    (folder / "agent.json").write_text(json.dumps(cfg))
+
+
+# (how the saved folder is damaged, which file the error names, the message it gives)
+DAMAGE = {
+    "zero-byte weights": (
+        lambda d: (d / "model.safetensors").write_bytes(b""),
+        ".",
+        r"corrupt weights: SafetensorError: ",
+    ),
+    "weights without tensors": (
+        lambda d: save_file({}, str(d / "model.safetensors")),
+        ".",
+        r"the weights file holds no tensors",
+    ),
+    "truncated weights": (
+        lambda d: _truncate(d / "model.safetensors"),
+        ".",
+        r"corrupt weights: SafetensorError: ",
+    ),
+    "garbage weights": (
+        lambda d: (d / "model.safetensors").write_bytes(b"garbage"),
+        ".",
+        r"corrupt weights: SafetensorError: ",
+    ),
+    "missing weights after an update": (
+        lambda d: (d / "model.safetensors").unlink(),
+        ".",
+        r"the agent has 1 update\(s\) but its weights file is missing",
+    ),
+    "missing agent.json": (
+        lambda d: (d / "agent.json").unlink(),
+        ".",
+        r"not an agent folder \(no agent.json\)",
+    ),
+    "agent.json not JSON": (
+        lambda d: (d / "agent.json").write_text("{not json"),
+        "agent.json",
+        r"corrupt agent.json: Expecting property name",
+    ),
+    "agent.json not an object": (
+        lambda d: (d / "agent.json").write_text("[1, 2]"),
+        "agent.json",
+        r"corrupt agent.json: ",
+    ),
+    "agent.json without n_updates": (
+        lambda d: _edit_agent_json(d, lambda cfg: cfg.pop("n_updates")),
+        "agent.json",
+        r"corrupt agent.json: 'n_updates'",
+    ),
+    "agent.json with a bad n_updates": (
+        lambda d: _edit_agent_json(d, lambda cfg: cfg.update(n_updates="many")),
+        "agent.json",
+        r"corrupt agent.json: invalid literal for int",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_corrupt_or_missing_checkpoint(saved_agent, tmp_path, damage):
+    """Loading a damaged folder raises one CorruptStateError (a PerspectivesError) that names
+    the folder (or its agent.json) and says what is wrong, never another exception or a
+    half-loaded agent."""
+    folder = tmp_path / "copy"
+    shutil.copytree(saved_agent, folder)
+    # The undamaged copy loads, with its update.
+    assert HFAgent.load(folder, state_dir=tmp_path / "state-ok").n_updates == 1
+    clear_backbones()
+    corrupt, where, message = DAMAGE[damage]
+    corrupt(folder)
+    with pytest.raises(CorruptStateError) as err:
+        HFAgent.load(folder, state_dir=tmp_path / "state-bad")
+    assert isinstance(err.value, PerspectivesError)
+    source = str(folder) if where == "." else str(folder / where)
+    assert err.value.source == source
+    assert str(err.value).startswith(f"{source}: ")
+    assert re.match(message, err.value.message), err.value.message
+    assert err.value.__cause__ is None  # one clear error, not a chained traceback
+
+
+def test_missing_weights_before_any_update_load_the_base_model(tiny_model_dir, tmp_path):
+    """Only an agent that has learned needs its weights file: one saved before any update
+    has none and loads as the base model."""
+    agent = make_agent(tiny_model_dir, tmp_path)
+    base = agent.answer(QUESTIONS)
+    agent.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / "model.safetensors").exists()
+    clear_backbones()
+    loaded = HFAgent.load(tmp_path / "fresh", state_dir=tmp_path / "state-loaded")
+    assert loaded.n_updates == 0
+    assert loaded.answer(QUESTIONS) == base
 
 
 def test_appendix_a_format_round_trips(tiny_model_dir):
@@ -175,7 +273,7 @@ def test_appendix_a_format_round_trips(tiny_model_dir):
 
 
 def test_appendix_a_agent_learns_to_stop(tiny_model_dir, tmp_path):
-    agent = Agent(
+    agent = HFAgent(
         "base",
         str(tiny_model_dir),
         prompt_format="appendix-a",
@@ -191,8 +289,8 @@ def test_appendix_a_agent_learns_to_stop(tiny_model_dir, tmp_path):
 
 def test_unknown_model_offline_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    agent = Agent("x", "no-such-org/no-such-model", state_dir=tmp_path / "s")
-    with pytest.raises(InputError, match="not found locally and no network access"):
+    agent = HFAgent("x", "no-such-org/no-such-model", state_dir=tmp_path / "s")
+    with pytest.raises(BackendUnavailable, match="not found locally and no network access"):
         agent.answer(["Hello?"])
 
 
@@ -202,7 +300,7 @@ def test_lora_answering_copy_merges_each_agents_adapter(tiny_model_dir, tmp_path
     untouched."""
     update = {"method": "lora", "epochs": 2, "lr": 5e-2, "batch_size": 2}
     agents = [
-        Agent(
+        HFAgent(
             f"l{i}",
             str(tiny_model_dir),
             update=update,
@@ -244,7 +342,7 @@ def test_lora_answering_copy_merges_each_agents_adapter(tiny_model_dir, tmp_path
 
 
 def test_stale_backbone_scratch_is_removed(tmp_path, monkeypatch):
-    from perspectives.models import agent as agent_mod
+    from perspectives.models import hf_agent as agent_mod
 
     monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
     root = agent_mod._scratch_root()

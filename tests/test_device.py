@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from perspectives.cli.app import app
 from perspectives.errors import InputError
 from perspectives.models import device as dev
-from perspectives.models.hf import Sampling
-from perspectives.models.hf_agent import Agent, clear_backbones
+from perspectives.models.hf_agent import HFAgent, clear_backbones
+from perspectives.models.spec import Sampling
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
@@ -59,8 +59,11 @@ def test_run_with_a_missing_gpu_exits_with_one_line():
 def test_agents_compute_on_the_chosen_device(tiny_model_dir, tmp_path):
     dev.set_device("cpu")
     clear_backbones()
-    agent = Agent(
-        "a", str(tiny_model_dir), state_dir=tmp_path / "a", sampling=Sampling(max_new_tokens=4)
+    agent = HFAgent(
+        "a",
+        str(tiny_model_dir),
+        state_dir=tmp_path / "a",
+        sampling=Sampling(do_sample=False, max_new_tokens=4),
     )
     assert agent.backbone.device == torch.device("cpu")
     assert all(p.device.type == "cpu" for p in agent.backbone.infer_model.parameters())

@@ -13,50 +13,23 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
-from perspectives.errors import InputError
+from perspectives.errors import InputError, RunFolderBusy
 from perspectives.models.device import current_device
-from perspectives.models.hf_agent import Agent, clear_backbones
+from perspectives.models.hf_agent import HFAgent, clear_backbones
 from perspectives.simulation.config import parse_run_config
-from perspectives.simulation.engine import Simulation, load_history, read_parts
+from perspectives.simulation.engine import Simulation
+from perspectives.simulation.history import load_history
+from perspectives.simulation.rundir import read_parts
 
 runner = CliRunner()
 
 
-def tiny_config(model_dir, **over):
-    cfg = {
-        "name": "tiny",
-        "seed": 3,
-        "steps": 3,
-        "question_bank": "neutral",
-        "groups": [
-            {
-                "name": "a",
-                "count": 2,
-                "model": str(model_dir),
-                "init": {"bank": "neutral", "sample_size": 4, "epochs": 1, "lr": 1e-3},
-            },
-            {"name": "b", "count": 2, "model": str(model_dir)},
-        ],
-        "interaction": {"questions": 3, "sampling": {"max_new_tokens": 6}},
-        "update": {"lr": 1e-3, "batch_size": 4, "mixed_precision": "no"},
-        "evaluation": {"n_prompts": 4, "sampling": {"do_sample": False, "max_new_tokens": 6}},
-        "communication": {"type": "complete"},
-    }
-    cfg.update(over)
-    return cfg
-
-
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-def run_to_end(raw, out):
-    cfg = parse_run_config(raw, "test")
-    Simulation.create(cfg, out).run()
-    return out
 
 
 def tables(out):
@@ -73,16 +46,16 @@ def tables(out):
             {"communication": {"type": "isolate", "models": ["nobody"]}},
             r"field 'communication.models': names no model, group or class.*nobody",
         ),
-        ({"communication": {"type": "ring"}}, r"unknown policy"),
+        ({"communication": {"type": "ring"}}, r"field 'communication': unknown type"),
         ({"interaction": {"questions": 10_000}}, r"field 'interaction.questions': more questions"),
     ],
 )
-def test_invalid_configs_fail_before_any_work(tiny_model_dir, change, match):
+def test_invalid_configs_fail_before_any_work(tiny_model_dir, change, match, tiny_config):
     with pytest.raises(InputError, match=match):
         parse_run_config(tiny_config(tiny_model_dir, **change), "cfg.yaml")
 
 
-def test_duplicate_evaluation_prompts_are_refused(tiny_model_dir, tmp_path):
+def test_duplicate_evaluation_prompts_are_refused(tiny_model_dir, tmp_path, tiny_config):
     prompts = tmp_path / "eval.txt"
     prompts.write_text("Same question?\nOther?\nSame question?\n")
     raw = tiny_config(tiny_model_dir, evaluation={"prompts": str(prompts)})
@@ -90,7 +63,7 @@ def test_duplicate_evaluation_prompts_are_refused(tiny_model_dir, tmp_path):
         parse_run_config(raw, "cfg.yaml")
 
 
-def test_same_config_and_seed_same_tables(tiny_model_dir, tmp_path):
+def test_same_config_and_seed_same_tables(tiny_model_dir, tmp_path, tiny_config, run_to_end):
     a = tables(run_to_end(tiny_config(tiny_model_dir), tmp_path / "a"))
     clear_backbones()
     b = tables(run_to_end(tiny_config(tiny_model_dir), tmp_path / "b"))
@@ -110,7 +83,9 @@ def test_same_config_and_seed_same_tables(tiny_model_dir, tmp_path):
     assert len(a["edges"]) == 3 * 12  # complete graph on 4 models, 3 steps
 
 
-def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
+def test_skips_static_models_and_nearest_neighbour(
+    tiny_model_dir, tmp_path, tiny_config, run_to_end
+):
     raw = tiny_config(
         tiny_model_dir,
         steps=2,
@@ -122,7 +97,14 @@ def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
         },
     )
     raw["groups"][1]["learning"] = False
-    out = run_to_end(raw, tmp_path / "run")
+    # A thread count other than the default, so the one recorded must be the one in use.
+    default = torch.get_num_threads()
+    threads = 2 if default != 2 else 1
+    torch.set_num_threads(threads)
+    try:
+        out = run_to_end(raw, tmp_path / "run")
+    finally:
+        torch.set_num_threads(default)
     events = read_parts(out, "events")
     skips = events[events.kind == "skip"]
     assert skips[skips.t == 1]["model"].tolist() == ["a-1"]  # nobody may influence a-1
@@ -130,26 +112,44 @@ def test_skips_static_models_and_nearest_neighbour(tiny_model_dir, tmp_path):
     assert not learned["model"].str.startswith("b").any()  # b never learns
     edges = read_parts(out, "edges")
     assert (edges[edges.t == 2].groupby("dst").size() == 1).all()  # one nearest neighbour each
-    timing = [json.loads(d) for d in events[events.kind == "timing"]["detail"]]
+    timing_rows = events[events.kind == "timing"]
+    assert timing_rows["t"].tolist() == [0, 1, 2]  # one per step
+    timing = [json.loads(d) for d in timing_rows["detail"]]
     # where each step ran is recorded
     assert [tm["device"] for tm in timing] == [str(current_device())] * 3
-    assert all(tm["threads"] >= 1 for tm in timing)
+    assert [tm["threads"] for tm in timing] == [threads] * 3
+    # The phases are parts of the step: each is timed, and together they take at most the
+    # step's total, the rest being the engine's own time.
+    phases = ("setup", "answering", "learning", "evaluating", "embedding", "writing")
+    for t, (tm, seconds) in enumerate(zip(timing, timing_rows["seconds"], strict=True)):
+        assert all(tm[p] >= 0 for p in phases), tm
+        assert sum(tm[p] for p in phases) <= tm["total"] + 1e-9, tm
+        assert tm["engine"] == pytest.approx(tm["total"] - sum(tm[p] for p in phases), abs=1e-9)
+        assert seconds == tm["total"]
+        assert tm["evaluating"] > 0 and tm["embedding"] > 0 and tm["writing"] > 0
+        # No interviews at t = 0; later, each learner's update lies within the learning phase.
+        if t == 0:
+            assert tm["answering"] == 0 and tm["learning"] == 0
+        else:
+            assert tm["answering"] > 0
+            learn_s = learned.loc[learned.t == t, "seconds"]
+            assert len(learn_s) > 0 and 0 < learn_s.sum() <= tm["learning"]
 
 
 def test_static_models_greedy_evaluation_is_reused_not_recomputed(
-    tiny_model_dir, tmp_path, monkeypatch
+    tiny_model_dir, tmp_path, monkeypatch, tiny_config, run_to_end
 ):
     raw = tiny_config(tiny_model_dir, steps=3)
     raw["groups"][1]["learning"] = False
     calls: list[str] = []
-    answer = Agent.answer
+    answer = HFAgent.answer
 
-    def spy(self, questions, **kw):
+    def spy(self, questions, *args, **kw):
         if len(questions) == 4:  # the evaluation set (interviews ask 3)
             calls.append(self.name)
-        return answer(self, questions, **kw)
+        return answer(self, questions, *args, **kw)
 
-    monkeypatch.setattr(Agent, "answer", spy)
+    monkeypatch.setattr(HFAgent, "answer", spy)
     out = run_to_end(raw, tmp_path / "run")
     # b-1, b-2 never learn: evaluated once (t = 0); a-1, a-2 learn: evaluated at every step.
     assert sorted(calls) == ["a-1"] * 4 + ["a-2"] * 4 + ["b-1", "b-2"]
@@ -159,17 +159,19 @@ def test_static_models_greedy_evaluation_is_reused_not_recomputed(
     assert static.groupby("question_id")["text"].nunique().eq(1).all()
 
 
-def test_a_run_folder_in_use_is_refused(tiny_model_dir, tmp_path):
+def test_a_run_folder_in_use_is_refused(tmp_path, tiny_config):
     from perspectives.store import file_lock
 
-    sim = Simulation.create(parse_run_config(tiny_config(tiny_model_dir), "t"), tmp_path / "r")
-    with file_lock(tmp_path / "r" / ".lock"), pytest.raises(InputError, match="another process"):
+    sim = Simulation.create(parse_run_config(tiny_config("fake"), "t"), tmp_path / "r")
+    with file_lock(tmp_path / "r" / ".lock"), pytest.raises(RunFolderBusy, match="another process"):
         sim.run()
     assert sim.last_complete_step() == -1
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_model_dir, tmp_path, stop):
+def test_resume_after_a_kill_matches_an_uninterrupted_run(
+    tiny_model_dir, tmp_path, stop, tiny_config, run_to_end
+):
     """SIGKILL: the process dies at once. SIGTERM (a scheduler's stop): treated as Ctrl-C,
     it says so and exits with 130. Either way the resumed run equals an uninterrupted one."""
     raw = tiny_config(tiny_model_dir, steps=4)
@@ -215,9 +217,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_model_dir, tmp_pa
         )
 
 
-def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
-    out = run_to_end(tiny_config(tiny_model_dir, steps=2), tmp_path / "run")
-    other = parse_run_config(tiny_config(tiny_model_dir, seed=9), "x")
+def test_resume_refuses_another_config_and_analyze(tmp_path, tiny_config, run_to_end):
+    out = run_to_end(tiny_config("fake", steps=2), tmp_path / "run")
+    other = parse_run_config(tiny_config("fake", seed=9), "x")
     with pytest.raises(InputError, match="different config"):
         Simulation.resume(out, other)
     result = runner.invoke(app, ["analyze", str(out)])
@@ -233,12 +235,15 @@ def test_resume_refuses_another_config_and_analyze(tiny_model_dir, tmp_path):
     assert bad.exit_code == 2 and "not a run folder" in bad.output
 
 
-def test_disk_full_mid_step_keeps_the_last_complete_step(tiny_model_dir, tmp_path, monkeypatch):
+def test_disk_full_mid_step_keeps_the_last_complete_step(
+    tmp_path, monkeypatch, tiny_config, run_to_end
+):
     import errno
 
-    import perspectives.simulation.engine as engine
+    import perspectives.simulation.rundir as engine
+    from perspectives.space.embed import get_embedder
 
-    raw = tiny_config(tiny_model_dir, steps=2)
+    raw = tiny_config("fake", steps=2)
     real = engine.write_npy
     calls = {"n": 0}
 
@@ -255,12 +260,11 @@ def test_disk_full_mid_step_keeps_the_last_complete_step(tiny_model_dir, tmp_pat
     assert json.loads((out / "progress.json").read_text())["last_complete_step"] == 0
     assert len(read_parts(out, "responses")) == 4 * 4  # step 0's evaluation, readable
     monkeypatch.setattr(engine, "write_npy", real)
-    clear_backbones()
-    Simulation.resume(out).run()
+    Simulation.resume(out, embedder=get_embedder("hashing")).run()
     assert json.loads((out / "progress.json").read_text())["last_complete_step"] == 2
 
 
-def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir):
+def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir, tiny_config):
     raw = tiny_config(
         tiny_model_dir,
         communication={"type": "database", "writers": ["a"], "readers": ["b-1", "b-2"]},
@@ -278,7 +282,7 @@ def test_shared_database_policy_and_unknown_mechanic(tiny_model_dir):
 
 
 def test_a_model_that_never_learns_resumes_from_a_checkpoint_that_then_goes(
-    tiny_model_dir, tmp_path
+    tiny_model_dir, tmp_path, tiny_config
 ):
     """A static, fine-tuned model (the adversary of case study 2) reads its weights from the
     checkpoint it was resumed from; that checkpoint is deleted a step later, so the model must

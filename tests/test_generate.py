@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from perspectives.config import GenerationConfig, ModelSpec
-from perspectives.errors import InputError
+from perspectives.errors import BackendUnavailable, InputError
 from perspectives.models.generate import generate_responses
 from perspectives.models.hf import HFChatModel, load_causal_lm
+from perspectives.models.spec import GenerationConfig, ModelSpec, Sampling
 
 PROMPTS = ["Will it rain tomorrow?", "Name a colour.", "What is two plus two, in words please?"]
 
@@ -24,9 +24,10 @@ def test_batched_greedy_equals_one_at_a_time(tiny_model_dir):
 
 def test_sampling_is_seeded_and_replicates_differ(tiny_model_dir):
     chat = HFChatModel(str(tiny_model_dir), max_new_tokens=8, dtype="float32")
-    a = chat.answer(PROMPTS, do_sample=True, seed=1, replicates=3)
-    b = chat.answer(PROMPTS, do_sample=True, seed=1, replicates=3)
-    c = chat.answer(PROMPTS, do_sample=True, seed=2, replicates=3)
+    sampled = Sampling(do_sample=True, max_new_tokens=8)
+    a = chat.answer(PROMPTS, sampled, seed=1, replicates=3)
+    b = chat.answer(PROMPTS, sampled, seed=1, replicates=3)
+    c = chat.answer(PROMPTS, sampled, seed=2, replicates=3)
     assert a == b
     assert a != c
     assert all(len(reps) == 3 for reps in a)
@@ -69,7 +70,7 @@ def test_bad_prompts_and_missing_model(tiny_model_dir, tmp_path):
 def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     load_causal_lm.cache_clear()
-    with pytest.raises(InputError, match="not found locally and no network access"):
+    with pytest.raises(BackendUnavailable, match="not found locally and no network access"):
         HFChatModel("no-such-org/no-such-model").answer(["hi"])
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from perspectives.cli.app import app
 from perspectives.data.banks import load_bank
 from perspectives.errors import InputError
-from perspectives.models.hf_agent import Agent
+from perspectives.models.hf_agent import HFAgent
 from perspectives.models.initial import InitialModel, cache_key, initial_agent, population_specs
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_
     def interrupted(self, pairs, seed=0):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Agent, "learn", interrupted)
+    monkeypatch.setattr(HFAgent, "learn", interrupted)
     with pytest.raises(KeyboardInterrupt):
         initial_agent(spec)
     root = tmp_path / "cache" / "initial"
@@ -147,7 +147,7 @@ def test_instruct_tune_on_a_dolly_fixture(tiny_model_dir, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(out)
     assert "### Instruction:" in tok.get_vocab()
-    tuned = Agent(
+    tuned = HFAgent(
         "tuned", str(out), prompt_format="appendix-a", dtype="float32", state_dir=tmp_path / "s"
     )
     assert isinstance(tuned.answer(["Name a fruit."])[0], str)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_engine import run_to_end, tiny_config
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
@@ -49,7 +48,9 @@ def not_blank(png: bytes) -> bool:
     return gray.std() > 8 and (gray < 160).mean() > 0.003
 
 
-def test_run_report_renders_in_headless_chromium(tiny_model_dir, tmp_path, monkeypatch):
+def test_run_report_renders_in_headless_chromium(
+    tiny_model_dir, tmp_path, monkeypatch, tiny_config, run_to_end
+):
     chromium = _chromium()
     monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache"))
     clear_backbones()
