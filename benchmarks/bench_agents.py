@@ -3,7 +3,7 @@
 All on SmolLM2-135M-Instruct (``"bundled"``), greedy decoding, ``max_new_tokens`` 48, questions
 from the bundled prompt sets ``figure2_relevant`` and ``figure2_orthogonal`` (interleaved).
 
-(1) Answers/s of ``Agent.answer`` (batched, bfloat16 where the CPU supports it) against the
+(1) Answers/s of ``HFAgent.answer`` (batched, bfloat16 where the CPU supports it) against the
     naive loop on the same model: a plain ``AutoModelForCausalLM`` in float32, the tokenizer's
     chat template and one ``generate`` per question. The naive loop is slow, so it answers
     fewer questions (drawn evenly from the same pool); rates are compared (target >= 15x at the
@@ -20,7 +20,7 @@ from the bundled prompt sets ``figure2_relevant`` and ``figure2_orthogonal`` (in
     the figure of (1) is reported too, and a base model answering the same questions at the
     same batch size separates the cost of small batches from the cost of many agents.
 (3) One update (the paper's: 50 pairs, 1 epoch, batch 8): full fine-tuning at lr 1e-5 (target
-    <= 15 s wall) and LoRA at lr 2e-4; wall time of ``Agent.learn`` and its split into forward,
+    <= 15 s wall) and LoRA at lr 2e-4; wall time of ``HFAgent.learn`` and its split into forward,
     backward and optimizer step (``TrainStats``); "other" is swap-in, saving and syncing.
 (4) Peak memory of one step of a population (each agent learns on a few pairs, then each
     answers a few questions), in a fresh subprocess per population: peak RSS
@@ -263,15 +263,15 @@ def mean_tokens(tokenizer, texts: list[str]) -> float:
 
 
 def make_agent(name: str, method: str, state_dir: Path, *, n_batch: int = 64, seed: int = 0):
-    from perspectives.models.hf import Sampling
-    from perspectives.models.hf_agent import Agent
+    from perspectives.models.hf_agent import HFAgent
+    from perspectives.models.spec import Sampling
 
     lr = FULL_LR if method == "full" else LORA_LR
-    return Agent(
+    return HFAgent(
         name,
         "bundled",
         update={"method": method, "lr": lr, "epochs": 1, "batch_size": 8},
-        sampling=Sampling(max_new_tokens=MAX_NEW_TOKENS),
+        sampling=Sampling(do_sample=False, max_new_tokens=MAX_NEW_TOKENS),
         batch_size=n_batch,
         state_dir=state_dir,
         seed=seed,
@@ -361,14 +361,14 @@ def bench_answering(args: argparse.Namespace, pool: list[str]) -> dict[str, Any]
     agent.answer(pool[: min(args.batch_sizes)])  # warm-up
     sweep_qs = cycled(pool, args.sweep_questions)
     for bs in args.batch_sizes:
-        say(f"(1) ours Agent.answer, batch {bs}, {len(sweep_qs)} questions ...")
+        say(f"(1) ours HFAgent.answer, batch {bs}, {len(sweep_qs)} questions ...")
         agent.batch_size = bs
         t0 = time.perf_counter()
         answers = agent.answer(sweep_qs)
         seconds = time.perf_counter() - t0
         rows.append(
             {
-                "name": f"ours, Agent.answer ({dtype})",
+                "name": f"ours, HFAgent.answer ({dtype})",
                 "dtype": dtype,
                 "questions": len(sweep_qs),
                 "batch_size": bs,
@@ -379,7 +379,7 @@ def bench_answering(args: argparse.Namespace, pool: list[str]) -> dict[str, Any]
         )
     for r in rows:
         r["ratio_vs_naive"] = r["answers_per_s"] / naive_rate
-    sweep = [r for r in rows if r["name"].startswith("ours, Agent")]
+    sweep = [r for r in rows if r["name"].startswith("ours, HFAgent")]
     best = max(sweep, key=lambda r: r["answers_per_s"])
     default = next((r for r in sweep if r["batch_size"] == args.default_batch), best)
     return {
@@ -651,11 +651,11 @@ def print_tables(res: dict[str, Any], quick: bool) -> None:
     a = res["answering"]
     print(
         f"\n(1) Answers/s, bundled model, greedy, max_new_tokens {MAX_NEW_TOKENS} "
-        f"(target: Agent.answer at batch {a['default_batch_size']} >= {SPEED_TARGET:.0f}x naive)"
+        f"(target: HFAgent.answer at batch {a['default_batch_size']} >= {SPEED_TARGET:.0f}x naive)"
     )
     print(f"{'':44} {'questions':>9} {'batch':>5} {'answers/s':>10} {'tok/ans':>8} {'vs naive':>9}")
     for r in a["rows"]:
-        target_row = r["name"].startswith("ours, Agent") and (
+        target_row = r["name"].startswith("ours, HFAgent") and (
             r["batch_size"] == a["default_batch_size"]
         )
         print(

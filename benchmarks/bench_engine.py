@@ -44,7 +44,8 @@ def main() -> None:
     from perspectives.bundled import cache_dir
     from perspectives.experiments.presets import preset_text
     from perspectives.simulation.config import parse_run_config
-    from perspectives.simulation.engine import Simulation, read_parts
+    from perspectives.simulation.engine import Simulation
+    from perspectives.simulation.rundir import read_parts
 
     raw = yaml.safe_load(preset_text("quickstart"))
     if args.quick:

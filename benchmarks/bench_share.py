@@ -78,7 +78,7 @@ def run_sweep(config: Path, out: Path, *extra: str) -> float:
 
 def timed(steps: int) -> dict:
     from perspectives.experiments.presets import load_preset
-    from perspectives.simulation.engine import read_parts
+    from perspectives.simulation.rundir import read_parts
 
     preset = load_preset("cs2-adversary")
     raw = preset.raw_config("cpu", {"steps": steps})

@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from perspectives.experiments.presets import load_preset
-    from perspectives.simulation.engine import read_parts
+    from perspectives.simulation.rundir import read_parts
 
     preset = load_preset("cs2-adversary")
     raw = preset.raw_config("cpu", {"steps": args.steps})

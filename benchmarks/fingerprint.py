@@ -26,33 +26,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from perspectives.models.tiny import write_tiny_model
+
 RESULTS = Path(__file__).parent / "results" / "fingerprint.json"
-
-
-def make_tiny_model(folder: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from perspectives.bundled import bundled_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def tiny_config(model: Path) -> dict:
@@ -105,7 +81,7 @@ def main() -> None:
         tmp = Path(tmp)
         cache = tmp / "cache"
         if args.only in (None, "tiny"):
-            model = make_tiny_model(tmp / "tiny-model")
+            model = write_tiny_model(tmp / "tiny-model")
             cfg = tmp / "tiny.yaml"
             cfg.write_text(yaml.safe_dump(tiny_config(model)))
             run_cli(["run", str(cfg), "--out", str(tmp / "tiny")], cache)
