@@ -1,16 +1,50 @@
 """perspectives: track the perspectives of interacting language models.
 
-The main entry points:
+The pipeline, one subpackage a stage::
 
-- :class:`~perspectives.space.PerspectiveSpace` — classical MDS of surrogate data kernels,
-  a scikit-learn style estimator (``fit`` / ``transform``).
-- :func:`~perspectives.embed.get_embedder` — the bundled all-MiniLM-L6-v2, any
-  sentence-transformers model, or an OpenAI-compatible endpoint, with a disk cache.
-- :class:`~perspectives.agents.hf.HFChatModel` — answers prompts with a transformers model.
-- :func:`~perspectives.compare.compare_responses` — responses table -> perspective space.
+    config -> simulation -> run folder -> perspective space -> analyses -> report
+    (simulation.config)  (simulation.engine)  (simulation.rundir)  (space)  (analysis)  (reporting)
+
+The public API:
+
+- ``PerspectiveSpace``: classical MDS of surrogate data kernels (scikit-learn style).
+- ``get_embedder``, ``compare_responses``: responses of a collection of models -> a space.
+- ``RunConfig``, ``Simulation``, ``RunFolder``, ``load_history``: simulate a system of
+  interacting models, read its run folder, and place its history in one space.
+- ``Agent``, ``LanguageModel``, ``AgentSpec``, ``make_agent``, ``load_agent``,
+  ``backends``, ``update_rules``: the agent contract and its registries.
+- ``perspectives.analysis``: iso-mirror, polarization, clusters, dispersion, trajectories,
+  answer diversity.
+
+Importing the package loads no model library: torch is imported only when an agent of a
+transformers backend is made.
 """
 
-from .errors import InputError, PerspectivesError
+from .analysis import (
+    adversarial_polarization,
+    answer_diversity,
+    class_polarization,
+    class_trajectories,
+    clusters_over_time,
+    dispersion,
+    iso_mirror,
+    model_trajectories,
+)
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    CorruptStateError,
+    InputError,
+    PerspectivesError,
+    RunFolderBusy,
+)
+from .models.contract import Agent, AgentSpec, LanguageModel
+from .models.registry import backends, load_agent, make_agent, update_rules
+from .models.spec import Sampling
+from .simulation.config import RunConfig, load_run_config
+from .simulation.engine import Simulation
+from .simulation.history import History, load_history
+from .simulation.rundir import RunFolder, read_parts
 from .space.compare import Comparison, compare_responses, write_comparison
 from .space.embed import get_embedder
 from .space.estimator import PerspectiveSpace
@@ -18,11 +52,38 @@ from .space.estimator import PerspectiveSpace
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentSpec",
+    "BackendUnavailable",
     "Comparison",
+    "ConfigError",
+    "CorruptStateError",
+    "History",
     "InputError",
+    "LanguageModel",
     "PerspectiveSpace",
     "PerspectivesError",
+    "RunConfig",
+    "RunFolder",
+    "RunFolderBusy",
+    "Sampling",
+    "Simulation",
+    "adversarial_polarization",
+    "answer_diversity",
+    "backends",
+    "class_polarization",
+    "class_trajectories",
+    "clusters_over_time",
     "compare_responses",
+    "dispersion",
     "get_embedder",
+    "iso_mirror",
+    "load_agent",
+    "load_history",
+    "load_run_config",
+    "make_agent",
+    "model_trajectories",
+    "read_parts",
+    "update_rules",
     "write_comparison",
 ]
