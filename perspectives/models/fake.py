@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir
 from .contract import AgentSpec
-from .spec import Sampling
+from .spec import Sampling, check_prompts
 from .update import TrainStats, UpdateConfig
 
 MEMORY_WORDS = 256  # the most recent learned words an agent keeps
@@ -35,12 +35,6 @@ def _words(text: str) -> list[str]:
 
 def _seed(*parts: object) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
-
-
-def _check(prompts: Sequence[str]) -> None:
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str) or not p.strip():
-            raise InputError("every prompt must be non-empty text", field=f"prompts[{i}]", value=p)
 
 
 class FakeModel:
@@ -84,7 +78,7 @@ class FakeModel:
         on_batch: Callable[[int], None] | None = None,
     ) -> list[list[str]]:
         """``answers[prompt][replicate]``; greedy (``sampling=None``) ignores ``seed``."""
-        _check(prompts)
+        check_prompts(prompts)
         sampling = sampling or Sampling(do_sample=False)
         out = [[self._one(p, sampling, seed, r) for r in range(replicates)] for p in prompts]
         if on_batch is not None:

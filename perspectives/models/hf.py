@@ -13,7 +13,7 @@ from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import BackendUnavailable, InputError
 from .device import bf16_supported, current_device
 from .formats import check_format, render_prompt, stop_token_ids
-from .spec import Sampling
+from .spec import Sampling, check_prompts
 
 
 def resolve_model_path(model: str) -> str:
@@ -104,13 +104,6 @@ def _load_causal_lm(model: str, dtype: str, device_name: str):
 
 def _batch_seed(seed: int, batch_key: str) -> int:
     return zlib.crc32(f"{seed}:{batch_key}".encode()) & 0x7FFFFFFF
-
-
-def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
-    """Raise InputError for a prompt that is not non-empty text."""
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str) or not p.strip():
-            raise InputError("every prompt must be non-empty text", field=f"{field}[{i}]", value=p)
 
 
 @torch.inference_mode()

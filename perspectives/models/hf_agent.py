@@ -37,8 +37,8 @@ from ..store import atomic_dir, atomic_path, link_or_copy
 from .contract import AgentSpec
 from .device import current_device
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
-from .hf import _resolve_dtype, check_prompts, generate_texts, resolve_model_path
-from .spec import Sampling
+from .hf import _resolve_dtype, generate_texts, resolve_model_path
+from .spec import Sampling, check_prompts
 from .training import train_on_examples
 from .update import TrainStats, UpdateConfig
 

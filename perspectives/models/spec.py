@@ -6,12 +6,21 @@ Torch-free: configs, the engine and the analyses use these without loading a mod
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from ..bundled import BUNDLED_MODEL
 from ..config import Strict, read_yaml, validate_model
+from ..errors import InputError
+
+
+def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
+    """Raise InputError for a prompt that is not non-empty text."""
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise InputError("every prompt must be non-empty text", field=f"{field}[{i}]", value=p)
 
 
 class Sampling(Strict):
