@@ -22,7 +22,9 @@ import pandas as pd
 
 from ..bundled import bundled_data_names, read_bundled_data
 from ..errors import InputError
-from ..space.responses import read_table, require_columns
+from ..space.responses import id_column, read_table, require_columns, text_column
+
+BANK_COLUMNS = ("question_id", "question", "answer")
 
 
 def bundled_banks() -> list[str]:
@@ -36,14 +38,19 @@ YAHOO_PREFIX = "yahoo:"
 def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
     """Load a bank (see the module docstring) as columns ``question_id, question, answer``.
 
-    Raises InputError (naming the file and column) for missing columns, empty or non-text
-    questions or answers, and duplicate questions or ids.
+    Raises InputError (naming the file and column) for an unknown name, an unreadable file
+    (see ``read_table``), missing columns, no rows, empty or non-text questions or answers,
+    ids that are neither text nor integers, and duplicate questions or ids.
     """
     if isinstance(source, list | tuple):
         if not source:
             raise InputError("an empty list of banks", field="question_bank")
         frame = pd.concat([load_bank(s) for s in source], ignore_index=True)
         return _checked(frame, f"banks {list(map(str, source))}")
+    if not isinstance(source, str | os.PathLike) or not str(source).strip():
+        raise InputError(
+            "must name a bundled bank, a file or yahoo:TOPIC", field="bank", value=source
+        )
     name = str(source)
     if name in bundled_banks():
         frame = read_bundled_data("banks", name)
@@ -51,7 +58,14 @@ def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
     elif name.startswith(YAHOO_PREFIX):
         frame, label = _yahoo_bank(name)
     else:
-        frame = read_table(Path(source))
+        path = Path(source)
+        if not path.suffix and not path.exists():
+            raise InputError(
+                f"no such bundled bank ({', '.join(bundled_banks())}) or file",
+                field="bank",
+                value=name,
+            )
+        frame = read_table(path, text_columns=BANK_COLUMNS)
         label = str(source)
     require_columns(frame, ("question", "answer"), label)
     if "question_id" not in frame.columns:
@@ -86,20 +100,12 @@ def _yahoo_bank(spec: str) -> tuple[pd.DataFrame, str]:
 
 
 def _checked(frame: pd.DataFrame, label: str) -> pd.DataFrame:
-    frame = frame.copy()
+    frame = frame.reset_index(drop=True)
     if frame.empty:
         raise InputError("the bank has no questions", source=label)
-    frame["question_id"] = frame["question_id"].astype(str)
+    frame["question_id"] = id_column(frame, "question_id", label)
     for col in ("question", "answer"):
-        bad = frame[col].map(lambda v: not isinstance(v, str) or not v.strip())
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                f"empty or non-text value in row {row}",
-                source=label,
-                field=col,
-                value=frame[col].iloc[row],
-            )
+        frame[col] = text_column(frame, col, label)
     for col in ("question_id", "question"):
         dup = frame[col].duplicated()
         if dup.any():
@@ -113,8 +119,11 @@ def _checked(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 def sample_pairs(bank: pd.DataFrame, size: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     """``size`` distinct (question, answer) pairs drawn without replacement from ``bank``.
 
-    Raises InputError when the bank holds fewer than ``size`` pairs.
+    Raises InputError when ``size`` is not a whole number >= 1 or the bank holds fewer than
+    ``size`` pairs.
     """
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise InputError("must be a whole number >= 1", field="sample_size", value=size)
     if size > len(bank):
         raise InputError(
             f"cannot draw {size} pairs from a bank of {len(bank)}", field="sample_size", value=size

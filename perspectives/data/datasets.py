@@ -19,7 +19,7 @@ import pandas as pd
 from ..bundled import hub_offline
 from ..errors import InputError
 from ..models.formats import END_MARK, INSTRUCTION_MARK, RESPONSE_MARK
-from ..space.responses import read_table, require_columns
+from ..space.responses import id_column, read_table, require_columns, text_column
 
 YAHOO_HUB_ID = "community-datasets/yahoo_answers_topics"
 DOLLY_HUB_ID = "databricks/databricks-dolly-15k"
@@ -126,8 +126,9 @@ def load_yahoo_answers(
         raise InputError(f"empty id in row {row}", source=where, field="id")
 
     topic_ids = _topic_column(frame["topic"], where)
-    titles = _text(frame["question_title"])
-    answers = _text(frame["best_answer"])
+    frame = frame.reset_index(drop=True)
+    titles = _text(frame, "question_title", where)
+    answers = _text(frame, "best_answer", where)
     keep = np.ones(len(frame), dtype=bool)
     if wanted is not None:
         keep &= np.isin(topic_ids, wanted)
@@ -138,7 +139,7 @@ def load_yahoo_answers(
 
     out = pd.DataFrame(
         {
-            "question_id": "ya-" + _text(frame["id"]).str.strip(),
+            "question_id": "ya-" + id_column(frame, "id", where).str.strip(),
             "topic": [YAHOO_TOPICS[i] for i in topic_ids],
             "question": titles.str.strip(),
             "answer": answers.str.strip(),
@@ -163,7 +164,8 @@ def load_dolly(
     """
     frame, where = _load_source(source, "train", DOLLY_COLUMNS)
     require_columns(frame, DOLLY_COLUMNS, where)
-    out = pd.DataFrame({c: _text(frame[c]) for c in DOLLY_COLUMNS})
+    frame = frame.reset_index(drop=True)
+    out = pd.DataFrame({c: _text(frame, c, where) for c in DOLLY_COLUMNS})
     out["response"] = out["response"].str.strip()
     if apply_filter:
         keep = np.fromiter(
@@ -254,9 +256,14 @@ def _topic_column(column: pd.Series, where: str) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def _text(column: pd.Series) -> pd.Series:
-    """A column as plain text: missing values become ``""`` (CSV reads empty cells as NaN)."""
-    return column.astype(object).where(column.notna(), "").astype(str)
+def _text(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
+    """A column as plain text: missing values become ``""`` (CSV reads empty cells as NaN).
+
+    Raises InputError naming ``where``, the column and the row for a value that is not text
+    (a number, a boolean, a list in a JSON Lines or Parquet file): it is never stringified.
+    """
+    values = text_column(frame, column, where, allow_missing=True, allow_blank=True)
+    return values.where(values.notna(), "").astype(str)
 
 
 def _sample(
@@ -298,19 +305,10 @@ def _load_source(
 
 
 def _read_local(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Read a local table with text columns kept as text (``"007"`` stays ``"007"``)."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson") or not path.is_file():
-        return read_table(path)  # it owns the not-found / unknown-type / unreadable errors
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(
-                path, dtype={c: str for c in columns}, keep_default_na=False, na_values=[""]
-            )
-        # dtype=False: JSON's own types only, no guessing numbers (or dates) from strings.
-        return pd.read_json(path, lines=True, dtype=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
-        raise InputError(f"cannot read the file: {exc}", source=str(path)) from None
+    """Read a local table with text columns kept as text (``"007"`` stays ``"007"``) and JSON
+    values keeping their JSON types (a number is not guessed from a string, nor the reverse).
+    """
+    return read_table(path, text_columns=columns)
 
 
 # Exception class names (anywhere in the cause chain) that mean the hub could not be reached.

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..errors import InputError
 from ..reporting.progress import progress_bar
+from ..space.responses import require_columns
 from .registry import make_model
-from .spec import GenerationConfig, ModelSpec
+from .spec import RESERVED_LABELS, GenerationConfig, ModelSpec
 
 
 def generate_responses(
@@ -20,11 +22,29 @@ def generate_responses(
 ) -> pd.DataFrame:
     """Ask every model every prompt (``generation.replicates`` times each).
 
-    ``prompts`` has columns ``prompt_id`` and ``prompt``. Models that share weights share one
-    loaded copy. Returns a responses table: ``model, prompt_id, prompt, replicate, response``
-    plus one column per label of the model specs.
+    ``prompts`` has columns ``prompt_id`` and ``prompt`` (as ``load_prompts`` returns it).
+    Models that share weights share one loaded copy. Returns a responses table: ``model,
+    prompt_id, prompt, replicate, response`` plus one column per label of the model specs; its
+    ``attrs["inputs"]`` lists the prompt file it came from (so no output replaces it).
+
+    Raises InputError, before any model is loaded, for a prompt table without those columns or
+    with no rows, a label named like a column of the table, or no models.
     """
     gen = generation or GenerationConfig()
+    if not models:
+        raise InputError("no models to ask", field="models")
+    source = prompts.attrs.get("source", "prompts")
+    require_columns(prompts, ("prompt_id", "prompt"), source)
+    if prompts.empty:
+        raise InputError("no prompts", source=source)
+    for i, spec in enumerate(models):
+        # ModelSpec refuses these; a spec built with model_construct is not validated.
+        clash = sorted(set(spec.labels) & set(RESERVED_LABELS))
+        if clash:
+            raise InputError(
+                "a label may not be named like a column of the responses table",
+                field=f"models.{i}.labels.{clash[0]}",
+            )
     texts = prompts["prompt"].tolist()
     rows = []
     total = len(models) * len(texts) * gen.replicates
@@ -59,4 +79,7 @@ def generate_responses(
                             **spec.labels,
                         }
                     )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if prompts.attrs.get("source"):
+        out.attrs["inputs"] = [prompts.attrs["source"]]
+    return out

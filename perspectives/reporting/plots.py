@@ -25,10 +25,44 @@ def _xy(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return frame["z1"], y
 
 
+MISSING_LABEL = "(no label)"
+
+
 def _groups(frame: pd.DataFrame, color_by: str | None) -> list[tuple[str, pd.DataFrame]]:
+    """One ``(name, rows)`` group per value of ``color_by``: every point in exactly one group
+    (points without a label form the last group), numbers in numeric order."""
     if color_by is None or color_by not in frame.columns:
         return [("points", frame)]
-    return [(str(k), g) for k, g in frame.groupby(color_by, sort=True)]
+    values = frame[color_by]
+    # Group by position, not by value: groupby would drop missing labels (points vanish
+    # from the plot) and cannot sort a column that mixes numbers and text.
+    order: dict[object, list[int]] = {}
+    for i, v in enumerate(values.tolist()):
+        key = None if _missing(v) else v
+        try:
+            hash(key)
+        except TypeError:
+            key = str(key)
+        order.setdefault(key, []).append(i)
+    keys = sorted((k for k in order if k is not None), key=_sort_key)
+    if None in order:
+        keys.append(None)
+    return [(MISSING_LABEL if k is None else str(k), frame.iloc[order[k]]) for k in keys]
+
+
+def _missing(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array is not "missing"
+        return False
+
+
+def _sort_key(value: object) -> tuple:
+    if isinstance(value, bool):
+        return (1, int(value), "")
+    if isinstance(value, int | float):
+        return (0, float(value), "")
+    return (2, 0.0, str(value))
 
 
 def _draw(ax, frame: pd.DataFrame, color_by: str | None, title: str) -> None:

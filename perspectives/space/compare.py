@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..reporting.plots import scatter_html, scatter_png
 from ..reporting.progress import progress_bar
 from ..store import write_csv, write_json, write_npy, write_parquet
 from .embed import CachedEmbedder, Embedder, get_embedder
 from .estimator import PerspectiveSpace
-from .responses import DataKernels, data_kernels, point_columns, validate_responses
+from .responses import (
+    COORDINATE,
+    DataKernels,
+    data_kernels,
+    point_columns,
+    validate_responses,
+)
 from .separation import class_separation
+
+# Every file ``write_comparison`` may write into its folder.
+OUTPUT_FILES = (
+    "responses.parquet",
+    "perspectives.parquet",
+    "perspectives.csv",
+    "distances.npy",
+    "distances.csv",
+    "space.png",
+    "space.html",
+    "summary.json",
+)
 
 
 @dataclass
@@ -28,6 +47,9 @@ class Comparison:
     kernels: DataKernels
     embedder_name: str
     info: dict = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    """Files the comparison was read from; ``write_comparison`` never writes over them."""
+    source: str = "responses"
 
 
 def embed_with_progress(
@@ -87,11 +109,21 @@ def compare_responses(
     ------
     InputError
         For any problem in the table (naming ``source``, the column and the value); see
-        ``validate_responses`` and ``PerspectiveSpace.fit``.
+        ``validate_responses`` and ``PerspectiveSpace.fit``; and for an ``n_components`` that
+        is not a whole number from 1 to (points - 1). All are raised before embedding.
     """
+    _check_n_components(n_components)
     df = validate_responses(
         responses, source, drop_incomplete=drop_incomplete, allow_empty=allow_empty, warn=warn
     )
+    n_points = df.groupby(point_columns(df), sort=False).ngroups
+    if n_components is not None and n_components > n_points - 1:
+        raise InputError(
+            f"is larger than possible: at most {n_points - 1} components for {n_points} points",
+            source=source,
+            field="n_components",
+            value=n_components,
+        )
     emb = embedder if embedder is not None else get_embedder()
     kernels = data_kernels(df, embed_with_progress(emb, show_progress))
     space = PerspectiveSpace(n_components=n_components).fit(kernels.kernels, labels=kernels.points)
@@ -106,7 +138,83 @@ def compare_responses(
         "elbows": list(space.elbows_),
         "explained_variance_ratio": space.explained_variance_ratio_.tolist(),
     }
-    return Comparison(space, table, kernels, emb.name, info)
+    return Comparison(
+        space, table, kernels, emb.name, info, inputs=_inputs_of(responses), source=source
+    )
+
+
+def _check_n_components(n_components: object) -> None:
+    if n_components is None:
+        return
+    whole = isinstance(n_components, int | np.integer) and not isinstance(n_components, bool)
+    if not whole or n_components < 1:
+        raise InputError(
+            "must be a whole number >= 1 (or None for the elbow)",
+            field="n_components",
+            value=n_components,
+        )
+
+
+def _inputs_of(frame: pd.DataFrame) -> list[str]:
+    """The files a table was read from, as ``read_table`` and ``generate_responses`` record
+    them in its ``attrs``."""
+    found = [frame.attrs.get("source"), *frame.attrs.get("inputs", [])]
+    return [str(f) for f in found if f]
+
+
+def check_output_dir(
+    out_dir: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    files: Iterable[str] = OUTPUT_FILES,
+) -> Path:
+    """Check, before any work, that ``out_dir`` can take a comparison's files.
+
+    Nothing is created. Raises InputError (field ``--out``) when ``out_dir`` or a folder above
+    it is a file, when one of ``files`` in it is a folder or is one of ``inputs`` (an output
+    never replaces an input: ``compare perspectives.csv --out .`` is refused), or when the
+    nearest existing folder cannot be written.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(
+            "is an existing file, not a folder; choose a folder for the outputs",
+            source=str(out),
+            field="--out",
+        )
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise InputError(
+            f"cannot make the output folder: {existing} is a file", source=str(out), field="--out"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(
+            f"cannot write the output folder: {existing} is not writable",
+            source=str(out),
+            field="--out",
+        )
+    sources = [Path(i) for i in inputs if i]
+    for name in files:
+        target = out / name
+        if target.is_dir():
+            raise InputError(
+                f"{name} is a folder there; it would be replaced", source=str(out), field="--out"
+            )
+        for src in sources:
+            if _same_file(target, src):
+                raise InputError(
+                    f"would overwrite the input file {src}; choose another --out folder",
+                    source=str(target),
+                    field="--out",
+                )
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def separation_by(comp: Comparison, label: str, dims: int | None = None) -> dict[str, float] | None:
@@ -114,7 +222,7 @@ def separation_by(comp: Comparison, label: str, dims: int | None = None) -> dict
     is absent or has fewer than two classes with two points each."""
     if label not in comp.perspectives.columns:
         return None
-    z = comp.perspectives[[c for c in comp.perspectives.columns if c.startswith("z")]]
+    z = comp.perspectives[[c for c in comp.perspectives.columns if COORDINATE.fullmatch(c)]]
     Z = z.to_numpy()[:, :dims] if dims else z.to_numpy()
     try:
         return class_separation(Z, comp.perspectives[label].astype(str).to_numpy())
@@ -129,6 +237,7 @@ def write_comparison(
     color_by: str | None = None,
     responses: pd.DataFrame | None = None,
     title: str = "Perspective space",
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Write a comparison's run folder; every file is written atomically.
 
@@ -136,9 +245,37 @@ def write_comparison(
     ``distances.csv`` (Frobenius distances between points, labelled), ``space.png``,
     ``space.html`` (interactive, self-contained), ``summary.json``, and ``responses.parquet``
     when ``responses`` is given (generated answers).
+
+    Raises InputError before writing anything when ``color_by`` is not a column of the points
+    (a point column or a label), or when ``check_output_dir`` refuses ``out_dir`` (a file, an
+    unwritable folder, or an output that would replace ``inputs`` or ``comp.inputs``); and
+    InputError naming the file when the system refuses a write.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if color_by is not None and color_by not in comp.kernels.points.columns:
+        raise InputError(
+            f"no such label column; available: {list(comp.kernels.points.columns)}",
+            source=comp.source,
+            field="--color-by",
+            value=color_by,
+        )
+    files = OUTPUT_FILES if responses is not None else OUTPUT_FILES[1:]
+    out = check_output_dir(out_dir, [*comp.inputs, *inputs], files=files)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _write(comp, out, color_by, responses, title)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the output: {exc.strerror or exc}", source=str(out), field="--out"
+        ) from None
+
+
+def _write(
+    comp: Comparison,
+    out: Path,
+    color_by: str | None,
+    responses: pd.DataFrame | None,
+    title: str,
+) -> Path:
     if responses is not None:
         write_parquet(out / "responses.parquet", responses)
     write_parquet(out / "perspectives.parquet", comp.perspectives)

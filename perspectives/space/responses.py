@@ -3,14 +3,24 @@
 A responses table has one row per answer: columns ``model``, ``prompt_id``, ``response``;
 optionally ``replicate``, ``time``, ``prompt`` and any label columns (e.g. ``class``). A
 *point* of the perspective space is a model, or a (model, time) pair when ``time`` is present.
+
+Every value is checked for what it is, not turned into text: an answer that is a list, a
+boolean or a number in a JSON Lines or Parquet file is refused (naming the file, the column
+and the row), never silently written as ``"['...']"`` or ``"True"``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -19,31 +29,161 @@ from ..errors import InputError
 
 REQUIRED = ("model", "prompt_id", "response")
 RESERVED = (*REQUIRED, "replicate", "time", "prompt")
-# Columns that are text even when every value looks like a number ("42" is an answer).
-_TEXT_COLUMNS = {"model": str, "prompt_id": str, "response": str, "prompt": str}
+# Columns read as text from a CSV even when every value looks like a number ("42" is an answer).
+TEXT_COLUMNS = ("model", "prompt_id", "response", "prompt")
+# The coordinate columns of the written tables: a label of that name would be overwritten.
+COORDINATE = re.compile(r"z\d+")
+_INT64_MAX = 2**63 - 1
+TABLE_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+# --------------------------------------------------------------------------- reading
+
+
+def read_table(
+    path: str | os.PathLike, *, text_columns: Sequence[str] = TEXT_COLUMNS
+) -> pd.DataFrame:
     """Read a CSV, JSON Lines or Parquet file by its extension.
 
-    Raises InputError naming the file when it is missing, of an unknown type or unreadable.
+    CSV cells of ``text_columns`` stay text; JSON Lines values keep their JSON types (a number
+    stays a number, so a validator can refuse it). The frame's ``attrs["source"]`` holds the
+    file's resolved path (so writers can refuse to overwrite it).
+
+    Raises InputError naming the file when it is missing, a folder, of an unknown type, empty,
+    not UTF-8 (CSV, JSON Lines), not parseable, or has duplicate or blank column names.
     """
     p = Path(path)
+    source = str(p)
     if not p.exists():
-        raise InputError("file not found", source=str(p))
-    suffix = p.suffix.lower()
+        raise InputError("file not found", source=source)
+    if p.is_dir():
+        raise InputError("is a folder, not a file", source=source)
+    kind = TABLE_SUFFIXES.get(p.suffix.lower())
+    if kind is None:
+        raise InputError(
+            "unknown file type; use .csv, .jsonl or .parquet", source=source, value=p.suffix
+        )
     try:
-        if suffix == ".csv":
-            return pd.read_csv(p, keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS)
-        if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(p, lines=True, dtype=_TEXT_COLUMNS)
-        if suffix == ".parquet":
-            return pd.read_parquet(p)
+        size = p.stat().st_size
+        if size == 0:
+            raise InputError("the file is empty", source=source)
+        if kind == "parquet":
+            frame = _read_parquet(p, source)
+        else:
+            text = read_text(p)
+            if not text.strip():
+                raise InputError("the file is empty (only whitespace)", source=source)
+            frame = (
+                _read_csv(text, source, text_columns)
+                if kind == "csv"
+                else _read_jsonl(text, source)
+            )
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", source=source) from None
+    check_column_names(frame, source)
+    frame.attrs["source"] = str(p.resolve())
+    return frame
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A file's text, decoded as UTF-8 (a byte-order mark is dropped).
+
+    Raises InputError naming the file, the line and the offending bytes when it is not UTF-8.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"not UTF-8 text: undecodable byte(s) at line {line}, byte offset {exc.start}; "
+            "save the file as UTF-8",
+            source=str(path),
+            value=raw[exc.start : exc.start + 4],
+        ) from None
+
+
+def _read_parquet(p: Path, source: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(p)
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
-        raise InputError(f"cannot read the file: {exc}", source=str(p)) from None
-    raise InputError(
-        "unknown file type; use .csv, .jsonl or .parquet", source=str(p), value=p.suffix
-    )
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read the file as Parquet: {detail}", source=source) from None
+    # A table saved with its index (df.set_index("model").to_parquet()) gets it back as columns.
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    return frame
+
+
+def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFrame:
+    # pandas renames a repeated header ("model" -> "model.1"); a repeated column is an error.
+    header = next(csv.reader(io.StringIO(text)), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InputError("the header repeats a column", source=source, field=name)
+        seen.add(name)
+    try:
+        return pd.read_csv(
+            io.StringIO(text),
+            keep_default_na=False,
+            na_values=[""],
+            dtype={c: str for c in text_columns},
+        )
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
+        detail = str(exc).strip().splitlines()[-1][:200] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read the file as CSV: {detail}", source=source) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    for i, k in enumerate(keys):
+        if k in keys[:i]:
+            raise _DuplicateKey(k)
+    return dict(pairs)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _read_jsonl(text: str, source: str) -> pd.DataFrame:
+    records: list[dict] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as exc:
+            raise InputError(
+                f"line {n} repeats the key {exc.args[0]!r}", source=source, field=exc.args[0]
+            ) from None
+        except ValueError as exc:
+            reason = getattr(exc, "msg", str(exc))
+            raise InputError(f"line {n} is not valid JSON: {reason}", source=source) from None
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"line {n} is not a JSON object {{...}}", source=source, value=type(obj).__name__
+            )
+        records.append(obj)
+    if not records:
+        raise InputError("the file has no records", source=source)
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    # Object columns keep each value's JSON type: 1 stays 1, [1] stays a list, null is None.
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns})
+
+
+def check_column_names(frame: pd.DataFrame, source: str) -> None:
+    """Raise InputError naming ``source`` for a column name that is not text, blank or repeated."""
+    seen: set[str] = set()
+    for name in frame.columns:
+        if not isinstance(name, str):
+            raise InputError("column names must be text", source=source, value=name)
+        if not name.strip():
+            raise InputError("a column has a blank name", source=source, value=name)
+        if name in seen:
+            raise InputError("the table repeats a column", source=source, field=name)
+        seen.add(name)
 
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
@@ -57,6 +197,193 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) ->
         )
 
 
+# --------------------------------------------------------------------------- value checks
+
+
+def value_kind(value: object) -> str:
+    """What a cell holds: ``missing``, ``text``, ``bool``, ``integer``, ``number`` or
+    ``other`` (a list, a mapping, bytes, a date...)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "missing"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | np.integer):
+        return "integer"
+    if isinstance(value, float | np.floating):
+        return "missing" if math.isnan(value) else "number"
+    return "other"
+
+
+def _kinds(column: pd.Series) -> np.ndarray:
+    """``value_kind`` of every cell, fast for typed columns."""
+    dtype = column.dtype
+    n = len(column)
+    if pd.api.types.is_bool_dtype(dtype) and not column.isna().any():
+        return np.full(n, "bool", dtype=object)
+    if pd.api.types.is_integer_dtype(dtype) and not column.isna().any():
+        return np.full(n, "integer", dtype=object)
+    if pd.api.types.is_float_dtype(dtype):
+        return np.where(column.isna().to_numpy(), "missing", "number").astype(object)
+    if isinstance(dtype, pd.StringDtype):
+        return np.where(column.isna().to_numpy(), "missing", "text").astype(object)
+    return np.fromiter((value_kind(v) for v in column.tolist()), dtype=object, count=n)
+
+
+def _raise_row(row: int, message: str, source: str, column: str, value: object = None) -> NoReturn:
+    if isinstance(value, np.generic):  # shown as 0.5, not np.float64(0.5)
+        value = value.item()
+    raise InputError(f"{message} in row {row}", source=source, field=column, value=value)
+
+
+def text_column(
+    frame: pd.DataFrame,
+    column: str,
+    source: str,
+    *,
+    allow_missing: bool = False,
+    allow_blank: bool = False,
+) -> pd.Series:
+    """``frame[column]`` checked to hold text (missing cells as None when ``allow_missing``).
+
+    Raises InputError naming ``source``, ``column``, the row and the value for a missing cell,
+    a non-text value (a number, a boolean, a list...) or blank text (unless allowed).
+    """
+    values = frame[column]
+    kinds = _kinds(values)
+    for row, kind in enumerate(kinds):
+        if kind == "missing" and not allow_missing:
+            _raise_row(row, "missing value", source, column)
+        if kind not in ("text", "missing"):
+            _raise_row(row, f"non-text value ({kind})", source, column, values.iloc[row])
+    out = values.astype(object).where(kinds == "text", None)
+    if not allow_blank:
+        blank = out.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy()
+        if blank.any():
+            row = int(np.flatnonzero(blank)[0])
+            _raise_row(row, "empty text", source, column, values.iloc[row])
+    return out
+
+
+def id_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """``frame[column]`` as text ids: each cell non-blank text or an integer, not both kinds
+    in one column (``1`` and ``"1"`` would merge).
+
+    Raises InputError naming ``source``, ``column``, the row and the value.
+    """
+    values = frame[column]
+    kinds = _kinds(values)
+    first: str | None = None
+    for row, kind in enumerate(kinds):
+        if kind == "missing":
+            _raise_row(row, "empty value", source, column)
+        if kind not in ("text", "integer"):
+            _raise_row(
+                row,
+                f"an id must be text or an integer, not {kind}",
+                source,
+                column,
+                values.iloc[row],
+            )
+        if first is None:
+            first = kind
+        elif kind != first:
+            _raise_row(row, f"mixes {first} and {kind} ids", source, column, values.iloc[row])
+    out = pd.Series([str(v) for v in values.tolist()], index=values.index, dtype=object)
+    blank = out.map(lambda v: not v.strip()).to_numpy()
+    if blank.any():
+        _raise_row(int(np.flatnonzero(blank)[0]), "empty value", source, column)
+    return out
+
+
+def _replicate_column(frame: pd.DataFrame, source: str) -> pd.Series:
+    """The ``replicate`` column as int64: whole numbers >= 0 (digit strings from a CSV too)."""
+    values = frame["replicate"]
+    if pd.api.types.is_signed_integer_dtype(values.dtype) and not values.isna().any():
+        out = values.astype(np.int64)
+    else:
+        parsed = []
+        for row, v in enumerate(values.tolist()):
+            kind = value_kind(v)
+            text = v.strip() if kind == "text" else ""
+            if kind == "integer":
+                number = int(v)
+            elif kind == "number" and math.isfinite(v) and float(v).is_integer():
+                number = int(v)
+            elif text.isascii() and text.isdigit():
+                number = int(text)
+            elif kind == "missing":
+                _raise_row(row, "missing replicate", source, "replicate")
+            else:
+                _raise_row(row, "a replicate must be a whole number", source, "replicate", v)
+            if abs(number) > _INT64_MAX:
+                _raise_row(row, "a replicate this large is not a count", source, "replicate", v)
+            parsed.append(number)
+        out = pd.Series(parsed, index=values.index, dtype=np.int64)
+    negative = (out < 0).to_numpy()
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        _raise_row(row, "a replicate must be >= 0", source, "replicate", int(out.iloc[row]))
+    return out
+
+
+def _category(kind: str) -> str:
+    return "number" if kind in ("integer", "number") else kind
+
+
+def _scalar_column(
+    frame: pd.DataFrame, column: str, source: str, *, allow_missing: bool, what: str
+) -> None:
+    """Check that a label or time column holds scalars of one kind: all text, all numbers or
+    all booleans (missing cells only when ``allow_missing``). Raises InputError naming the row."""
+    values = frame[column]
+    kinds = _kinds(values)
+    first: str | None = None
+    for row, kind in enumerate(kinds):
+        if kind == "missing":
+            if not allow_missing:
+                _raise_row(row, f"missing {what}", source, column)
+            continue
+        if kind == "other":
+            _raise_row(
+                row,
+                f"a {what} must be text, a number or a boolean",
+                source,
+                column,
+                values.iloc[row],
+            )
+        if kind == "number" and not math.isfinite(values.iloc[row]):
+            _raise_row(row, f"a {what} must be finite", source, column, values.iloc[row])
+        if kind == "integer" and abs(int(values.iloc[row])) > _INT64_MAX:
+            # The written Parquet table stores it as a 64-bit integer.
+            _raise_row(row, f"a {what} must fit in 64 bits", source, column, values.iloc[row])
+        cat = _category(kind)
+        if first is None:
+            first = cat
+        elif cat != first:
+            _raise_row(
+                row,
+                f"the column mixes {first} and {cat} values",
+                source,
+                column,
+                values.iloc[row],
+            )
+
+
+def check_label_names(columns: Sequence[str], source: str) -> None:
+    """Raise InputError for a label column whose name a written table uses (``z1``, ``z2``...,
+    the coordinates)."""
+    for name in columns:
+        if name not in RESERVED and COORDINATE.fullmatch(name):
+            raise InputError(
+                "this name is reserved for the coordinates of the written tables (z1, z2, ...); "
+                "rename the label column",
+                source=source,
+                field=name,
+            )
+
+
 def validate_responses(
     frame: pd.DataFrame,
     source: str = "responses",
@@ -65,31 +392,40 @@ def validate_responses(
     allow_empty: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Check a responses table and return a clean copy (``prompt_id`` as text, ``replicate``
-    filled with 0).
+    """Check a responses table and return a clean copy (``model`` and ``prompt_id`` as text,
+    ``replicate`` as integers, 0 when absent).
 
-    Raises InputError (naming ``source``, the column and the value) on: missing columns, empty
-    or non-text responses, duplicate (point, prompt, replicate) rows, labels that vary within a
-    point, points missing some prompts (unless ``drop_incomplete``, which drops those points and
-    reports them through ``warn``), or fewer than two points. ``allow_empty`` accepts empty
-    answers (a generated answer may legitimately be empty).
+    Raises InputError (naming ``source``, the column, the row and the value) on: column names
+    that are not text, repeated or reserved (``z1``...); missing columns; ``model`` or
+    ``prompt_id`` cells that are missing, blank or neither text nor integers; missing,
+    non-text or empty responses; a ``replicate`` that is not a whole number >= 0; a missing
+    ``time``; labels that are lists or mix text and numbers; duplicate (point, prompt,
+    replicate) rows; labels that vary within a point; points missing some prompts (unless
+    ``drop_incomplete``, which drops those points and reports them through ``warn``); or fewer
+    than two points. ``allow_empty`` accepts empty answers (a generated answer may
+    legitimately be empty).
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(
+            "expected a table (a pandas DataFrame)", source=source, value=type(frame).__name__
+        )
+    check_column_names(frame, source)
     require_columns(frame, REQUIRED, source)
     if frame.empty:
         raise InputError("the table has no rows", source=source)
-    df = frame.copy()
-    if "replicate" not in df.columns:
-        df["replicate"] = 0
+    check_label_names(frame.columns, source)
+    df = frame.reset_index(drop=True)
+    df = df.copy()
     for col in ("model", "prompt_id"):
-        if df[col].isna().any():
-            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
-            raise InputError(f"empty value in row {row}", source=source, field=col)
-        df[col] = df[col].astype(str)
-    texts = df["response"]
-    _raise_at_first(df, texts.isna(), "missing response", source, show_value=False)
-    _raise_at_first(df, ~texts.map(lambda v: isinstance(v, str)), "non-text response", source)
-    if not allow_empty:
-        _raise_at_first(df, texts.str.strip() == "", "empty response", source)
+        df[col] = id_column(df, col, source)
+    _check_responses(df, source, allow_empty)
+    if "prompt" in df.columns:
+        df["prompt"] = text_column(df, "prompt", source, allow_missing=True, allow_blank=True)
+    df["replicate"] = _replicate_column(df, source) if "replicate" in df.columns else 0
+    if "time" in df.columns:
+        _scalar_column(df, "time", source, allow_missing=False, what="time")
+    for col in label_columns(df):
+        _scalar_column(df, col, source, allow_missing=True, what="label")
 
     keys = point_columns(df)
     _check_unique_and_constant_labels(df, keys, source)
@@ -102,6 +438,15 @@ def validate_responses(
             field="model",
         )
     return df
+
+
+def _check_responses(df: pd.DataFrame, source: str, allow_empty: bool) -> None:
+    kinds = _kinds(df["response"])
+    _raise_at_first(df, kinds == "missing", "missing response", source, show_value=False)
+    _raise_at_first(df, kinds != "text", "non-text response", source)
+    if not allow_empty:
+        blank = df["response"].map(lambda v: not v.strip()).to_numpy()
+        _raise_at_first(df, blank, "empty response", source)
 
 
 def _check_unique_and_constant_labels(df: pd.DataFrame, keys: list[str], source: str) -> None:
@@ -153,12 +498,13 @@ def _complete_points(
 
 
 def _raise_at_first(
-    df: pd.DataFrame, bad: pd.Series, what: str, source: str, show_value: bool = True
+    df: pd.DataFrame, bad: np.ndarray, what: str, source: str, show_value: bool = True
 ) -> None:
     """Raise InputError for the first row where ``bad`` holds, naming the model and prompt."""
+    bad = np.asarray(bad, dtype=bool)
     if not bad.any():
         return
-    row = int(np.flatnonzero(bad.to_numpy())[0])
+    row = int(np.flatnonzero(bad)[0])
     raise InputError(
         f"{what} in row {row} (model {df['model'].iloc[row]!r}, "
         f"prompt {df['prompt_id'].iloc[row]!r})",
