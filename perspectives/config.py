@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +14,76 @@ from .errors import ConfigError
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors (a typo is never ignored)."""
+    """Base of every config model: unknown keys are errors (a typo is never ignored) and
+    values are never coerced (``"3"`` is no int, ``1`` no bool, ``2.0`` no int; an int is
+    a float)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# YAML 1.1 (PyYAML) reads 1e-4 as a string; YAML 1.2, and every user, reads a number.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error: the default
+    keeps the last silently, so an edit at the top of a file could be undone at its end."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # an unhashable key: PyYAML's own error follows
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; raises ConfigError naming ``source`` when invalid (a key given twice
+    included)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise ConfigError(f"not valid YAML: {message}", source=source) from None
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file; raises ConfigError naming the file when missing or invalid."""
+    """Parse a YAML file; raises ConfigError naming the file when it is missing, not a file,
+    not UTF-8 text or not valid YAML."""
     p = Path(path)
     if not p.exists():
         raise ConfigError("file not found", source=str(p))
+    if not p.is_file():
+        raise ConfigError("not a file", source=str(p))
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start}); save it as UTF-8", source=str(p)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror}", source=str(p)) from None
+    return parse_yaml(text, str(p))
 
 
 def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
@@ -40,7 +97,7 @@ def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(_keys(raw, err["loc"])) or "(top level)"
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid":
             message = f"unknown type; one of [{err['ctx']['expected_tags']}]"
         elif err["type"] == "union_tag_not_found":

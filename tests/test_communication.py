@@ -60,7 +60,7 @@ def config(communication) -> dict:
         ),
         (
             {"type": "adjacency", "edges": [["adv-1"]]},
-            r"field 'communication.edges.0.1': Field required",
+            r"field 'communication.edges.0': List should have at least 2 items",
         ),
     ],
 )

@@ -67,10 +67,17 @@ class Registry(Generic[T]):
 @dataclass(frozen=True)
 class Backend:
     """A model backend: ``model`` makes its static answerer from (model, system_prompt,
-    prompt_format, dtype, batch_size); ``agent`` is its fine-tunable agent class, if any."""
+    prompt_format, dtype, batch_size); ``agent`` is its fine-tunable agent class, if any;
+    ``check(model)``, if given, raises a PerspectivesError for a model it cannot load, cheaply
+    (configs call it before any work)."""
 
     model: str | Callable[..., LanguageModel]
     agent: str | type | None = None
+    check: str | Callable[[str], None] | None = None
+
+    def check_model(self, model: str) -> None:
+        if self.check is not None:
+            _resolve(self.check)(model)
 
     def model_class(self) -> Callable[..., LanguageModel]:
         return _resolve(self.model)
@@ -112,7 +119,12 @@ def _load_fine_tuned(directory: Path, state_dir: Path | None, own: bool) -> Agen
 
 
 backends.register(
-    "hf", Backend("perspectives.models.hf:HFChatModel", "perspectives.models.hf_agent:HFAgent")
+    "hf",
+    Backend(
+        "perspectives.models.hf:HFChatModel",
+        "perspectives.models.hf_agent:HFAgent",
+        "perspectives.models.sources:check_hf_source",
+    ),
 )
 backends.register(
     "fake", Backend("perspectives.models.fake:FakeModel", "perspectives.models.fake:FakeAgent")

@@ -12,6 +12,10 @@ from pydantic import Field, field_validator
 from ..config import Strict
 
 
+# Far beyond any update (the paper's: 1 epoch; initial fine-tunes 3): larger is a typo.
+MAX_EPOCHS = 1000
+
+
 class UpdateConfig(Strict):
     """How an agent learns from pairs. Paper defaults for updates: 1 epoch, lr 1e-5, AdamW.
 
@@ -22,7 +26,7 @@ class UpdateConfig(Strict):
     """
 
     method: str = "full"
-    epochs: int = Field(1, ge=1)
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     lr: float = Field(1e-5, gt=0)
     batch_size: int = Field(8, ge=1)
     weight_decay: float = Field(0.0, ge=0)

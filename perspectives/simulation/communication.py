@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from ..config import Strict
 from ..errors import ConfigError
@@ -47,6 +47,26 @@ class BuildContext:
                     value=name,
                 )
         return out
+
+
+def check_period(every: int, offset: int, ctx: BuildContext, path: str) -> None:
+    """A periodic switch must fire: ``offset`` below ``every`` and some step t in 1..T with
+    t % every == offset. Raises ConfigError naming the field."""
+    if offset >= every:
+        raise ConfigError(
+            f"must be within 0..{every - 1} (the steps t with t % every == offset)",
+            source=ctx.label,
+            field=f"{path}.offset",
+            value=offset,
+        )
+    first = offset if offset >= 1 else every
+    if first > ctx.steps:
+        raise ConfigError(
+            f"the first switch would be at step {first}, after the last ({ctx.steps})",
+            source=ctx.label,
+            field=f"{path}.every",
+            value=every,
+        )
 
 
 class _Spec(Strict):
@@ -92,16 +112,23 @@ class ErdosRenyiSpec(_Spec):
 
 
 class AdjacencySpec(_Spec):
-    """A fixed edge list ``[[src, dst], ...]`` (models, groups or classes)."""
+    """A fixed edge list ``[[src, dst], ...]``; a group or class stands for each of its
+    models (``[a, b]``: every model of a to every model of b, no model to itself)."""
 
     type: Literal["adjacency"] = "adjacency"
-    edges: list[tuple[str, str]]
+    edges: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
 
     def build(self, ctx: BuildContext, path: str = "communication") -> P.Policy:
-        pairs = [
-            (ctx.refs([s], f"{path}.edges")[0], ctx.refs([d], f"{path}.edges")[0])
-            for s, d in self.edges
-        ]
+        pairs: list[tuple[str, str]] = []
+        for i, (s, d) in enumerate(self.edges):
+            field = f"{path}.edges.{i}"
+            if s == d and s in ctx.models:
+                # The engine never lets a model interview itself: the edge would do nothing.
+                raise ConfigError(
+                    "an edge from a model to itself", source=ctx.label, field=field, value=s
+                )
+            srcs, dsts = ctx.refs([s], field), ctx.refs([d], field)
+            pairs += [(a, b) for a in srcs for b in dsts if a != b]
         return P.Adjacency(pairs)
 
 
@@ -109,7 +136,7 @@ class SwitchSpec(_Spec):
     """``before`` until step ``at``, ``after`` from it on (the paper's disruption)."""
 
     type: Literal["switch"] = "switch"
-    at: int
+    at: StrictInt
     before: CommunicationSpec
     after: CommunicationSpec
 
@@ -132,12 +159,13 @@ class PeriodicSpec(_Spec):
     """``alternate`` at every ``every``-th step (t % every == offset), ``base`` otherwise."""
 
     type: Literal["periodic"] = "periodic"
-    every: int = Field(ge=1)
+    every: StrictInt = Field(ge=1)
     base: CommunicationSpec
     alternate: CommunicationSpec
-    offset: int = 0
+    offset: StrictInt = Field(0, ge=0)
 
     def build(self, ctx: BuildContext, path: str = "communication") -> P.Policy:
+        check_period(self.every, self.offset, ctx, path)
         return P.Periodic(
             self.base.build(ctx, f"{path}.base"),
             self.alternate.build(ctx, f"{path}.alternate"),
@@ -175,11 +203,12 @@ class AdversarySpec(_Spec):
 
     type: Literal["adversary"] = "adversary"
     adversary: str
-    targets: int = Field(ge=0)
-    every: int = Field(ge=1)
-    offset: int = 0
+    targets: StrictInt = Field(ge=0)
+    every: StrictInt = Field(ge=1)
+    offset: StrictInt = Field(0, ge=0)
 
     def build(self, ctx: BuildContext, path: str = "communication") -> P.Policy:
+        check_period(self.every, self.offset, ctx, path)
         adversary = ctx.refs([self.adversary], f"{path}.adversary")[0]
         others = [m for m in ctx.models if m != adversary]
         if self.targets > len(others):

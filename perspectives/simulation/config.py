@@ -10,31 +10,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from ..bundled import BUNDLED_MODEL
 from ..config import Strict, read_yaml, validate_model
 from ..data.banks import load_bank
 from ..data.prompts import load_prompts
-from ..errors import ConfigError, InputError
-from ..models.spec import Sampling
-from ..models.update import UpdateConfig
+from ..errors import BackendUnavailable, ConfigError, InputError
+from ..models.spec import MAX_REPLICATES, Sampling
+from ..models.update import MAX_EPOCHS, UpdateConfig
 from .communication import BuildContext, CommunicationSpec, CompleteSpec
 from .policies import Policy
+
+# Far beyond any study (the paper's: 50): a larger value is a typo, not a plan.
+MAX_STEPS = 100_000
+MAX_MODELS = 100_000
 
 
 class InitSpec(Strict):
     """Initial perspective: fine-tune on a random sample of a bank (paper: 3 epochs, 5e-5)."""
 
     bank: str
-    sample_size: int = Field(ge=1)
-    epochs: int = Field(3, ge=1)
+    sample_size: StrictInt = Field(ge=1)
+    epochs: StrictInt = Field(3, ge=1, le=MAX_EPOCHS)
     lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(8, ge=1)
+    batch_size: StrictInt = Field(8, ge=1)
     method: str = Field("full", pattern="^(full|lora)$")
 
 
@@ -42,7 +47,7 @@ class GroupSpec(Strict):
     """``count`` models named ``{name}-1..count`` with one class label and one recipe."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    count: int = Field(1, ge=1)
+    count: StrictInt = Field(1, ge=1, le=MAX_MODELS)
     label: str | None = None
     backend: str = "hf"
     model: str = BUNDLED_MODEL
@@ -50,8 +55,8 @@ class GroupSpec(Strict):
     prompt_format: str = Field("chat", pattern="^(chat|appendix-a|plain)$")
     init: InitSpec | None = None
     learning: bool = True
-    join_at: int | None = Field(None, ge=0)
-    leave_at: int | None = Field(None, ge=1)
+    join_at: StrictInt | None = Field(None, ge=0)
+    leave_at: StrictInt | None = Field(None, ge=1)
 
     @field_validator("backend")
     @classmethod
@@ -77,9 +82,9 @@ class EvaluationSpec(Strict):
     seed, so runs of a sweep share one evaluation set)."""
 
     prompts: str | list[str] = "bank"
-    n_prompts: int | None = Field(None, ge=1)
-    every: int = Field(1, ge=1)
-    replicates: int = Field(1, ge=1)
+    n_prompts: StrictInt | None = Field(None, ge=1)
+    every: StrictInt = Field(1, ge=1)
+    replicates: StrictInt = Field(1, ge=1, le=MAX_REPLICATES)
     sampling: Sampling = Field(default_factory=lambda: Sampling(do_sample=False))
 
 
@@ -88,16 +93,17 @@ class InteractionSpec(Strict):
     ``questions`` random questions from the bank and learns from the answers."""
 
     mechanic: str = "interview"
-    questions: int = Field(ge=1)
+    questions: StrictInt = Field(ge=1)
     sampling: Sampling = Field(default_factory=Sampling)
 
 
 class RunConfig(Strict):
     """A system of interacting models: groups, question bank, interaction, structure, T."""
 
-    name: str = "run"
-    seed: int = 0
-    steps: int = Field(ge=1)
+    # The run folder is runs/<name>: one plain folder name, never a path out of runs/.
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=200)
+    seed: StrictInt = Field(0, ge=0, le=2**63 - 1)
+    steps: StrictInt = Field(ge=1, le=MAX_STEPS)
     question_bank: str | list[str]
     groups: list[GroupSpec] = Field(min_length=1)
     interaction: InteractionSpec
@@ -109,8 +115,11 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> RunConfig:
-        names = [n for g in self.groups for n in g.model_names()]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        total = sum(g.count for g in self.groups)
+        if total > MAX_MODELS:
+            raise ValueError(f"{total} models in all; at most {MAX_MODELS}")
+        names = Counter(n for g in self.groups for n in g.model_names())
+        dup = sorted(n for n, k in names.items() if k > 1)
         if dup:
             raise ValueError(f"model names must be unique; repeated: {dup}")
         return self
@@ -155,8 +164,9 @@ def parse_run_config(raw: Any, label: str) -> RunConfig:
 
 
 def check_run_config(cfg: RunConfig, label: str) -> None:
-    """Cross-field checks that need the data: bank size, evaluation set, policy references."""
-    bank = load_bank(cfg.question_bank)
+    """Cross-field checks that need the data: bank size, evaluation set, policy references,
+    who is present when. Raises ConfigError naming ``label`` and the field."""
+    bank = _data(load_bank, cfg.question_bank, label, "question_bank")
     if cfg.interaction.questions > len(bank):
         raise ConfigError(
             f"more questions per interview than the bank holds ({len(bank)})",
@@ -173,8 +183,67 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
             field="interaction.mechanic",
             value=cfg.interaction.mechanic,
         )
+    from ..models.registry import backends
+
+    for i, g in enumerate(cfg.groups):
+        _data(backends.get(g.backend).check_model, g.model, label, f"groups.{i}.model")
+        if g.init is not None:
+            init_bank = _data(load_bank, g.init.bank, label, f"groups.{i}.init.bank")
+            if g.init.sample_size > len(init_bank):
+                raise ConfigError(
+                    f"larger than the bank {g.init.bank!r} ({len(init_bank)} pairs)",
+                    source=label,
+                    field=f"groups.{i}.init.sample_size",
+                    value=g.init.sample_size,
+                )
+    _check_membership(cfg, label)
     evaluation_prompts(cfg, label)
     build_policy(cfg.communication, cfg, label)
+
+
+def _data(load, source, label: str, field: str):
+    """``load(source)``, its InputError (or BackendUnavailable) re-raised naming the config's
+    field as well."""
+    try:
+        return load(source)
+    except ConfigError:
+        raise
+    except (InputError, BackendUnavailable) as exc:
+        where = f"{exc.source}: " if exc.source not in (None, source) else ""
+        kind = BackendUnavailable if isinstance(exc, BackendUnavailable) else ConfigError
+        raise kind(where + exc.message, source=label, field=field, value=source) from None
+
+
+def _check_membership(cfg: RunConfig, label: str) -> None:
+    """Joins and leaves within 0..T, a leave after the join, and someone present at every
+    step (an empty step has nothing to evaluate)."""
+    for i, g in enumerate(cfg.groups):
+        for key, verb in (("join_at", "join"), ("leave_at", "leave")):
+            at = getattr(g, key)
+            if at is not None and at > cfg.steps:
+                raise ConfigError(
+                    f"after the last step ({cfg.steps}): the group would never {verb}",
+                    source=label,
+                    field=f"groups.{i}.{key}",
+                    value=at,
+                )
+        if g.leave_at is not None and g.leave_at <= (g.join_at or 0):
+            raise ConfigError(
+                f"must come after join_at ({g.join_at or 0})",
+                source=label,
+                field=f"groups.{i}.leave_at",
+                value=g.leave_at,
+            )
+    # Who is present changes only where a group joins or leaves.
+    changes = {0} | {t for g in cfg.groups for t in (g.join_at, g.leave_at) if t is not None}
+    for t in sorted(changes):
+        if not cfg.active(t):
+            key = "join_at" if t == 0 else "leave_at"
+            raise ConfigError(
+                f"no model is present at step {t}; every step needs one",
+                source=label,
+                field=f"groups.*.{key}",
+            )
 
 
 def evaluation_prompts(cfg: RunConfig, label: str = "config") -> pd.DataFrame:
@@ -184,7 +253,7 @@ def evaluation_prompts(cfg: RunConfig, label: str = "config") -> pd.DataFrame:
     tables = []
     for source in sources:
         source = cfg.question_bank if source == "bank" else source
-        table = _prompt_table(source)
+        table = _data(_prompt_table, source, label, "evaluation.prompts")
         if spec.n_prompts is not None:
             if spec.n_prompts > len(table):
                 raise ConfigError(

@@ -18,9 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ...config import read_yaml
+from ...config import parse_yaml, read_yaml
 from ...errors import InputError
 from ...simulation.config import RunConfig, parse_run_config
 
@@ -81,7 +79,7 @@ class Preset:
 def load_preset(source: str) -> Preset:
     """A preset name or a YAML file, split into config, scales and sweep."""
     if source in preset_names():
-        raw, label = yaml.safe_load(preset_text(source)), f"preset {source!r}"
+        raw, label = parse_yaml(preset_text(source), source), f"preset {source!r}"
     elif Path(source).suffix.lower() in (".yaml", ".yml") or Path(source).exists():
         raw, label = read_yaml(source), str(source)
     else:
