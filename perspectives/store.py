@@ -128,9 +128,16 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.link")
     tmp.unlink(missing_ok=True)
+    if dst.exists() and os.path.samefile(src, dst):
+        return dst  # already the same file (a resumed agent's own weights)
     try:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        os.replace(tmp, dst)
+    finally:
+        # A rename onto another hard link of the same file does nothing and leaves ``tmp``
+        # (POSIX rename): it would keep a full copy of the weights alive.
+        tmp.unlink(missing_ok=True)
     return dst

@@ -6,6 +6,7 @@ import functools
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,40 +14,21 @@ from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import BackendUnavailable, InputError
 from .device import bf16_supported, current_device
 from .formats import check_format, render_prompt, stop_token_ids
+from .sources import check_hf_source
 from .spec import Sampling, check_prompts
 
 
 def resolve_model_path(model: str) -> str:
     """Turn ``"bundled"``, a local folder or a hub id into what ``from_pretrained`` takes.
 
-    Raises InputError when a hub id is not available locally and the hub is unreachable.
+    Raises InputError for a path that is no model folder, BackendUnavailable when a hub id
+    is not available locally and the hub is unreachable (see ``sources.check_hf_source``).
     """
     if model == BUNDLED_MODEL:
         return str(bundled_model_path())
+    check_hf_source(model)
     path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise InputError(
-                "not a transformers model folder (no config.json)", source=str(path), field="model"
-            )
-        return str(path)
-    if hub_offline() and not _in_hub_cache(model):
-        raise BackendUnavailable(
-            "not found locally and no network access (HF_HUB_OFFLINE=1): give a local folder, "
-            "'bundled', or a hub id already in the local cache",
-            field="model",
-            value=model,
-        )
-    return model
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
-        return False
+    return str(path) if path.exists() else model
 
 
 def _resolve_dtype(dtype: str, device: torch.device | None = None) -> torch.dtype:
@@ -76,25 +58,67 @@ def load_causal_lm(model: str, dtype: str = "auto"):
 load_causal_lm.cache_clear = lambda: _load_causal_lm.cache_clear()  # type: ignore[attr-defined]
 
 
+# The files a transformers tokenizer is read from (one suffices).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def load_pretrained(path: str, model: str, load_model: Callable[[str], Any]) -> tuple[Any, Any]:
+    """The tokenizer of ``path`` and ``load_model(path)``, for ``model`` as the user gave it.
+
+    Raises BackendUnavailable naming the folder (or hub id) and which half failed: a folder
+    without a tokenizer, weights cut short or not a model, a hub id not found."""
+    from safetensors import SafetensorError
+    from transformers import AutoTokenizer
+
+    where = {"source": path, "field": "model"} if Path(path).exists() else {"field": "model"}
+    value = None if Path(path).exists() else model
+    # Each library reports a damaged file its own way (OSError, ValueError from the
+    # tokenizers, SafetensorError, a KeyError for a missing tensor, RuntimeError for a shape).
+    damaged = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
+        raise BackendUnavailable(
+            f"holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})", **where
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except damaged as exc:
+        raise BackendUnavailable(
+            f"cannot load the tokenizer ({_reason(exc)})", value=value, **where
+        ) from None
+    try:
+        lm = load_model(path)
+    except damaged as exc:
+        raise BackendUnavailable(
+            f"cannot load the weights ({_reason(exc)})", value=value, **where
+        ) from None
+    return tokenizer, lm
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's class and the first line of its message; offline, why a hub id fails."""
+    lines = str(exc).strip().splitlines()
+    text = f"{exc.__class__.__name__}: {lines[0].rstrip(' :')}" if lines else exc.__class__.__name__
+    return f"not found locally and no network access; {text}" if hub_offline() else text
+
+
 @functools.lru_cache(maxsize=4)
 def _load_causal_lm(model: str, dtype: str, device_name: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_path(model)
+    device = torch.device(device_name)
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        device = torch.device(device_name)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype, device))
-        lm.to(device)
-    except OSError as exc:
-        reason = "not found locally and no network access" if hub_offline() else "not found"
-        raise BackendUnavailable(
-            f"{reason}: {exc.__class__.__name__}", field="model", value=model
-        ) from None
+        tokenizer, lm = load_pretrained(
+            path,
+            model,
+            lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=_resolve_dtype(dtype, device)),
+        )
     finally:
         hf_logging.enable_progress_bar()
+    lm.to(device)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

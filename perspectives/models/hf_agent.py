@@ -32,12 +32,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..bundled import BUNDLED_MODEL, cache_dir
-from ..errors import BackendUnavailable, CorruptStateError, InputError
+from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir, atomic_path, link_or_copy
 from .contract import AgentSpec
 from .device import current_device
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
-from .hf import _resolve_dtype, generate_texts, resolve_model_path
+from .hf import _resolve_dtype, generate_texts, load_pretrained, resolve_model_path
 from .spec import Sampling, check_prompts
 from .training import train_on_examples
 from .update import TrainStats, UpdateConfig
@@ -60,7 +60,7 @@ class Backbone:
         dtype: str = "auto",
         device: torch.device | None = None,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         self.model_id = model
@@ -69,13 +69,9 @@ class Backbone:
         path = resolve_model_path(model)
         # Loading bars from transformers would interleave with the run's own progress display.
         hf_logging.disable_progress_bar()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.train_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot load the model: {exc.__class__.__name__}", field="model", value=model
-            ) from None
+        self.tokenizer, self.train_model = load_pretrained(
+            path, model, lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
+        )
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # New format-token rows are drawn at random: seed them so every backbone agrees.
@@ -476,7 +472,8 @@ class HFAgent:
         """Read an agent written by ``save``. Its weights are read in place from ``directory``
         until its next update; with ``own``, they are first linked (or copied) into its
         ``state_dir``, so the agent outlives ``directory`` (a checkpoint that a run deletes
-        once the next step is complete). Raises InputError for a missing or corrupt folder."""
+        once the next step is complete). Raises CorruptStateError for a missing or corrupt
+        folder."""
         d = Path(directory)
         try:
             cfg = json.loads((d / AGENT_FILE).read_text())

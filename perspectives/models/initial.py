@@ -90,6 +90,10 @@ def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Age
     # Processes that need the same model (sweeps side by side) take turns: the first
     # fine-tunes it, the others then find it in the cache.
     with file_lock(cache_lock(f"initial-{entry.name}")):
+        # Whoever makes this entry holds this lock: any work folder of it (or half-written
+        # entry) now is the leftover of a process killed mid-fine-tune, a full weights copy.
+        for stale in (*root.glob(f".work-{entry.name}-*"), *root.glob(f".{entry.name}.*.tmp")):
+            shutil.rmtree(stale, ignore_errors=True)
         if (entry / "agent.json").exists():
             agent = load_agent(entry)
             agent.name = spec.name

@@ -55,16 +55,16 @@ class RunAnalysis:
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    """The config a run folder was made from; InputError if the folder is not a run."""
-    folder = RunFolder(run_dir)
-    folder.info()  # raises if it is no run folder
-    return folder.read_config(validate=False)
+    """The config a run folder was made from. Raises InputError if the folder is not a run,
+    CorruptStateError if its ``run.json`` or ``config.yaml`` is damaged or was edited."""
+    return RunFolder(run_dir).read_config(validate=False)
 
 
 def expected_snapshots(cfg: RunConfig) -> list[int]:
-    """The steps at which a finished run has evaluation snapshots."""
+    """The steps at which a finished run has evaluation snapshots (not those at which every
+    model has left: nobody is evaluated)."""
     every = cfg.evaluation.every
-    return [t for t in range(cfg.steps + 1) if t % every == 0 or t == cfg.steps]
+    return [t for t in range(cfg.steps + 1) if (t % every == 0 or t == cfg.steps) and cfg.active(t)]
 
 
 def polarization_of(
@@ -82,10 +82,16 @@ def polarization_of(
     if adversaries:
         kind = "adversarial"
         measure = functools.partial(adversarial_polarization, adversary=sorted(adversaries))
+        side = table["model"].isin(adversaries) | table["class"].isin(adversaries)
     elif table["class"].nunique() == 2:
         kind = "two-class"
         measure = class_polarization
+        side = table["class"] == sorted(table["class"].unique())[0]
     else:
+        return None, None
+    # Both sides must be present together at some step (groups join and leave): otherwise
+    # there is no distance to measure at all.
+    if not side.groupby(table["t"]).nunique().eq(2).any():
         return None, None
     out = measure(table, axis="z1")
     out = out.merge(_suffixed(measure(table, axis="all"), "all"), on="t", how="left")
@@ -126,11 +132,14 @@ def analyze_run(
     compute every analysis. The 1-d perspective depends on the history the space is fitted
     on: to compare runs of different lengths, analyse them up to the same step.
 
-    Raises InputError for a folder that is not a run or has no complete snapshot yet.
+    Raises InputError for a folder that is not a run or has no complete snapshot yet,
+    CorruptStateError (or ConfigError) naming a damaged or edited file of the folder.
     """
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    hist = load_history(run_dir, upto=upto, n_components=n_components)
+    folder = RunFolder(run_dir)
+    folder.check(upto)  # a damaged part is named before any analysis starts
+    cfg = folder.read_config(validate=False)
+    hist = load_history(folder, upto=upto, n_components=n_components)
     if hist is None:
         raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
     table = hist.perspectives
@@ -138,12 +147,7 @@ def analyze_run(
     expected = [t for t in expected_snapshots(cfg) if upto is None or t <= upto]
     missing = [t for t in expected if t not in steps]
     d = hist.space.n_components_
-    iso = iso_mirror(table, "frobenius")
-    separate = separate_embeddings(hist.kernels, hist.points, d)
-    iso_spectral = iso_mirror(separate, "spectral")
-    isomirror = pd.DataFrame(
-        {"t": iso["t"], "psi_frobenius": iso["psi"], "psi_spectral": iso_spectral["psi"]}
-    )
+    isomirror, iso_attrs = _isomirror(table, hist, d)
     clusters, labels = clusters_over_time(table, seed=cfg.seed)
     kernels = kernel_table(hist)
     polarization, kind = polarization_of(table, cfg, kernels)
@@ -156,11 +160,7 @@ def analyze_run(
         "steps_missing": missing,
         "complete": not missing,
         "dimension": int(d),
-        "isomirror": {
-            "mirror_dim": iso.attrs["mirror_dim"],
-            "n_neighbors": iso.attrs["n_neighbors"],
-            "spectral_mirror_dim": iso_spectral.attrs["mirror_dim"],
-        },
+        "isomirror": iso_attrs,
         "clusters_last": int(clusters["n_clusters"].iloc[-1]),
         "ari_mean": float(clusters["ari_prev"].mean()) if len(clusters) > 1 else None,
         "polarization_kind": kind,
@@ -191,6 +191,42 @@ def analyze_run(
         disp,
         diversity,
     )
+
+
+def _isomirror(table: pd.DataFrame, hist, d: int) -> tuple[pd.DataFrame, dict]:
+    """``t, psi_frobenius, psi_spectral`` and the mirror's dimensions. A variant that does
+    not apply to the run (no model present throughout, as when groups join and leave; a step
+    with a single model) gives NaN, not a failed analysis."""
+    steps = sorted(table["t"].unique())
+    out = pd.DataFrame({"t": steps})
+    attrs: dict[str, int | None] = {
+        "mirror_dim": None,
+        "n_neighbors": None,
+        "spectral_mirror_dim": None,
+    }
+    try:
+        iso = iso_mirror(table, "frobenius")
+    except InputError:
+        out["psi_frobenius"] = float("nan")
+    else:
+        out = out.merge(iso.rename(columns={"psi": "psi_frobenius"}), on="t", how="left")
+        attrs["mirror_dim"], attrs["n_neighbors"] = (
+            iso.attrs["mirror_dim"],
+            iso.attrs["n_neighbors"],
+        )
+    try:
+        separate = separate_embeddings(hist.kernels, hist.points, d)
+        # A step of fewer models is embedded in fewer dimensions: zeros in the others are the
+        # same points (and the Procrustes fit needs no gaps).
+        zcols = [c for c in separate.columns if c.startswith("z") and c[1:].isdigit()]
+        separate[zcols] = separate[zcols].fillna(0.0)
+        spectral = iso_mirror(separate, "spectral")
+    except InputError:
+        out["psi_spectral"] = float("nan")
+    else:
+        out = out.merge(spectral.rename(columns={"psi": "psi_spectral"}), on="t", how="left")
+        attrs["spectral_mirror_dim"] = spectral.attrs["mirror_dim"]
+    return out[["t", "psi_frobenius", "psi_spectral"]], attrs
 
 
 def write_run_analysis(result: RunAnalysis) -> Path:

@@ -146,10 +146,11 @@ class Simulation:
     @classmethod
     def resume(cls, out: str | Path | RunFolder, cfg: RunConfig | None = None, **kw) -> Simulation:
         """Reopen a run folder; with ``cfg``, refuse it (ConfigError) if it was made from
-        another config. Raises InputError if ``out`` is not a run folder."""
+        another config. Raises InputError if ``out`` is not a run folder, CorruptStateError
+        if its ``run.json`` or ``config.yaml`` is damaged or the config was edited since the
+        run started (the rest of the folder is checked when it runs)."""
         folder = out if isinstance(out, RunFolder) else RunFolder(out)
-        folder.info()  # raises if it is no run folder
-        saved = folder.read_config()
+        saved = folder.read_config()  # checked against run.json's fingerprint
         if cfg is not None and cfg.fingerprint() != saved.fingerprint():
             raise ConfigError(
                 "the run folder was made from a different config", source=str(folder.path)
@@ -226,10 +227,18 @@ class Simulation:
 
     # ------------------------------------------------------------- checkpoints
     def _load_checkpoint(self, t: int) -> None:
+        """Load the agents saved after step ``t``. Raises CorruptStateError if the checkpoint
+        or an agent in it is missing or damaged."""
         folder = self.folder.checkpoint(t)
         # Every model present at some step up to t was saved after step t: one that is missing
         # would restart from its initial weights, a silently wrong run.
         expected = {m for s in range(t + 1) for m in self.cfg.active(s)}
+        if expected and not folder.is_dir():
+            raise CorruptStateError(
+                f"missing: the agents' checkpoint of step {t}, the last complete one; the run "
+                "cannot resume exactly (start it again in a new folder)",
+                source=str(folder),
+            )
         missing = sorted(m for m in expected if not (folder / m / "agent.json").exists())
         if missing:
             raise CorruptStateError(
@@ -255,7 +264,15 @@ class Simulation:
 
     def _run(self) -> RunFolder:
         cfg = self.cfg
-        last = self.last_complete_step()
+        # Everything is checked, and the agents loaded, before anything is removed: a damaged
+        # folder is reported, never "repaired" by deleting what looks incomplete.
+        last = self.folder.check()
+        if cfg.fingerprint() != self.folder.info()["fingerprint"]:
+            raise ConfigError(
+                "the run folder was made from a different config", source=str(self.folder.path)
+            )
+        if last >= 0:
+            self._load_checkpoint(last)
         self.folder.drop_incomplete(last)
         self.eval_set = evaluation_prompts(cfg)
         self.bank = load_bank(cfg.question_bank)
@@ -263,8 +280,6 @@ class Simulation:
             self.policy = build_policy(cfg.communication, cfg)
         if self.mechanic is None:
             self.mechanic = MECHANICS[cfg.interaction.mechanic]
-        if last >= 0:
-            self._load_checkpoint(last)
         for t in range(last + 1, cfg.steps + 1):
             self._step(t)
         return self.folder
@@ -285,8 +300,9 @@ class Simulation:
         if t % self.cfg.evaluation.every == 0 or t == self.cfg.steps:
             with self._timed(step, "evaluating", "evaluation"):
                 eval_rows = self._evaluate(step)
-            with self._timed(step, "embedding"):
-                step.vectors = self._embedder().embed([r["text"] for r in eval_rows])
+            if eval_rows:  # none when every model has left: nothing to embed
+                with self._timed(step, "embedding"):
+                    step.vectors = self._embedder().embed([r["text"] for r in eval_rows])
             step.rows = eval_rows + step.rows
         with self._timed(step, "writing", "writing"):
             self._write(step)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import CorruptStateError, InputError
 from ..space.estimator import PerspectiveSpace
 from ..space.responses import mean_kernels
 from .rundir import RunFolder
@@ -46,13 +46,24 @@ def load_history(
     """Fit the joint perspective space over every evaluation snapshot up to ``upto``.
 
     Returns None when fewer than two points are complete. Raises InputError if a model lacks
-    some evaluation answers."""
+    some evaluation answers, CorruptStateError naming a damaged file of the run folder."""
     folder = run if isinstance(run, RunFolder) else RunFolder(run)
+    classes = folder.read_config(validate=False).classes()
     if folder.last_complete_step() < 0:
         return None
-    classes = folder.read_config(validate=False).classes() if folder.config_file.exists() else {}
     meta, blocks = [], []
     for answers, vectors in folder.evaluation_snapshots(upto):
+        t = int(answers["t"].iloc[0]) if len(answers) else -1
+        if blocks and vectors.shape[1] != blocks[0].shape[1]:
+            raise CorruptStateError(
+                f"holds {vectors.shape[1]}-dimensional embeddings; the steps before hold "
+                f"{blocks[0].shape[1]}-dimensional ones",
+                source=str(folder.embeddings_file(t)),
+            )
+        if not np.isfinite(vectors).all():
+            raise CorruptStateError(
+                "holds values that are not finite", source=str(folder.embeddings_file(t))
+            )
         meta.append(answers)
         blocks.append(vectors)
     if not blocks:

@@ -12,13 +12,17 @@ Written atomically, one part file per step::
     checkpoints/step-000t/<model>/       agents after the last complete step (and after
                                          any step kept for other systems to fork from)
 
-``progress.json`` is written last: a step is complete once it names it. Torch-free: the
-analyses read a run folder through this class without loading a model.
+``progress.json`` is written last: a step is complete once it names it. ``check`` validates
+the folder (the config against the fingerprint in ``run.json``, every part of every complete
+step) before a resume removes the leftovers of an interrupted step: a damaged folder is
+reported, naming the file, never "repaired" by deletion. Torch-free: the analyses read a run
+folder through this class without loading a model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -27,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
+from ..config import validate_model
 from ..errors import CorruptStateError, InputError, RunFolderBusy
 from ..store import file_lock, link_or_copy, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, parse_run_config
@@ -49,8 +55,18 @@ def part_name(t: int) -> str:
 
 
 def step_of(path: Path) -> int:
-    """The step a part file or checkpoint folder belongs to."""
-    return int(path.name.split("-")[1].split(".")[0])
+    """The step a part file or checkpoint folder belongs to, or -1 for a name that is none."""
+    try:
+        return int(path.name.split("-")[1].split(".")[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _reason(exc: BaseException) -> str:
+    """``Class: first line of the message``: a library's error, on one short line."""
+    lines = str(exc).strip().splitlines()
+    text = f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 class RunFolder:
@@ -104,35 +120,91 @@ class RunFolder:
         return self.run_file.exists()
 
     def info(self) -> dict:
-        """``run.json``: fingerprint, name, steps and, for a fork, ``forked_from``."""
+        """``run.json``: fingerprint, name, steps and, for a fork, ``forked_from``.
+
+        Raises InputError for a folder that is no run, CorruptStateError for a damaged or
+        missing record of a folder that holds a run's other files."""
         try:
-            info = json.loads(self.run_file.read_text())
+            info = json.loads(self.run_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if self.config_file.exists() or self.progress_file.exists():
+                raise CorruptStateError(
+                    "missing: the folder holds a run's files but not its run record",
+                    source=str(self.run_file),
+                ) from None
             raise InputError("not a run folder (no run.json)", source=str(self.path)) from None
-        except ValueError as exc:
-            raise CorruptStateError(f"not valid JSON: {exc}", source=str(self.run_file)) from None
-        if not isinstance(info, dict):
-            raise CorruptStateError("not a run record", source=str(self.run_file))
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise CorruptStateError(
+                f"not valid JSON ({_reason(exc)})", source=str(self.run_file)
+            ) from None
+        if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), str):
+            raise CorruptStateError("not a run record (no fingerprint)", source=str(self.run_file))
         return info
 
     def read_config(self, validate: bool = True) -> RunConfig:
-        """The run's resolved config. ``validate``: also the checks that read the data (the
-        bank, the evaluation set); without, only the schema. Raises InputError if missing."""
-        if not self.config_file.exists():
-            raise InputError("not a run folder (no config.yaml)", source=str(self.path))
-        raw = yaml.safe_load(self.config_file.read_text())
-        if validate:
-            return parse_run_config(raw, str(self.config_file))
-        return RunConfig.model_validate(raw)
+        """The run's resolved config, checked against the fingerprint ``run.json`` recorded
+        when the run started. ``validate``: also the checks that read the data (the bank, the
+        evaluation set); without, only the schema.
+
+        Raises InputError if the folder is no run, CorruptStateError if ``config.yaml`` is
+        missing, unreadable or edited since, ConfigError if it is no valid config."""
+        info = self.info()
+        source = str(self.config_file)
+        try:
+            data = self.config_file.read_bytes()
+            raw = yaml.safe_load(data.decode("utf-8"))
+        except FileNotFoundError:
+            raise CorruptStateError("missing from the run folder", source=source) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise CorruptStateError(f"not valid YAML ({_reason(exc)})", source=source) from None
+        cfg = parse_run_config(raw, source) if validate else validate_model(RunConfig, raw, source)
+        # The file's own hash where run.json has it: a config schema that grows a defaulted
+        # field changes every fingerprint, never these bytes. Older folders have only the
+        # fingerprint.
+        if "config_sha256" in info:
+            edited = hashlib.sha256(data).hexdigest() != info["config_sha256"]
+        else:
+            edited = cfg.fingerprint() != info["fingerprint"]
+        if edited:
+            # The tables were made by the config run.json fingerprinted: any other config would
+            # continue or analyse them as a system they are not.
+            raise CorruptStateError(
+                "edited after the run started (it differs from the config fingerprinted in "
+                "run.json); restore it, or start a new run",
+                source=source,
+            )
+        return cfg
 
     def last_complete_step(self) -> int:
         """The last step whose tables and checkpoints are complete, or -1.
 
-        Raises CorruptStateError if ``progress.json`` is damaged."""
-        if not self.progress_file.exists():
-            return -1
+        Raises CorruptStateError if ``progress.json`` is damaged, names a step after the
+        run's last, or is missing from a folder that holds later steps."""
         try:
-            last = json.loads(self.progress_file.read_text())["last_complete_step"]
+            text = self.progress_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            # Parts of step 1 or later are written only after step 0 is committed: then the
+            # record is lost, not yet to be written (an interrupted step 0 holds step 0 only).
+            later = sorted(
+                p
+                for sub in (*STEP_PARTS, "checkpoints")
+                for p in (self.path / sub).glob("step-*")
+                if step_of(p) >= 1
+            )
+            if later:
+                raise CorruptStateError(
+                    f"missing, though the folder holds {len(later)} part(s) of complete steps "
+                    f"(e.g. {later[0].relative_to(self.path)})",
+                    source=str(self.progress_file),
+                ) from None
+            return -1
+        except UnicodeDecodeError as exc:
+            raise CorruptStateError(
+                f"damaged progress record ({exc.__class__.__name__})",
+                source=str(self.progress_file),
+            ) from None
+        try:
+            last = json.loads(text)["last_complete_step"]
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStateError(
                 f"damaged progress record ({exc.__class__.__name__})",
@@ -145,17 +217,176 @@ class RunFolder:
                 field="last_complete_step",
                 value=last,
             )
+        steps = self.info().get("steps") if self.run_file.exists() else None
+        if isinstance(steps, int) and last > steps:
+            raise CorruptStateError(
+                f"after the run's last step ({steps})",
+                source=str(self.progress_file),
+                field="last_complete_step",
+                value=last,
+            )
         return last
+
+    def check(self, upto: int | None = None) -> int:
+        """Check the folder before anything reads or changes it: ``run.json``, ``config.yaml``
+        (against its fingerprint), ``progress.json`` and every part of every complete step up
+        to ``upto`` (present, readable, with its columns; embeddings with one row per
+        evaluation answer). Reads the Parquet footers and one column, not the tables.
+
+        Returns the last complete step. Raises InputError for a folder that is no run,
+        CorruptStateError (or ConfigError) naming the first damaged file."""
+        self.read_config(validate=False)
+        last = self.last_complete_step()
+        for t in range((last if upto is None else min(last, upto)) + 1):
+            for table in ("edges", "events"):
+                self._check_part(table, t)
+            phase = self._check_part("responses", t, ["phase"])["phase"]
+            self._check_embeddings(t, int((phase == "eval").sum()), mmap=True)
+        return last
+
+    def _check_part(self, table: str, t: int, extra: Iterable[str] = ()) -> pd.DataFrame:
+        """Check step ``t``'s part of ``table`` from its footer (it exists and has its
+        columns) and its ``t`` column; returns ``t`` and the ``extra`` columns."""
+        path = self.table_file(table, t)
+        with self._parquet(path, t):
+            part = pq.ParquetFile(path)
+            self._check_columns(path, table, part.schema_arrow.names)
+            frame = part.read(columns=["t", *extra]).to_pandas()
+        self._check_step(path, frame, t)
+        return frame
+
+    @contextlib.contextmanager
+    def _parquet(self, path: Path, t: int) -> Iterator[None]:
+        """Reading step ``t``'s part ``path``: a missing or unreadable file is named."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise self._missing(path, t) from None
+        except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid, ArrowIOError
+            raise CorruptStateError(
+                f"not a readable Parquet file ({_reason(exc)})", source=str(path)
+            ) from None
+
+    def _check_step(self, path: Path, frame: pd.DataFrame, t: int) -> None:
+        if (frame["t"] != t).any():
+            raise CorruptStateError(
+                f"holds rows of another step than {t}", source=str(path), field="t"
+            )
+
+    def _check_columns(self, path: Path, table: str, names: Iterable[str]) -> None:
+        lacking = [c for c in COLUMNS[table] if c not in set(names)]
+        if lacking:
+            raise CorruptStateError(
+                f"lacks the column(s) {lacking}", source=str(path), field=lacking[0]
+            )
+
+    def _missing(self, path: Path, t: int) -> CorruptStateError:
+        return CorruptStateError(
+            f"missing, though progress.json marks step {t} complete", source=str(path)
+        )
+
+    def read_part(self, table: str, t: int) -> pd.DataFrame:
+        """Step ``t``'s part of ``table``. Raises CorruptStateError naming the file if it is
+        missing, unreadable, lacks a column or holds another step's rows."""
+        path = self.table_file(table, t)
+        with self._parquet(path, t):
+            frame = pd.read_parquet(path)
+        self._check_columns(path, table, frame.columns)
+        self._check_step(path, frame, t)
+        return frame
+
+    def _check_embeddings(self, t: int, n_eval: int, mmap: bool = False) -> np.ndarray | None:
+        """Step ``t``'s embeddings, checked to hold ``n_eval`` rows (None when there are none).
+        ``mmap``: map the file (reads its header only)."""
+        path = self.embeddings_file(t)
+        if not path.exists():
+            if n_eval:
+                raise CorruptStateError(
+                    f"missing, though step {t} has {n_eval} evaluation answers", source=str(path)
+                )
+            return None
+        try:
+            vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise CorruptStateError(
+                f"not a readable .npy file ({_reason(exc)})", source=str(path)
+            ) from None
+        if vectors.ndim != 2 or vectors.shape[0] != n_eval or vectors.dtype.kind != "f":
+            raise CorruptStateError(
+                f"holds an array of shape {vectors.shape} ({vectors.dtype}); expected "
+                f"{n_eval} rows of floats, one per evaluation answer of step {t}",
+                source=str(path),
+            )
+        return vectors
 
     # ----------------------------------------------------------------- writing
     def create(self, cfg: RunConfig, forked_from: dict | None = None) -> None:
-        """Write the config and ``run.json`` of a new run."""
+        """Write the config and ``run.json`` of a new run.
+
+        Raises InputError for a path that is a file or a folder holding other files than a
+        run's (a config.yaml of the user's, say: it would be written over), CorruptStateError
+        for a folder that holds the steps of a run of another config whose ``run.json`` is
+        gone (writing over its config would continue them as another system)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError("not a folder; a run folder is made there", source=str(self.path))
+        if not self.exists() and self.path.is_dir():
+            self._check_foreign(cfg)
+        if not self.exists() and self.progress_file.exists() and self.config_file.exists():
+            # A fork writes its config last, with run.json: this is a run that lost run.json.
+            try:
+                raw = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+                same = RunConfig.model_validate(raw).fingerprint() == cfg.fingerprint()
+            except (ValueError, yaml.YAMLError):  # also pydantic's ValidationError
+                same = False
+            if not same:
+                raise CorruptStateError(
+                    "missing, and the folder holds the steps of a run of another config",
+                    source=str(self.run_file),
+                )
         self.path.mkdir(parents=True, exist_ok=True)
-        write_text(self.config_file, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        info = {"fingerprint": cfg.fingerprint(), "name": cfg.name, "steps": cfg.steps}
+        text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        write_text(self.config_file, text)
+        info = {
+            "fingerprint": cfg.fingerprint(),
+            "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "name": cfg.name,
+            "steps": cfg.steps,
+        }
         if forked_from is not None:
             info["forked_from"] = forked_from
         write_json(self.run_file, info)
+
+    def _check_foreign(self, cfg: RunConfig) -> None:
+        """Refuse to make a run in a folder holding files that are not a run's."""
+        layout = {"config.yaml", "run.json", "progress.json", ".lock", "agents", "analysis"}
+        layout |= {"tables", "embeddings", "checkpoints", "report.html"}
+        # What a sweep's subprocess executor keeps beside the run it starts there.
+        layout |= {"system.yaml", "run.log"}
+        # Hidden temporary files and folders are the atomic writes of an interrupted run.
+        foreign = sorted(
+            p.name
+            for p in self.path.iterdir()
+            if p.name not in layout and not (p.name.startswith(".") and ".tmp" in p.name)
+        )
+        if foreign:
+            raise InputError(
+                f"not a run folder: it holds other files ({', '.join(foreign[:3])}); give a new "
+                "or empty folder",
+                source=str(self.path),
+            )
+        ours = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        if (
+            self.config_file.exists()
+            and not self.progress_file.exists()
+            and self.config_file.read_bytes() != ours.encode("utf-8")
+        ):
+            # Only a run started this instant has its config.yaml and no run.json yet: this
+            # one is the user's own (comments, scales) and would be written over.
+            raise InputError(
+                "not this run's config, and the run would write its own over it; give another "
+                "folder",
+                source=str(self.config_file),
+            )
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -199,8 +430,9 @@ class RunFolder:
                 shutil.rmtree(old, ignore_errors=True)
 
     def drop_incomplete(self, last: int | None = None) -> None:
-        """Remove the parts of steps after ``last`` (default: the last complete step)."""
-        last = self.last_complete_step() if last is None else last
+        """Remove the parts of steps after ``last`` (default: the last complete step, once
+        the folder is checked: ``check`` raises before anything goes)."""
+        last = self.check() if last is None else last
         for sub in (*STEP_PARTS, "checkpoints"):
             for p in (self.path / sub).glob("step-*"):
                 if step_of(p) > last:
@@ -208,29 +440,32 @@ class RunFolder:
 
     # ----------------------------------------------------------------- reading
     def read_parts(self, table: str, upto: int | None = None) -> pd.DataFrame:
-        """One table's per-step parts concatenated, up to the last complete step (or ``upto``)."""
+        """One table's per-step parts concatenated, up to the last complete step (or ``upto``).
+
+        Raises CorruptStateError naming a part that is missing or damaged."""
         last = self.last_complete_step()
         if upto is not None:
             last = min(last, upto)
-        files = sorted((self.path / "tables" / table).glob("step-*.parquet"))
-        frames = [pd.read_parquet(f) for f in files if step_of(f) <= last]
+        frames = [self.read_part(table, t) for t in range(last + 1)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def evaluation_snapshots(
         self, upto: int | None = None
     ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
         """Each complete step's evaluation answers (``t, model, question_id, text``, in table
-        order) with their embeddings, for the steps that have them."""
+        order) with their embeddings, for the steps that have them.
+
+        Raises CorruptStateError naming a responses part or embeddings file that is missing,
+        damaged, or of another length than the other."""
         last = self.last_complete_step()
         if upto is not None:
             last = min(last, upto)
         for t in range(last + 1):
-            emb = self.embeddings_file(t)
-            if not emb.exists():
-                continue
-            resp = pd.read_parquet(self.table_file("responses", t))
+            resp = self.read_part("responses", t)
             ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
-            yield ev[["t", "model", "question_id", "text"]], np.load(emb)
+            vectors = self._check_embeddings(t, len(ev))
+            if vectors is not None:
+                yield ev[["t", "model", "question_id", "text"]], vectors
 
     # ----------------------------------------------------------- forks, weights
     def can_fork(self, step: int) -> bool:
@@ -243,7 +478,7 @@ class RunFolder:
         ``step + 1``. The caller vouches the two are the same system up to ``step``.
 
         Raises InputError if this folder lacks that step or its checkpoint, or ``dest`` is
-        already a run."""
+        already a run (a damaged part is copied as it is, and named when ``dest`` runs)."""
         target = RunFolder(dest)
         if not self.can_fork(step):
             raise InputError(
