@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import PerspectivesError
+from ..errors import InputError, PerspectivesError
 
 app = typer.Typer(
     help="Track the perspectives of interacting language models.",
@@ -114,7 +114,12 @@ def compare(
     from ..data.prompts import load_prompts
     from ..models.generate import generate_responses
     from ..models.spec import load_compare_config
-    from ..space.compare import compare_responses, write_comparison
+    from ..space.compare import (
+        OUTPUT_FILES,
+        check_output_dir,
+        compare_responses,
+        write_comparison,
+    )
     from ..space.embed import get_embedder
     from ..space.responses import read_table
 
@@ -122,6 +127,7 @@ def compare(
     if source.suffix.lower() in (".yaml", ".yml"):
         cfg = load_compare_config(source)
         prompt_table = load_prompts(prompts if prompts is not None else cfg.prompts)
+        check_output_dir(out, [source, prompt_table.attrs.get("source")])
         columns = {"model"} | {k for m in cfg.models for k in m.labels}
         _check_color_by(color_by, columns, str(source))
         generated = generate_responses(
@@ -130,7 +136,9 @@ def compare(
         table, label, allow_empty = generated, f"{source} (generated responses)", True
     else:
         table, label, allow_empty = read_table(source), str(source), False
-        _check_color_by(color_by, set(table.columns) - {"prompt_id", "response"}, label)
+        check_output_dir(out, [source], files=OUTPUT_FILES[1:])
+        not_labels = {"prompt_id", "prompt", "response", "replicate"}
+        _check_color_by(color_by, set(table.columns) - not_labels, label)
     emb = get_embedder(embedder, url=embedding_url, cache=cache)
     comp = compare_responses(
         table,
@@ -151,14 +159,47 @@ def compare(
 
 def _check_color_by(color_by: str | None, columns: set[str], source: str) -> None:
     if color_by is not None and color_by not in columns:
-        from ..errors import InputError
-
         raise InputError(
             f"no such label column; available: {sorted(columns)}",
             source=source,
             field="--color-by",
             value=color_by,
         )
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"one of {', '.join(choices)}", field=option, value=value)
+
+
+def _check_positive(option: str, value: float) -> None:
+    if not value > 0:  # NaN too
+        raise InputError("must be above 0", field=option, value=value)
+
+
+def _check_name(option: str, value: str) -> None:
+    """A plain name that becomes part of a file name: no folders, no leading dot."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise InputError(
+            "letters, digits, '_', '.' and '-' only, not starting with '.' or '-'",
+            field=option,
+            value=value,
+        )
+
+
+def _check_output_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, not a folder", source=str(out), field="--out")
+
+
+def _check_run_folder(path: Path, option: str) -> None:
+    """A folder to read a run or sweep from: it must exist and be a folder."""
+    if not path.exists():
+        raise InputError("no such folder", source=str(path), field=option)
+    if not path.is_dir():
+        raise InputError("is a file, not a run folder", source=str(path), field=option)
 
 
 @app.command()
@@ -168,7 +209,8 @@ def figure2(
         "figure2"
     ),
     max_prompts: Annotated[
-        int | None, typer.Option(help="Use only the first N prompts of each set (faster, weaker).")
+        int | None,
+        typer.Option(min=1, help="Use only the first N prompts of each set (faster, weaker)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: DeviceOption = "auto",
@@ -180,6 +222,7 @@ def figure2(
     Writes both perspective spaces side by side (OUT/figure2.png, figure2.html) and prints how
     well the classes separate in each (leave-one-out 1-NN accuracy, silhouette).
     """
+    _check_output_folder(out)
     _use_device(device)
     from ..experiments.figure2 import run_figure2, separation_table
 
@@ -207,20 +250,22 @@ def init(
             "CSV/JSONL/Parquet file with columns question, answer."
         ),
     ] = "society_culture",
-    n_models: Annotated[int, typer.Option(help="How many initial models.")] = 5,
-    sample_size: Annotated[int, typer.Option(help="Pairs each model is fine-tuned on.")] = 100,
+    n_models: Annotated[int, typer.Option(min=1, help="How many initial models.")] = 5,
+    sample_size: Annotated[
+        int, typer.Option(min=1, help="Pairs each model is fine-tuned on (at most the bank's).")
+    ] = 100,
     base: Annotated[str, typer.Option(help="Base model: 'bundled', a folder or a hub id.")] = (
         "bundled"
     ),
     method: Annotated[str, typer.Option(help="full or lora.")] = "full",
-    epochs: Annotated[int, typer.Option(help="Epochs (paper: 3).")] = 3,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (paper: 3).")] = 3,
     lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 8,
     prompt_format: Annotated[
         str, typer.Option(help="chat, appendix-a (the paper's format for base models) or plain.")
     ] = "chat",
     prefix: Annotated[str, typer.Option(help="Model names are PREFIX-1..N.")] = "model",
-    seed: Annotated[int, typer.Option(help="Seeds the samples and the fine-tuning.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the samples and the fine-tuning.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """Fine-tune initial models, each on its own sample of a bank.
@@ -230,12 +275,22 @@ def init(
     Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
     the same settings is instant; an interrupted run keeps every model it finished.
     """
+    _check_choice("--method", method, ("full", "lora"))
+    _check_choice("--prompt-format", prompt_format, ("chat", "appendix-a", "plain"))
+    _check_positive("--lr", lr)
+    _check_name("--prefix", prefix)
     _use_device(device)
     from ..data.banks import load_bank
     from ..models.initial import init_population, initial_cache_dir, population_specs
     from ..reporting.progress import progress_bar
 
     table_in = load_bank(bank)
+    if sample_size > len(table_in):
+        raise InputError(
+            f"larger than the bank {bank!r} ({len(table_in)} pairs)",
+            field="--sample-size",
+            value=sample_size,
+        )
     specs = population_specs(
         table_in,
         n_models,
@@ -271,11 +326,11 @@ def instruct_tune(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tuned model.")],
-    epochs: Annotated[int, typer.Option(help="Epochs (paper: 10).")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (paper: 10).")] = 10,
     lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
-    batch_size: Annotated[int, typer.Option(help="Batch size (paper: 8).")] = 8,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the data order.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size (paper: 8).")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the data order.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """Instruction-tune a base model as in the paper's Appendix A.
@@ -285,6 +340,7 @@ def instruct_tune(
     as special tokens) and fine-tunes every weight. Writes a transformers model folder; use it
     with prompt_format 'appendix-a'.
     """
+    _check_positive("--lr", lr)
     _use_device(device)
     from ..data.datasets import load_dolly
     from ..models.hf_agent import HFAgent
@@ -412,6 +468,7 @@ def run(
 
     keep = {"keep_checkpoints": frozenset(keep_checkpoint or ())}
     if resume is not None:
+        _check_run_folder(resume, "--resume")
         cfg = _run_config(config, scale, model, set_) if config else None
         _run_one(Simulation.resume(resume, cfg, **keep))
         return
@@ -437,6 +494,8 @@ def run(
             conditions,
         )
         return
+    if out is not None:
+        _check_output_folder(out)
     cfg = _run_config(config, scale, model, set_)
     _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep))
 
@@ -477,16 +536,18 @@ def _stop_on_sigterm() -> None:
 
 
 def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict:
-    import yaml
-
-    from ..errors import InputError
+    from ..config import parse_yaml
+    from ..errors import ConfigError
 
     out: dict = {}
     for item in sets or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise InputError("expected KEY=VALUE", field="--set", value=item)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_yaml(value, "--set")
+        except ConfigError as exc:
+            raise InputError(exc.message, field="--set", value=item) from None
     if model is not None:
         out.update({f"groups.{i}.model": model for i in range(n_groups)})
     return out
@@ -520,7 +581,12 @@ def _run_one(sim, label: str = "") -> None:
     )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(
-            "run", total=total, completed=done, step=max(done, 0), T=sim.cfg.steps, phase="starting"
+            "run",
+            total=total,
+            completed=done,
+            step=min(max(done, 0), sim.cfg.steps),
+            T=sim.cfg.steps,
+            phase="starting",
         )
 
         def on_phase(t: int, phase: str) -> None:
@@ -648,7 +714,7 @@ def presets() -> None:
 def analyze(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, or a sweep folder.")],
     n_components: Annotated[
-        int | None, typer.Option(help="Dimension of the joint space (default: elbow).")
+        int | None, typer.Option(min=1, help="Dimension of the joint space (default: elbow).")
     ] = None,
 ) -> None:
     """Analyse a run or sweep: its space over time, every analysis.
@@ -665,6 +731,7 @@ def analyze(
     from ..experiments.sweep import SWEEP_FILE
     from ..reporting.run_analysis import analyze_run, analyze_sweep, write_run_analysis
 
+    _check_run_folder(run_dir, "RUN_DIR")
     if (run_dir / SWEEP_FILE).exists():
         _analyze_sweep(analyze_sweep(run_dir))
         return
@@ -741,6 +808,7 @@ def report(
     from ..reporting.report import run_report, sweep_report
     from ..reporting.run_analysis import analyze_run, analyze_sweep, write_run_analysis
 
+    _check_run_folder(run_dir, "RUN_DIR")
     if (run_dir / SWEEP_FILE).exists():
         result = analyze_sweep(run_dir)
         _analyze_sweep(result)

@@ -262,7 +262,14 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     alone. Returns the blocks rewritten. Raises InputError if there are none.
     """
     runs_dir, doc = Path(runs_dir), Path(doc)
-    text = doc.read_text(encoding="utf-8")
+    if not runs_dir.is_dir():
+        raise InputError("no such folder (it holds the sweeps)", source=str(runs_dir))
+    if not doc.is_file():
+        raise InputError("no such file (the results page to update)", source=str(doc))
+    try:
+        text = doc.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=str(doc)) from None
     figures = doc.parent / "figures"
     found = []
     blocks = {(m["name"], m["upto"] and int(m["upto"])): None for m in _BLOCK.finditer(text)}
