@@ -11,7 +11,6 @@ from pydantic import Field, field_validator
 
 from ..config import Strict
 
-
 # Far beyond any update (the paper's: 1 epoch; initial fine-tunes 3): larger is a typo.
 MAX_EPOCHS = 1000
 
