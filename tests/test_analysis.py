@@ -299,8 +299,32 @@ def test_the_cli_prints_an_answer_with_brackets_as_it_is():
 
     text = "[/] see [citation needed]"
     diversity = answer_diversity(pd.DataFrame({"t": [2, 2], "text": [text, text]}))
-    run = SimpleNamespace(diversity=diversity, missing_steps=[], steps=[0, 2], run_dir="runs/[a]")
+    run = SimpleNamespace(
+        diversity=diversity, missing_steps=[], steps=[0, 2], run_dir="runs/[a]", summary={}
+    )
     with console.capture() as out:
         _say_warnings(run)
     assert "runs/[a]: at t = 2, 100% of the evaluation answers are one text" in out.get()
     assert "[/] see [citation needed]" in " ".join(out.get().split())
+
+
+def test_the_cli_warns_when_steps_ran_on_two_dtype_paths():
+    """A run resumed on another kind of machine: its greedy answers changed path mid-run."""
+    from types import SimpleNamespace
+
+    from perspectives.cli.app import _say_warnings, console
+
+    paths = [
+        {"device": "cpu", "answer_dtype": "bfloat16", "train_dtype": "bfloat16", "steps": [0, 1]},
+        {"device": "cpu", "answer_dtype": "float32", "train_dtype": "float32", "steps": [2]},
+    ]
+    run = SimpleNamespace(
+        diversity=None, missing_steps=[], steps=[0, 2], run_dir="r", summary={"compute": paths}
+    )
+    with console.capture() as out:
+        _say_warnings(run)
+    text = " ".join(out.get().split())
+    assert "computed in more than one way" in text and "float32, training float32 (t = 2)" in text
+    with console.capture() as out:
+        _say_warnings(SimpleNamespace(**{**run.__dict__, "summary": {"compute": paths[:1]}}))
+    assert out.get() == ""

@@ -464,6 +464,13 @@ RUN_OPTION_CASES = [
         writes_nothing=True,
     ),
     Case(
+        "dtype-unknown",
+        ["run", "cfg.yaml", "--dtype", "int4"],
+        ["dtype", "int4"],
+        files={"cfg.yaml": variant()},
+        writes_nothing=True,
+    ),
+    Case(
         "model-missing-folder",
         ["run", "quickstart", "--model", "./no-model-here"],
         ["no-model-here"],

@@ -18,7 +18,9 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine 
 @pytest.fixture(autouse=True)
 def _reset_device(monkeypatch):
     monkeypatch.delenv(dev.DEVICE_ENV, raising=False)
+    monkeypatch.delenv(dev.PRECISION_ENV, raising=False)
     monkeypatch.setattr(dev, "_chosen", None)
+    monkeypatch.setattr(dev, "_precision", None)
 
 
 def test_names_resolve_to_devices():
@@ -70,4 +72,60 @@ def test_agents_compute_on_the_chosen_device(tiny_model_dir, tmp_path):
     before = agent.answer(["What is a friend?"])
     agent.learn([("What is a friend?", "Someone who listens.")] * 8)
     assert agent.n_updates == 1 and len(before) == 1
+    clear_backbones()
+
+
+def test_precision_chooses_the_dtype_path(monkeypatch):
+    """auto follows the hardware; float32 and bfloat16 are what they say, on any machine."""
+    from perspectives.models.hf import _resolve_dtype
+    from perspectives.models.training import _use_bf16
+
+    cpu = torch.device("cpu")
+    assert dev.current_precision() == "auto"
+    assert dev.use_bf16(cpu) == dev.bf16_supported(cpu)
+    dev.set_precision("float32")
+    assert not dev.use_bf16(cpu) and _resolve_dtype("auto", cpu) == torch.float32
+    assert not _use_bf16("auto", cpu) and _use_bf16("bf16", cpu)  # an explicit config wins
+    dev.set_precision("bfloat16")
+    assert dev.use_bf16(cpu) and _resolve_dtype("auto", cpu) == torch.bfloat16
+    assert _resolve_dtype("float32", cpu) == torch.float32  # an explicit dtype wins
+    monkeypatch.setattr(dev, "_precision", None)
+    monkeypatch.setenv(dev.PRECISION_ENV, "float32")
+    assert dev.current_precision() == "float32"
+    with pytest.raises(InputError) as err:
+        dev.set_precision("int4")
+    assert err.value.field == "dtype" and "int4" in str(err.value)
+
+
+def test_a_run_records_its_dtype_path(tiny_model_dir, tmp_path, isolated_cache):
+    """The dtypes a step ran with are in its timing event, and analyze reports them."""
+    import json
+
+    import yaml
+
+    from perspectives.reporting.run_analysis import analyze_run
+    from perspectives.simulation.rundir import read_parts
+
+    cfg = {
+        "name": "dt",
+        "steps": 1,
+        "question_bank": "neutral",
+        "groups": [{"name": "a", "count": 2, "model": str(tiny_model_dir)}],
+        "interaction": {"questions": 2, "sampling": {"max_new_tokens": 4}},
+        "update": {"batch_size": 2},
+        "evaluation": {"n_prompts": 3, "sampling": {"do_sample": False, "max_new_tokens": 4}},
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "cfg.yaml"), "--out", str(out), "--dtype", "float32"]
+    )
+    assert result.exit_code == 0, result.output
+    events = read_parts(out, "events")
+    timing = [json.loads(d) for d in events[events["kind"] == "timing"]["detail"]]
+    assert [(x["answer_dtype"], x["train_dtype"]) for x in timing] == [("float32", "float32")] * 2
+    paths = analyze_run(out).summary["compute"]
+    assert paths == [
+        {"device": "cpu", "answer_dtype": "float32", "train_dtype": "float32", "steps": [0, 1]}
+    ]
     clear_backbones()

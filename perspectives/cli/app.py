@@ -33,9 +33,25 @@ DeviceOption = Annotated[
 ]
 
 
-def _use_device(device: str) -> None:
-    from ..models.device import set_device
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        envvar="PERSPECTIVES_DTYPE",
+        help="How the models compute: auto (bfloat16 where the CPU or GPU runs it natively, "
+        "else float32), float32 (on every machine: greedy answers then repeat exactly across "
+        "machines; a bfloat16 run repeats exactly only on bfloat16 machines) or bfloat16.",
+    ),
+]
 
+
+def _use_device(device: str, dtype: str = "auto") -> None:
+    import os
+
+    from ..models.device import PRECISION_ENV, set_device, set_precision
+
+    set_precision(dtype)
+    os.environ[PRECISION_ENV] = dtype  # a sweep's system processes inherit it
     set_device(device)
 
 
@@ -104,13 +120,14 @@ def compare(
     cache: Annotated[bool, typer.Option(help="Cache embeddings on disk.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Place a collection of models in a perspective space.
 
     Writes OUT/perspectives.parquet|csv, distances.npy|csv, space.png, space.html (interactive,
     opens offline), summary.json, and responses.parquet when answers were generated.
     """
-    _use_device(device)
+    _use_device(device, dtype)
     from ..data.prompts import load_prompts
     from ..models.generate import generate_responses
     from ..models.spec import load_compare_config
@@ -214,6 +231,7 @@ def figure2(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """The paper's Figure 2 on the embedded defaults.
 
@@ -223,7 +241,7 @@ def figure2(
     well the classes separate in each (leave-one-out 1-NN accuracy, silhouette).
     """
     _check_output_folder(out)
-    _use_device(device)
+    _use_device(device, dtype)
     from ..experiments.figure2 import run_figure2, separation_table
 
     result = run_figure2(out, max_prompts=max_prompts, show_progress=not quiet)
@@ -267,6 +285,7 @@ def init(
     prefix: Annotated[str, typer.Option(help="Model names are PREFIX-1..N.")] = "model",
     seed: Annotated[int, typer.Option(min=0, help="Seeds the samples and the fine-tuning.")] = 0,
     device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Fine-tune initial models, each on its own sample of a bank.
 
@@ -279,7 +298,7 @@ def init(
     _check_choice("--prompt-format", prompt_format, ("chat", "appendix-a", "plain"))
     _check_positive("--lr", lr)
     _check_name("--prefix", prefix)
-    _use_device(device)
+    _use_device(device, dtype)
     from ..data.banks import load_bank
     from ..models.initial import init_population, initial_cache_dir, population_specs
     from ..reporting.progress import progress_bar
@@ -332,6 +351,7 @@ def instruct_tune(
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the data order.")] = 0,
     device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Instruction-tune a base model as in the paper's Appendix A.
 
@@ -341,7 +361,7 @@ def instruct_tune(
     with prompt_format 'appendix-a'.
     """
     _check_positive("--lr", lr)
-    _use_device(device)
+    _use_device(device, dtype)
     from ..data.datasets import load_dolly
     from ..models.hf_agent import HFAgent
 
@@ -450,6 +470,7 @@ def run(
         ),
     ] = None,
     device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Simulate a system of interacting models into a run folder.
 
@@ -461,7 +482,7 @@ def run(
     the same command again). With --sweep, every condition x seed of the preset runs in
     OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
     """
-    _use_device(device)
+    _use_device(device, dtype)
     _stop_on_sigterm()
     from ..experiments.presets import load_preset
     from ..simulation.engine import Simulation
@@ -761,6 +782,18 @@ def _say_warnings(result) -> None:
     # Model answers and paths may hold brackets that rich would read as markup.
     where = escape(str(result.run_dir))
     note = collapse_note(result.diversity) if result.diversity is not None else None
+    paths = result.summary.get("compute") or []
+    if len(paths) > 1:
+        shown = "; ".join(
+            f"{p['device']} answering {p['answer_dtype']}, training {p['train_dtype']} "
+            f"(t = {', '.join(map(str, p['steps']))})"
+            for p in paths
+        )
+        console.print(
+            f"[yellow]{where}: steps computed in more than one way ({escape(shown)}); greedy "
+            "answers repeat exactly only on one (use --dtype float32 for portable runs)[/]",
+            highlight=False,
+        )
     if note:
         console.print(f"[yellow]{where}: {escape(note)}[/]", highlight=False)
     if result.missing_steps:

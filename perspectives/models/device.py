@@ -16,7 +16,10 @@ import torch
 from ..errors import InputError
 
 DEVICE_ENV = "PERSPECTIVES_DEVICE"
+PRECISION_ENV = "PERSPECTIVES_DTYPE"
+PRECISIONS = ("auto", "float32", "bfloat16")
 _chosen: torch.device | None = None
+_precision: str | None = None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,6 +66,40 @@ def current_device() -> torch.device:
     if _chosen is not None:
         return _chosen
     return resolve_device(os.environ.get(DEVICE_ENV, "auto"))
+
+
+def set_precision(name: str | None) -> str:
+    """Choose how agents created from now on compute: ``"auto"`` (bfloat16 where the device
+    runs it natively, else float32), ``"float32"`` (everywhere: the machine-portable path,
+    the same numbers on any CPU) or ``"bfloat16"`` (even where it is emulated, slowly).
+    Returns the name. Raises InputError for another name."""
+    global _precision
+    _precision = check_precision(name or "auto")
+    return _precision
+
+
+def check_precision(name: str) -> str:
+    """``name`` if it is a precision (see ``set_precision``); InputError otherwise."""
+    name = name.strip().lower()
+    if name not in PRECISIONS:
+        raise InputError(f"must be one of {', '.join(PRECISIONS)}", field="dtype", value=name)
+    return name
+
+
+def current_precision() -> str:
+    """The precision chosen by ``set_precision``, else ``$PERSPECTIVES_DTYPE``, else auto."""
+    if _precision is not None:
+        return _precision
+    return check_precision(os.environ.get(PRECISION_ENV, "auto") or "auto")
+
+
+def use_bf16(device: torch.device | None = None) -> bool:
+    """Whether agents on ``device`` answer in bfloat16 and train under bfloat16 autocast: the
+    chosen precision, with ``"auto"`` meaning where the device runs it natively."""
+    precision = current_precision()
+    if precision != "auto":
+        return precision == "bfloat16"
+    return bf16_supported(device)
 
 
 def bf16_supported(device: torch.device | None = None) -> bool:

@@ -12,7 +12,7 @@ import torch
 
 from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import BackendUnavailable, InputError
-from .device import bf16_supported, current_device
+from .device import current_device, current_precision, use_bf16
 from .formats import check_format, render_prompt, stop_token_ids
 from .sources import check_hf_source
 from .spec import Sampling, check_prompts
@@ -32,13 +32,15 @@ def resolve_model_path(model: str) -> str:
 
 
 def _resolve_dtype(dtype: str, device: torch.device | None = None) -> torch.dtype:
-    """The answering dtype: ``"auto"`` is bfloat16 where ``device`` runs it natively, else
-    float16 on a GPU and float32 on a CPU."""
+    """The answering dtype: ``"auto"`` follows the chosen precision (``device.use_bf16``):
+    bfloat16 where it applies, else float32 on a CPU or with precision float32, else float16
+    on a GPU."""
     if dtype == "auto":
         device = device or current_device()
-        if bf16_supported(device):
+        if use_bf16(device):
             return torch.bfloat16
-        return torch.float16 if device.type != "cpu" else torch.float32
+        portable = device.type == "cpu" or current_precision() == "float32"
+        return torch.float32 if portable else torch.float16
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:
         raise InputError("must be auto, float32, bfloat16 or float16", field="dtype", value=dtype)
@@ -52,6 +54,8 @@ def load_causal_lm(model: str, dtype: str = "auto"):
     Returns ``(model, tokenizer)``; the tokenizer pads on the left and has a pad token.
     Raises InputError with a readable message when the model cannot be found.
     """
+    if dtype == "auto":  # cached by what "auto" means now (device and chosen precision)
+        dtype = str(_resolve_dtype(dtype)).removeprefix("torch.")
     return _load_causal_lm(model, dtype, str(current_device()))
 
 

@@ -35,7 +35,7 @@ from ..bundled import BUNDLED_MODEL, cache_dir
 from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir, atomic_path, link_or_copy
 from .contract import AgentSpec
-from .device import current_device
+from .device import current_device, current_precision
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
 from .hf import _resolve_dtype, generate_texts, load_pretrained, resolve_model_path
 from .spec import Sampling, check_prompts
@@ -188,7 +188,7 @@ def get_backbone(
     """The shared backbone for this base model, format, update method and device (default:
     the current one), created once."""
     device = device or current_device()
-    key = (model, prompt_format, method, dtype, str(device))
+    key = (model, prompt_format, method, dtype, current_precision(), str(device))
     with _lock:
         if key not in _backbones:
             if not _backbones:

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import torch
 
-from .device import bf16_supported
+from .device import use_bf16
 from .update import TrainStats, UpdateConfig
 
 
 def _use_bf16(mode: str, device: torch.device) -> bool:
-    return mode == "bf16" or (mode == "auto" and bf16_supported(device))
+    return mode == "bf16" or (mode == "auto" and use_bf16(device))
 
 
 def _batches(

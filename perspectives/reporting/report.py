@@ -295,6 +295,12 @@ def run_report(result: RunAnalysis) -> Path:
         f"{s['models']} models, {len(result.steps)} snapshots (t = {result.steps[0]}.."
         f"{result.steps[-1]}), joint space d = {s['dimension']}"
     )
+    paths = [p for p in s.get("compute") or [] if p["answer_dtype"] is not None]
+    if paths:
+        sub += "; computed " + ", ".join(
+            f"on {p['device']}, answering in {p['answer_dtype']}, training in {p['train_dtype']}"
+            for p in paths
+        )
     path = result.run_dir / REPORT_FILE
     write_text(path, _page(f"Run {result.cfg.name}", sub, body))
     return path

@@ -125,6 +125,28 @@ def kernel_table(hist) -> pd.DataFrame:
     return pd.concat([hist.points[["t", "model", "class"]].reset_index(drop=True), values], axis=1)
 
 
+def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
+    """The distinct ways the run's steps were computed: ``device``, ``answer_dtype`` and
+    ``train_dtype`` (None for agents without them), with the ``steps`` of each. Greedy
+    answers repeat exactly only on one path, so a run resumed on another kind of machine
+    has more than one."""
+    events = folder.read_parts("events", upto)
+    if events.empty:
+        return []
+    paths: dict[tuple, list[int]] = {}
+    for row in events[events["kind"] == "timing"].itertuples():
+        try:
+            info = json.loads(row.detail)
+        except ValueError:
+            continue  # a timing record is informative, never needed
+        key = tuple(info.get(k) for k in ("device", "answer_dtype", "train_dtype"))
+        paths.setdefault(key, []).append(int(row.t))
+    return [
+        {"device": d, "answer_dtype": a, "train_dtype": tr, "steps": steps}
+        for (d, a, tr), steps in paths.items()
+    ]
+
+
 def analyze_run(
     run_dir: str | Path, n_components: int | None = None, upto: int | None = None
 ) -> RunAnalysis:
@@ -174,6 +196,7 @@ def analyze_run(
         },
         "distinct_last": float(diversity["distinct"].iloc[-1]),
         "top_share_last": float(diversity["top_share"].iloc[-1]),
+        "compute": compute_paths(folder, upto),
     }
     return RunAnalysis(
         run_dir,

@@ -424,7 +424,12 @@ class Simulation:
         """The events (with the step's timings) last, then mark the step complete."""
         tm = step.timings
         step.event(
-            "timing", "", json.dumps({**tm.__dict__, "engine": tm.engine, **_where()}), tm.total
+            "timing",
+            "",
+            json.dumps(
+                {**tm.__dict__, "engine": tm.engine, **_where(self.cfg.update.mixed_precision)}
+            ),
+            tm.total,
         )
         self.folder.write_events(step.t, step.events)
         self.folder.commit_step(step.t, self.keep_checkpoints)
@@ -441,13 +446,25 @@ class Simulation:
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
 
 
-def _where() -> dict:
-    """Where a step ran: numbers differ slightly between devices and thread counts. Asked of
-    torch only when the agents loaded it (a run of torch-free agents never does)."""
+def _where(mixed_precision: str = "auto") -> dict:
+    """Where and how a step ran: numbers differ between devices and thread counts, and
+    greedy answers between dtype paths (``answer_dtype``; ``train_dtype``: float32, or
+    bfloat16 autocast). Asked of torch only when the agents loaded it (a run of torch-free
+    agents never does)."""
     if "torch" not in sys.modules:
-        return {"device": "cpu", "threads": None}
+        return {"device": "cpu", "threads": None, "answer_dtype": None, "train_dtype": None}
     import torch
 
     from ..models.device import current_device
+    from ..models.hf import _resolve_dtype
+    from ..models.training import _use_bf16
 
-    return {"device": str(current_device()), "threads": torch.get_num_threads()}
+    device = current_device()
+    where = {"device": str(device), "threads": torch.get_num_threads()}
+    if "perspectives.models.hf_agent" not in sys.modules:  # no transformers agent here
+        return {**where, "answer_dtype": None, "train_dtype": None}
+    return {
+        **where,
+        "answer_dtype": str(_resolve_dtype("auto", device)).removeprefix("torch."),
+        "train_dtype": "bfloat16" if _use_bf16(mixed_precision, device) else "float32",
+    }
