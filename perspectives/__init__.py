@@ -20,6 +20,14 @@ Importing the package loads no model library: torch is imported only when an age
 transformers backend is made.
 """
 
+import os as _os
+
+# OpenMP threads that spin while they wait take a busy machine's cores from the work: beside
+# a process busy on one of two cores, one initial fine-tune took 2.1x its idle time with the
+# default policy and 1.7x with PASSIVE, the same alone (benchmarks/bench_busy.py). Set before
+# torch loads OpenMP; a user's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .analysis import (
     adversarial_polarization,
     answer_diversity,

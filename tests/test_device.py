@@ -129,3 +129,18 @@ def test_a_run_records_its_dtype_path(tiny_model_dir, tmp_path, isolated_cache):
         {"device": "cpu", "answer_dtype": "float32", "train_dtype": "float32", "steps": [0, 1]}
     ]
     clear_backbones()
+
+
+def test_openmp_waits_passively_unless_the_user_says_otherwise():
+    """Spinning OpenMP threads slow a run on a busy machine (benchmarks/bench_busy.py)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, perspectives; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE"

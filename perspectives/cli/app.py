@@ -476,6 +476,11 @@ def run(
 
     Every step is recorded in the run folder.
 
+    Threads: torch uses one per core. On a machine busy with other work, OMP_NUM_THREADS=1
+    (e.g. `OMP_NUM_THREADS=1 perspectives run ...`) avoids fighting for the cores; OpenMP's
+    wait policy is PASSIVE unless you set OMP_WAIT_POLICY. A sweep's --jobs shares the cores
+    among its systems itself.
+
     Each step: draw the communication graph, let every learning model interview one
     in-neighbour and learn from the answers, then evaluate every model. A run interrupted by
     Ctrl-C or a crash loses at most the step in progress: continue it with --resume DIR (or run
