@@ -622,7 +622,7 @@ def machine_info() -> dict[str, Any]:
     import torch
     import transformers
 
-    from perspectives.models.hf import bf16_supported
+    from perspectives.models.device import bf16_supported
 
     model = ""
     try:
