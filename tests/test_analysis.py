@@ -9,6 +9,7 @@ import pytest
 from perspectives.analysis import (
     adversarial_polarization,
     answer_diversity,
+    class_movement,
     class_polarization,
     class_trajectories,
     clusters_over_time,
@@ -196,6 +197,31 @@ def test_class_trajectories_means_and_spreads():
     a = out[out["class"] == "A"]
     assert a["mean"].tolist() == [2.0, 3.0] and a["std"].tolist() == [1.0, 1.0]
     assert out[out["class"] == "B"]["n"].tolist() == [1, 1]
+
+
+def test_class_movement_displacement_against_spread():
+    # Class A: two models at x = 0 and 2 (spread 1), mean moves from (1, 0) to (4, 4): 5.
+    # Class B: one model that never moves (spread 0, ratio undefined).
+    states = np.array(
+        [
+            [[0.0, 0.0], [2.0, 0.0], [9.0, 9.0]],
+            [[3.0, 4.0], [5.0, 4.0], [9.0, 9.0]],
+        ]
+    )
+    out = class_movement(table_from_states(states, ["A", "A", "B"])).set_index("class")
+    assert out.loc["A", "displacement"] == pytest.approx(5.0)
+    assert out.loc["A", "spread"] == pytest.approx(1.0)
+    assert out.loc["A", "ratio"] == pytest.approx(5.0)
+    assert (out.loc["A", "first"], out.loc["A", "last"], out.loc["A", "n"]) == (0, 1, 2)
+    assert out.loc["B", "displacement"] == 0.0 and np.isnan(out.loc["B", "ratio"])
+
+
+def test_class_movement_spread_averages_over_steps_and_uses_every_axis():
+    # Spread 1 at t = 0 (along z1) and 3 at t = 1 (along z2): the mean spread is 2.
+    states = np.array([[[-1.0, 0.0], [1.0, 0.0]], [[0.0, -3.0], [0.0, 3.0]]])
+    out = class_movement(table_from_states(states, ["A", "A"]))
+    assert out["spread"].iloc[0] == pytest.approx(2.0)
+    assert out["displacement"].iloc[0] == pytest.approx(0.0)
 
 
 def test_separate_embeddings_fit_each_step_alone():

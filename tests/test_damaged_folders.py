@@ -300,6 +300,11 @@ def test_a_run_where_groups_leave_is_analysed(tmp_path, tiny_config, leave):
     summary = json.loads((out / "analysis" / "summary.json").read_text())
     assert summary["steps_present"] == list(range(max(leave)))
     assert summary["complete"] and "incomplete run" not in result.output
+    movement = pd.read_parquet(out / "analysis" / "class_movement.parquet").set_index("class")
+    assert sorted(summary["class_movement"]) == sorted(movement.index)
+    assert (movement["first"] == 0).all()
+    if leave == (1, 1):  # one snapshot only: nobody moved
+        assert (movement["displacement"] == 0).all()
 
 
 def test_a_run_whose_classes_never_meet_has_no_polarization(tmp_path, tiny_config):

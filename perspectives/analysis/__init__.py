@@ -7,11 +7,12 @@ from .dispersion import dispersion
 from .diversity import answer_diversity, collapse_note
 from .isomirror import iso_mirror, mirror_distances, separate_embeddings, state_matrices
 from .polarization import adversarial_polarization, class_polarization
-from .trajectories import class_trajectories, model_trajectories, z_columns
+from .trajectories import class_movement, class_trajectories, model_trajectories, z_columns
 
 __all__ = [
     "adversarial_polarization",
     "answer_diversity",
+    "class_movement",
     "class_polarization",
     "class_trajectories",
     "clusters_over_time",

@@ -775,6 +775,15 @@ def analyze(
         )
         + f" -> {out}/"
     )
+    moved = _movement_line(s.get("class_movement") or {})
+    if moved:
+        out_console.print(moved)
+
+
+def _movement_line(movement: dict) -> str:
+    """'class means moved: a 1.8x, b 0.4x their within-class spread' (classes of 2+ models)."""
+    parts = [f"{c} {m['ratio']:.1f}x" for c, m in movement.items() if m.get("ratio") is not None]
+    return f"class means moved {', '.join(parts)} their within-class spread" if parts else ""
 
 
 def _say_warnings(result) -> None:

@@ -281,6 +281,14 @@ def run_report(result: RunAnalysis) -> Path:
                 "polarization",
             )
         )
+    if result.movement is not None and len(result.movement):
+        body += [
+            "<h2>How far each class moved</h2>",
+            "<p>The distance its mean perspective travelled from the first step to the last, "
+            "against its within-class spread (RMS distance of its models to the class mean, "
+            "averaged over steps). A ratio above 1: the class moved as a whole.</p>",
+            _table(result.movement),
+        ]
     body += [
         "<h2>Metrics by step</h2>",
         _table(metrics),

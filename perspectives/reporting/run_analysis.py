@@ -18,6 +18,7 @@ import pandas as pd
 from ..analysis import (
     adversarial_polarization,
     answer_diversity,
+    class_movement,
     class_polarization,
     class_trajectories,
     clusters_over_time,
@@ -52,6 +53,7 @@ class RunAnalysis:
     summary: dict[str, Any] = field(default_factory=dict)
     dispersion: pd.DataFrame | None = None
     diversity: pd.DataFrame | None = None
+    movement: pd.DataFrame | None = None
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -175,6 +177,7 @@ def analyze_run(
     polarization, kind = polarization_of(table, cfg, kernels)
     disp = dispersion_of(table, kernels)
     diversity = answer_diversity(hist.answers)
+    movement = class_movement(table)
     summary = {
         "run": cfg.name,
         "models": int(table["model"].nunique()),
@@ -193,6 +196,10 @@ def analyze_run(
         **{
             f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
             for col in ("spread_kernel_rel", "locality_kernel")
+        },
+        "class_movement": {
+            str(r["class"]): {k: _number(r[k]) for k in ("displacement", "spread", "ratio")}
+            for _, r in movement.iterrows()
         },
         "distinct_last": float(diversity["distinct"].iloc[-1]),
         "top_share_last": float(diversity["top_share"].iloc[-1]),
@@ -213,7 +220,13 @@ def analyze_run(
         summary,
         disp,
         diversity,
+        movement,
     )
+
+
+def _number(x) -> float | None:
+    """A float for JSON (None for NaN, which JSON lacks)."""
+    return None if pd.isna(x) else float(x)
 
 
 def _isomirror(table: pd.DataFrame, hist, d: int) -> tuple[pd.DataFrame, dict]:
@@ -264,6 +277,8 @@ def write_run_analysis(result: RunAnalysis) -> Path:
     write_parquet(out / "clusters.parquet", result.clusters)
     write_parquet(out / "cluster_labels.parquet", result.cluster_labels)
     write_parquet(out / "class_means.parquet", result.class_means)
+    if result.movement is not None:
+        write_parquet(out / "class_movement.parquet", result.movement)
     if result.polarization is not None:
         write_parquet(out / "polarization.parquet", result.polarization)
     if result.dispersion is not None:
