@@ -23,9 +23,10 @@ transformers backend is made.
 import os as _os
 
 # OpenMP threads that spin while they wait take a busy machine's cores from the work: beside
-# a process busy on one of two cores, one initial fine-tune took 2.1x its idle time with the
-# default policy and 1.7x with PASSIVE, the same alone (benchmarks/bench_busy.py). Set before
-# torch loads OpenMP; a user's own setting wins.
+# a process busy on one of two cores, answering took 4.2x its idle time with OpenMP's default
+# policy and 1.3x with PASSIVE, a fine-tune 1.8x and 1.1x; idle, PASSIVE costs up to 1.4x
+# when answering (benchmarks/bench_busy.py). Set before torch loads OpenMP; a user's own
+# setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .analysis import (
