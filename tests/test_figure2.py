@@ -10,6 +10,7 @@ import pytest
 
 from perspectives.data.prompts import load_prompts
 from perspectives.experiments.figure2 import figure2_config, figure2_models, run_figure2
+from perspectives.models import device
 from perspectives.space.embed import get_embedder
 
 
@@ -24,6 +25,9 @@ def test_models_are_three_classes_of_five_with_distinct_seeds():
 @pytest.mark.slow
 def test_figure2_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The effect checked below is weak at 8 prompts and was calibrated on the float32 path;
+    # on the bfloat16 path the sampled answers differ (results repeat per dtype path).
+    monkeypatch.setattr(device, "_precision", "float32")
     out = tmp_path / "fig2"
     embedder = get_embedder(cache=tmp_path / "embeddings.sqlite")  # embed afresh
     result = run_figure2(out, max_prompts=8, embedder=embedder, show_progress=False)
