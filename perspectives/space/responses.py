@@ -117,7 +117,10 @@ def _read_parquet(p: Path, source: str) -> pd.DataFrame:
 
 def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFrame:
     # pandas renames a repeated header ("model" -> "model.1"); a repeated column is an error.
-    header = next(csv.reader(io.StringIO(text)), [])
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:  # a stray carriage return in the header, say
+        raise InputError(f"not a readable CSV header ({exc})", source=source) from None
     seen: set[str] = set()
     for name in header:
         if name in seen:
