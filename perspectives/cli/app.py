@@ -781,7 +781,7 @@ def analyze(
 
 
 def _movement_line(movement: dict) -> str:
-    """'class means moved: a 1.8x, b 0.4x their within-class spread' (classes of 2+ models)."""
+    """'class means moved a 1.8x, b 0.4x their within-class spread' (classes with a spread)."""
     parts = [f"{c} {m['ratio']:.1f}x" for c, m in movement.items() if m.get("ratio") is not None]
     return f"class means moved {', '.join(parts)} their within-class spread" if parts else ""
 
