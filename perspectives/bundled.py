@@ -111,27 +111,43 @@ def _converted(target: Path) -> bool:
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
+    import contextlib
+    import functools
+    from unittest import mock
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    # The de-quantized weights are plain floats; without this, save_pretrained refuses or
-    # records a GGUF quantization that a later load would try to honour.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    with contextlib.ExitStack() as quiet:
+        # The GGUF reader draws its own tqdm bar, which would cut through the run's display.
+        try:
+            import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+            quiet.enter_context(
+                mock.patch.object(
+                    gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)
+                )
+            )
+        except (ImportError, AttributeError):
+            pass
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            # The de-quantized weights are plain floats; without this, save_pretrained refuses
+            # or records a GGUF quantization that a later load would try to honour.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            with atomic_dir(target) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
 
 
 def clear_converted_models() -> None:
