@@ -452,8 +452,8 @@ class RunFolder:
     def evaluation_snapshots(
         self, upto: int | None = None
     ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-        """Each complete step's evaluation answers (``t, model, question_id, text``, in table
-        order) with their embeddings, for the steps that have them.
+        """Each complete step's evaluation answers (``t, model, question_id, replicate, text``,
+        in table order) with their embeddings, for the steps that have them.
 
         Raises CorruptStateError naming a responses part or embeddings file that is missing,
         damaged, or of another length than the other."""
@@ -465,7 +465,7 @@ class RunFolder:
             ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
             vectors = self._check_embeddings(t, len(ev))
             if vectors is not None:
-                yield ev[["t", "model", "question_id", "text"]], vectors
+                yield ev[["t", "model", "question_id", "replicate", "text"]], vectors
 
     # ----------------------------------------------------------- forks, weights
     def can_fork(self, step: int) -> bool:

@@ -1,0 +1,240 @@
+"""Control charts, change points and two-sample tests against hand-computed values, and the
+monitor of a run folder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from perspectives.analysis import (
+    adaptive_chart,
+    alarms,
+    change_points,
+    class_difference,
+    cusum_chart,
+    energy_test,
+    ewma_chart,
+    fixed_chart,
+    model_change,
+    run_chart,
+)
+from perspectives.analysis.changepoints import _best_split_gain, noise_scale
+from perspectives.cli import app
+from perspectives.errors import InputError
+
+REF = [1.0, -1.0, 1.0, -1.0]  # mean 0, sd sqrt(4/3)
+SD = math.sqrt(4 / 3)
+
+
+def test_fixed_chart_limits_from_the_reference_period_by_hand():
+    chart = fixed_chart([0, 1, 2, 1, 0, 10, 2], reference=5)
+    sd = math.sqrt(0.7)
+    assert chart["center"].iloc[0] == pytest.approx(0.8)
+    assert chart["upper"].iloc[5] == pytest.approx(0.8 + 3 * sd)
+    assert chart["lower"].iloc[5] == pytest.approx(0.8 - 3 * sd)
+    assert chart["alarm"].tolist() == [False] * 5 + [True, False]
+    a = alarms(chart)
+    assert a["t"].tolist() == [5] and a["direction"].tolist() == ["up"]
+
+
+def test_adaptive_chart_uses_the_trailing_window_by_hand():
+    chart = adaptive_chart([1, 2, 3, 2, 10, 2], window=3)
+    assert np.isnan(chart["upper"].iloc[2])  # still burning in
+    assert chart["center"].iloc[3] == pytest.approx(2.0)
+    assert chart["upper"].iloc[3] == pytest.approx(5.0)  # mean 2 + 3 * sd 1
+    assert chart["upper"].iloc[4] == pytest.approx(7 / 3 + 3 * math.sqrt(1 / 3))
+    assert chart["alarm"].tolist() == [False, False, False, False, True, False]
+
+
+def test_a_slow_ramp_evades_the_adaptive_chart_but_not_the_fixed_one():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 200)
+    x[100:] += np.linspace(0, 8, 100)  # 0.08 sigma per step
+    adaptive = adaptive_chart(x, window=30, burn_in=50)
+    fixed = fixed_chart(x, reference=50)
+    # The band follows the drift: a stray alarm or so, where the fixed chart rings throughout.
+    assert adaptive["alarm"].iloc[100:].sum() <= 3
+    assert fixed["alarm"].iloc[100:].sum() >= 50
+    # A sudden step of the same size is caught by both at once.
+    y = rng.normal(0, 1, 200)
+    y[100:] += 8
+    assert adaptive_chart(y, window=30, burn_in=50)["alarm"].iloc[100]
+    assert fixed_chart(y, reference=50)["alarm"].iloc[100]
+
+
+def test_ewma_statistic_and_its_exact_limits_by_hand():
+    chart = ewma_chart([*REF, 4.0, 0.0], reference=4, lam=0.5)
+    assert np.isnan(chart["statistic"].iloc[:4]).all()
+    assert chart["statistic"].iloc[4] == pytest.approx(2.0)
+    assert chart["statistic"].iloc[5] == pytest.approx(1.0)
+    assert chart["upper"].iloc[4] == pytest.approx(3 * SD * math.sqrt(1 / 3 * (1 - 0.25)))
+    assert chart["upper"].iloc[5] == pytest.approx(3 * SD * math.sqrt(1 / 3 * (1 - 0.0625)))
+    assert chart["alarm"].tolist() == [False] * 4 + [True, False]
+
+
+def test_cusum_accumulates_in_sigma_units_by_hand():
+    chart = cusum_chart([*REF, *([2 * SD] * 4), -10 * SD], reference=4)
+    assert chart["statistic"].iloc[4:8].tolist() == pytest.approx([1.5, 3.0, 4.5, 6.0])
+    assert chart["alarm"].tolist() == [False] * 7 + [True, True]
+    assert chart["statistic"].iloc[8] < -5  # the downward sum takes over, signed
+
+
+def test_charts_refuse_bad_input():
+    with pytest.raises(InputError, match="reference"):
+        fixed_chart([1, 2, 3], reference=5)
+    with pytest.raises(InputError, match="missing or infinite"):
+        fixed_chart([1, np.nan, 3, 4], reference=2)
+    with pytest.raises(InputError, match="window"):
+        adaptive_chart([1, 2, 3], window=1)
+    with pytest.raises(InputError, match="lam"):
+        ewma_chart(REF, reference=2, lam=0)
+    with pytest.raises(InputError, match="chart"):
+        run_chart(REF, "shewhart", reference=2)
+    with pytest.raises(InputError, match="cusum chart"):
+        run_chart(REF, "cusum", window=2)
+
+
+def test_best_split_gain_is_the_drop_in_squared_error_by_hand():
+    seg = np.array([[0.0], [0.0], [1.0], [1.0]])
+    assert _best_split_gain(seg, 1) == pytest.approx(1.0)  # SSE 1 -> 0 at the middle
+    seg = np.array([[0.0], [3.0], [0.0]])
+    # Best split [0, 3 | 0] or [0 | 3, 0]: 6 - 4.5 = 1.5 either way.
+    assert _best_split_gain(seg, 1) == pytest.approx(1.5)
+    assert noise_scale(np.array([[0.0], [0.0], [0.0]])).tolist() == [1.0]
+
+
+def test_change_points_find_a_step_and_not_noise():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, 60)
+    x[30:] += 3
+    found = change_points(pd.Series(x, index=np.arange(60) * 2), n_permutations=199)
+    assert len(found) == 1
+    assert abs(found["index"].iloc[0] - 30) <= 1
+    assert found["t"].iloc[0] == 2 * found["index"].iloc[0]  # the series' own steps
+    assert found["shift"].iloc[0] == pytest.approx(3, abs=0.6)
+    assert found["p_value"].iloc[0] <= 0.01
+    quiet = change_points(rng.normal(0, 1, 60), n_permutations=199)
+    assert (quiet["p_value"] > 0.01).all()
+    # Multivariate: a shift in two of five dimensions.
+    z = rng.normal(0, 1, (40, 5))
+    z[25:, :2] += 2.5
+    found = change_points(z, n_permutations=199)
+    assert [abs(i - 25) <= 1 for i in found["index"]] == [True]
+    assert change_points(x, n_permutations=99, seed=4).equals(
+        change_points(x, n_permutations=99, seed=4)
+    )
+
+
+def test_energy_test_separates_shifted_samples_and_is_seeded():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (12, 3, 2))  # 12 "data kernels" of 3 prompts x 2
+    y = rng.normal(1.5, 1, (12, 3, 2))
+    shifted = energy_test(x, y, n_permutations=499)
+    same = energy_test(x, rng.normal(0, 1, (12, 3, 2)), n_permutations=499)
+    assert shifted.p_value <= 0.01 < same.p_value
+    assert shifted.statistic > same.statistic
+    assert energy_test(x, y, n_permutations=99, seed=5) == energy_test(
+        x, y, n_permutations=99, seed=5
+    )
+    with pytest.raises(InputError, match="at least 4"):
+        energy_test(x[:3], y)
+    with pytest.raises(InputError, match="values"):
+        energy_test(x, y[:, :2])
+
+
+def _sampled_run(tiny_config, run_to_end, tmp_path):
+    raw = tiny_config(
+        "fake",
+        steps=2,
+        evaluation={
+            "n_prompts": 4,
+            "replicates": 6,
+            "sampling": {"do_sample": True, "max_new_tokens": 6},
+        },
+    )
+    return run_to_end(raw, tmp_path / "run")
+
+
+def test_model_change_from_evaluation_replicates(tiny_config, run_to_end, tmp_path):
+    from perspectives.simulation.history import load_history
+
+    run = _sampled_run(tiny_config, run_to_end, tmp_path)
+    res = model_change(run, "a-1", 0, 2, n_permutations=199)
+    assert res.n_x == res.n_y == 6
+    assert 0 < res.p_value <= 1
+    assert model_change(run, "a-1", 0, 2, n_permutations=199) == res  # seeded
+    with pytest.raises(InputError, match="no evaluation"):
+        model_change(run, "nobody", 0, 2)
+    hist = load_history(run)
+    assert hist is not None
+    with pytest.raises(InputError, match="class 'a' has 2 model"):
+        class_difference(hist.kernels, hist.points, 2, "a", "b")
+
+
+def test_class_difference_on_kernels_of_two_classes():
+    rng = np.random.default_rng(3)
+    kernels = np.concatenate([rng.normal(0, 1, (5, 3, 4)), rng.normal(2, 1, (5, 3, 4))])
+    points = pd.DataFrame({"t": 7, "model": [f"m{i}" for i in range(10)]})
+    points["class"] = ["a"] * 5 + ["b"] * 5
+    res = class_difference(kernels, points, 7, "a", "b", n_permutations=499)
+    assert (res.n_x, res.n_y) == (5, 5)
+    assert res.p_value < 0.02  # 5 against 5: the smallest exact p-value is 1/252
+    same = class_difference(rng.normal(0, 1, (10, 3, 4)), points, 7, "a", "b")
+    assert same.p_value > 0.05
+
+
+def test_model_change_needs_replicates(tiny_config, run_to_end, tmp_path):
+    run = run_to_end(tiny_config("fake", steps=1), tmp_path / "run")
+    with pytest.raises(InputError, match="replicates"):
+        model_change(run, "a-1", 0, 1)
+
+
+def test_monitor_command_writes_alarms_of_a_run(tiny_config, run_to_end, tmp_path):
+    run = run_to_end(tiny_config("fake", steps=8), tmp_path / "run")
+    result = CliRunner().invoke(app, ["monitor", str(run), "--window", "3", "--alpha", "1"])
+    assert result.exit_code == 0, result.output
+    assert "alarm(s) (adaptive chart, k = 3)" in result.output
+    events = pd.read_parquet(run / "analysis" / "alarms.parquet")
+    assert set(events["kind"]) <= {"alarm", "change point"}
+    # alpha 1 reports every change point found; the trajectory of learning models moves.
+    assert (events["kind"] == "change point").any()
+    assert events["t"].between(0, 8).all()
+    again = CliRunner().invoke(app, ["monitor", str(run), "--chart", "cusum", "--reference", "9"])
+    assert again.exit_code == 0
+    assert "too few for a cusum chart" in again.output
+    bad = CliRunner().invoke(app, ["monitor", str(run), "--chart", "bogus"])
+    assert bad.exit_code != 0 and "chart" in bad.output and "Traceback" not in bad.output
+
+
+def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):
+    import threading
+    import time
+
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
+    from perspectives.space.embed import get_embedder
+
+    cfg = parse_run_config(tiny_config("fake", steps=8), "test")
+    sim = Simulation.create(
+        cfg,
+        tmp_path / "run",
+        embedder=get_embedder("hashing"),
+        on_phase=lambda t, phase: time.sleep(0.05),  # a slow system, watched while it runs
+    )
+    # The monitor needs one complete step to start from.
+    runner = threading.Thread(target=sim.run)
+    runner.start()
+    try:
+        result = CliRunner().invoke(
+            app, ["monitor", str(tmp_path / "run"), "--follow", "--interval", "0.1"]
+        )
+    finally:
+        runner.join()
+    assert result.exit_code == 0, result.output
+    seen = [int(line.split()[1]) for line in result.output.splitlines() if "complete" in line]
+    assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
+    assert (tmp_path / "run" / "analysis" / "alarms.parquet").exists()
