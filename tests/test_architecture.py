@@ -66,6 +66,7 @@ def test_help_lists_every_command_with_one_line():
         "run",
         "presets",
         "analyze",
+        "monitor",
         "report",
         "results",
     ]
@@ -110,7 +111,7 @@ Simulation.create(cfg, {str(tmp_path / "run")!r}, embedder=get_embedder("hashing
 from typer.testing import CliRunner
 from perspectives.cli import app
 for args in (["analyze", {str(tmp_path / "run")!r}], ["report", {str(tmp_path / "run")!r}],
-             ["presets"]):
+             ["monitor", {str(tmp_path / "run")!r}], ["presets"]):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
 print('torch' in sys.modules, 'transformers' in sys.modules)

@@ -69,8 +69,9 @@ def test_run_report_renders_in_headless_chromium(
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(Path(page_path).as_uri(), wait_until="load")
         charts = page.locator("div.js-plotly-plot")
-        # trajectories, iso-mirror, clusters, polarization (two classes)
-        assert charts.count() == 4
+        # trajectories, iso-mirror, clusters, polarization (two classes), the control charts
+        assert charts.count() == 5
+        assert page.locator("h2", has_text="Changes").count() == 1
         for i in range(charts.count()):
             chart = charts.nth(i)
             chart.scroll_into_view_if_needed()

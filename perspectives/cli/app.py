@@ -780,6 +780,97 @@ def analyze(
         out_console.print(moved)
 
 
+@app.command()
+@_friendly_errors
+def monitor(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (running or finished).")],
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--once",
+            help="Follow the run as its steps land, until its last step (Ctrl-C stops).",
+        ),
+    ] = False,
+    chart: Annotated[
+        str, typer.Option(help="Control chart: adaptive, fixed, ewma or cusum.")
+    ] = "adaptive",
+    window: Annotated[
+        int | None,
+        typer.Option(min=2, help="Adaptive chart: trailing window, in snapshots."),
+    ] = None,
+    burn_in: Annotated[
+        int | None,
+        typer.Option(min=2, help="Adaptive chart: snapshots before it watches."),
+    ] = None,
+    reference: Annotated[
+        int | None,
+        typer.Option(min=2, help="Fixed, EWMA, CUSUM charts: snapshots of the reference period."),
+    ] = None,
+    k: Annotated[float, typer.Option(min=0.0, help="Band half-width, in sigma.")] = 3.0,
+    alpha: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Level at which change points are reported.")
+    ] = 0.05,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="With --follow: seconds between looks.")
+    ] = 5.0,
+) -> None:
+    """Watch a run: control-chart alarms and change points.
+
+    Charts every 1-d series of the run (the iso-mirror, the polarization, the data-kernel
+    spread, each class's mean z1) and finds change points (PELT, each with a permutation
+    p-value) in the iso-mirror and in the whole trajectory. Window, burn-in and reference
+    default to a third of the run's snapshots. With --follow, each new step is analysed as it
+    lands and its alarms printed. Writes RUN/analysis/alarms.parquet (one row per alarm or
+    change point); `perspectives report` shows the charts.
+    """
+    import time
+
+    from ..reporting.monitor import MonitorSettings, event_line, monitor_run, write_alarms
+    from ..reporting.run_analysis import analyze_run
+    from ..simulation.rundir import RunFolder
+
+    _check_run_folder(run_dir, "RUN_DIR")
+    settings = MonitorSettings(chart, window, burn_in, reference, k, alpha)
+    folder = RunFolder(run_dir)
+    total = folder.read_config(validate=False).steps
+    seen: set[tuple] = set()
+
+    def look(upto: int | None) -> tuple:
+        result = analyze_run(run_dir, upto=upto)
+        mon = monitor_run(result, settings)
+        for _, e in mon.events.iterrows():
+            key = (e["kind"], e["series"], int(e["t"]))
+            if key not in seen:
+                seen.add(key)
+                out_console.print(escape(event_line(e)))
+        return result, mon
+
+    last = -1
+    if follow:
+        try:
+            while True:
+                now = folder.last_complete_step()
+                if now != last and now >= 1:
+                    out_console.print(f"[dim]step {now} of {total} complete[/]")
+                    look(now)
+                    last = now
+                if now >= total:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            out_console.print("stopped following")
+    result, mon = look(None)
+    for note in mon.notes:
+        out_console.print(f"[dim]{escape(note)}[/]")
+    path = write_alarms(result, mon)
+    n_alarms = int((mon.events["kind"] == "alarm").sum())
+    n_changes = int((mon.events["kind"] == "change point").sum())
+    out_console.print(
+        f"{n_alarms} alarm(s) ({chart} chart, k = {k:g}), {n_changes} change point(s) "
+        f"at p <= {alpha:g} -> {path}"
+    )
+
+
 def _movement_line(movement: dict) -> str:
     """'class means moved a 1.8x, b 0.4x their within-class spread' (classes with a spread)."""
     parts = [f"{c} {m['ratio']:.1f}x" for c, m in movement.items() if m.get("ratio") is not None]

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from ..analysis import collapse_note
 from ..store import write_text
 from .figures import PALETTE, polarization_panels
+from .monitor import Monitor, event_line, monitor_run
 from .run_analysis import (
     ANALYSIS_DIR,
     RunAnalysis,
@@ -250,6 +251,81 @@ def _warnings_html(result: RunAnalysis) -> str:
     return "".join(notes)
 
 
+def changes_chart(monitor: Monitor) -> go.Figure:
+    """Each charted series with its band (shaded), its alarms (red crosses) and the change
+    points found in it or in the whole trajectory (dotted lines)."""
+    names = list(dict.fromkeys(monitor.charts["series"]))
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+    for i, name in enumerate(names, start=1):
+        c = monitor.charts[monitor.charts["series"] == name]
+        fig.add_trace(
+            go.Scatter(x=c["t"], y=c["upper"], mode="lines", line=dict(width=0), showlegend=False),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=c["t"],
+                y=c["lower"],
+                mode="lines",
+                fill="tonexty",
+                fillcolor="rgba(120,120,120,0.2)",
+                line=dict(width=0),
+                name="band",
+                showlegend=i == 1,
+            ),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=c["t"],
+                y=c["statistic"],
+                line=dict(color=to_hex(PALETTE[0]), width=2),
+                name="statistic",
+                showlegend=i == 1,
+            ),
+            row=i,
+            col=1,
+        )
+        hit = c[c["alarm"]]
+        fig.add_trace(
+            go.Scatter(
+                x=hit["t"],
+                y=hit["statistic"],
+                mode="markers",
+                marker=dict(color="#c00", symbol="x", size=10),
+                name="alarm",
+                showlegend=i == 1,
+            ),
+            row=i,
+            col=1,
+        )
+    for t in monitor.events.loc[monitor.events["kind"] == "change point", "t"].unique():
+        fig.add_vline(x=t, line_dash="dot", line_color="#c00")
+    fig.update_xaxes(title="time step t", row=len(names), col=1)
+    return _layout(fig, "Control charts and change points", height=220 * len(names) + 80)
+
+
+def _changes_html(result: RunAnalysis) -> list[str]:
+    """The report's "Changes" section: charts, events, and what could not be charted."""
+    monitor = monitor_run(result)
+    out = [
+        "<h2>Changes</h2>",
+        "<p>Adaptive control charts (mean ± 3σ of a trailing window of a third of the run, "
+        "after a burn-in as long) on the run's series, and change points (PELT with a "
+        "permutation p-value; dotted lines where p ≤ 0.05) in the iso-mirror and the whole "
+        "trajectory. <code>perspectives monitor</code> runs them with other settings.</p>",
+    ]
+    if len(monitor.charts):
+        out.append(_chart(changes_chart(monitor), "changes"))
+    lines = [event_line(e) for _, e in monitor.events.iterrows()] or ["no alarm, no change point"]
+    out.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+    if monitor.notes:
+        out.append("<p class='note'>" + "<br>".join(html.escape(n) for n in monitor.notes) + "</p>")
+    return out
+
+
 def run_report(result: RunAnalysis) -> Path:
     """Write ``RUN/report.html`` for an analysed run (``write_run_analysis`` first, for the
     PNGs beside it); returns its path."""
@@ -289,6 +365,7 @@ def run_report(result: RunAnalysis) -> Path:
             "averaged over steps). A ratio above 1: the class moved as a whole.</p>",
             _table(result.movement),
         ]
+    body += _changes_html(result)
     body += [
         "<h2>Metrics by step</h2>",
         _table(metrics),
