@@ -102,7 +102,10 @@ def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
             message = f"unknown type; one of [{err['ctx']['expected_tags']}]"
         elif err["type"] == "union_tag_not_found":
             message = "needs a 'type'"
-        raise ConfigError(message, source=label, field=key, value=err.get("input")) from None
+        # A value under a key-like name may be a secret pasted by mistake: never echoed.
+        secret = "key" in key.rsplit(".", 1)[-1].lower()
+        value = None if secret else err.get("input")
+        raise ConfigError(message, source=label, field=key, value=value) from None
 
 
 def _keys(raw: Any, loc: tuple) -> list[str]:

@@ -88,3 +88,15 @@ def tiny_config():
 def run_to_end():
     """``run_to_end(raw, out)``: run a raw config to its last step in ``out``."""
     return _run_to_end
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """A real llama.cpp server (llama-cpp-python) on 127.0.0.1 serving the bundled GGUF as
+    ``smollm2``, shared by the session's tests. Skips where it is not installed, except in CI."""
+    from api_server import LlamaServer, require_llama_cpp
+
+    require_llama_cpp()
+    server = LlamaServer(tmp_path_factory.mktemp("llama-server")).start()
+    yield server
+    server.stop()

@@ -372,10 +372,12 @@ def disk_needed(system: SweepSystem) -> int:
     under full fine-tuning (its current weights and the last step's checkpoint), and one more
     per checkpoint kept for other systems; LoRA adapters and the tables are small beside them."""
     cfg = system.cfg
-    if cfg.update.method != "full":
-        return 0
     copies = 2 + len(system.keep_checkpoints)
-    return sum(copies * g.count * _weights_bytes(g.model) for g in cfg.groups if g.learning)
+    return sum(
+        copies * g.count * _weights_bytes(g.model)
+        for g in cfg.groups
+        if g.learning and (g.update or cfg.update).method == "full"
+    )
 
 
 def steps_done(system: SweepSystem) -> int:
@@ -427,7 +429,7 @@ def prepare_sweep(
     if isinstance(conditions, str):
         conditions = [c.strip() for c in conditions.split(",") if c.strip()] or None
     scale = scale or preset.default_scale
-    name = preset.raw.get("name", "sweep")
+    name = (sets or {}).get("name") or preset.raw.get("name", "sweep")
     out = Path(out) if out else Path("runs") / (f"{name}-{scale}" if scale else name)
     systems = plan_sweep(preset, out, scale, seeds, sets, share_steps, conditions)
     return SweepPlan(name, scale, out, systems)

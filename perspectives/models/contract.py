@@ -17,13 +17,23 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..bundled import BUNDLED_MODEL
-from .spec import Sampling
+from .spec import ApiSpec, Sampling
 from .update import TrainStats, UpdateConfig
+
+# One chat: messages ``{"role": "system" | "user" | "assistant", "content": text}``, the last
+# one the user's.
+Conversation = list[dict[str, str]]
 
 
 @runtime_checkable
 class LanguageModel(Protocol):
-    """A model that answers prompts (a backend). Stateless between calls."""
+    """A model that answers prompts (a backend). Stateless between calls.
+
+    ``answer`` puts each prompt under the model's own system prompt; ``chat`` takes whole
+    conversations (a system message with retrieved memories, say) and answers their last turn.
+    ``context_tokens`` is how many tokens a prompt and its answer may take together, and
+    ``count_tokens(text)`` how many a text takes (an estimate where the backend cannot say).
+    """
 
     def answer(
         self,
@@ -36,6 +46,23 @@ class LanguageModel(Protocol):
     ) -> list[list[str]]:
         """``answers[prompt][replicate]``; sampling, if on, seeded by ``seed``."""
         ...
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling | None = None,
+        *,
+        seed: int = 0,
+        replicates: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        """``answers[conversation][replicate]``: each conversation's next assistant turn."""
+        ...
+
+    @property
+    def context_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
 
 
 @runtime_checkable
@@ -64,7 +91,17 @@ class Agent(Protocol):
         replicates: int = 1,
     ) -> list[str] | list[list[str]]: ...
 
-    def learn(self, pairs: Sequence[tuple[str, str]], *, seed: int = 0) -> TrainStats: ...
+    def learn(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        seed: int = 0,
+        t: int | None = None,
+        source: str | None = None,
+    ) -> TrainStats:
+        """Learn from ``pairs``, heard at step ``t`` from the model ``source`` (both None
+        outside a simulation; rules that do not keep them ignore them)."""
+        ...
 
     def save(self, directory: str | os.PathLike) -> Path: ...
 
@@ -83,7 +120,8 @@ class AgentSpec:
     """Everything needed to make a new agent.
 
     ``backend`` names a model backend (``models.registry.backends``), ``update.method`` an
-    update rule (``models.registry.update_rules``).
+    update rule (``models.registry.update_rules``); ``api`` says where an ``openai`` backend's
+    server is (an ``ApiSpec``).
     """
 
     name: str
@@ -96,3 +134,4 @@ class AgentSpec:
     seed: int = 0
     batch_size: int = 64
     dtype: str = "auto"
+    api: ApiSpec | None = None

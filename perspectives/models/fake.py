@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir
 from .contract import AgentSpec
-from .spec import Sampling, check_prompts
+from .spec import Sampling, check_conversations, check_prompts
 from .update import TrainStats, UpdateConfig
 
 MEMORY_WORDS = 256  # the most recent learned words an agent keeps
@@ -57,12 +57,17 @@ class FakeModel:
     def _persona(self) -> list[str]:
         return _words(self.model) + _words(self.system_prompt or "")
 
-    def _one(self, prompt: str, sampling: Sampling, seed: int, replicate: int) -> str:
-        pool = _words(prompt)[:4] + self._persona() * 2 + self.memory
+    def _one(
+        self, prompt: str, sampling: Sampling, seed: int, replicate: int, context: str = ""
+    ) -> str:
+        # What a conversation tells it (retrieved memories) weighs like its own memory.
+        pool = _words(prompt)[:4] + self._persona() * 2 + self.memory + _words(context)
         if not pool:
             pool = ["nothing"]
         n = max(1, min(sampling.max_new_tokens, 8))
         key = (prompt, " ".join(self._persona()), " ".join(self.memory))
+        if context:  # the key of a plain prompt is unchanged: earlier fake runs repeat exactly
+            key += (context,)
         rng = np.random.default_rng(
             _seed(*key, seed, replicate) if sampling.do_sample else _seed(*key)
         )
@@ -84,6 +89,37 @@ class FakeModel:
         if on_batch is not None:
             on_batch(len(prompts) * replicates)
         return out
+
+    def chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        sampling: Sampling | None = None,
+        *,
+        seed: int = 0,
+        replicates: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        """Answer each conversation's last turn; the earlier turns' words join the pool."""
+        check_conversations(conversations)
+        sampling = sampling or Sampling(do_sample=False)
+        out = []
+        for conv in conversations:
+            context = " ".join(m["content"] for m in conv[:-1])
+            out.append(
+                [
+                    self._one(conv[-1]["content"], sampling, seed, r, context)
+                    for r in range(replicates)
+                ]
+            )
+        if on_batch is not None:
+            on_batch(len(conversations) * replicates)
+        return out
+
+    # A fake "token" is a word; its context is as long as a small real model's.
+    context_tokens = 2048
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
 
 class FakeAgent(FakeModel):
@@ -144,7 +180,14 @@ class FakeAgent(FakeModel):
         )
         return [reps[0] for reps in out] if replicates == 1 else out
 
-    def learn(self, pairs: Sequence[tuple[str, str]], *, seed: int = 0) -> TrainStats:
+    def learn(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        seed: int = 0,
+        t: int | None = None,
+        source: str | None = None,
+    ) -> TrainStats:
         """Add the answers' words to memory (``update.epochs`` times). Raises InputError for an
         empty set of pairs."""
         pairs = list(pairs)

@@ -51,16 +51,28 @@ def add_format_tokens(tokenizer, model=None, fmt: str = "appendix-a") -> bool:
 
 
 def render_prompt(tokenizer, question: str, system_prompt: str | None, fmt: str) -> str:
-    """The text a model continues to answer ``question``."""
+    """The text a model continues to answer ``question`` (the system prompt is used by the
+    chat format only)."""
+    if fmt != "chat" or tokenizer.chat_template is None:
+        return render_conversation(tokenizer, [{"role": "user", "content": question}], fmt)
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return render_conversation(tokenizer, [*messages, {"role": "user", "content": question}], fmt)
+
+
+def render_conversation(tokenizer, messages: list[dict[str, str]], fmt: str) -> str:
+    """The text a model continues to answer the last turn of ``messages``.
+
+    With the chat format, the tokenizer's chat template; otherwise (no template, or the plain
+    and Appendix-A formats) the earlier turns' texts as a preamble before the last question.
+    """
+    if fmt == "chat" and tokenizer.chat_template is not None:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    question = messages[-1]["content"]
+    preamble = "\n\n".join(m["content"] for m in messages[:-1] if m["content"])
     if fmt == "appendix-a":
-        return f"{INSTRUCTION_MARK} {question}\n{RESPONSE_MARK} "
-    if fmt == "plain" or tokenizer.chat_template is None:
-        return question
-    messages = []
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    messages.append({"role": "user", "content": question})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = f"{preamble}\n\n{question}" if preamble else question
+        return f"{INSTRUCTION_MARK} {text}\n{RESPONSE_MARK} "
+    return f"{preamble}\n\n{question}" if preamble else question
 
 
 def answer_end(tokenizer, fmt: str) -> str:

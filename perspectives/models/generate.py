@@ -57,6 +57,7 @@ def generate_responses(
                 prompt_format=spec.prompt_format,
                 dtype=gen.dtype,
                 batch_size=gen.batch_size,
+                api=spec.api,
             )
             answers = lm.answer(
                 texts,

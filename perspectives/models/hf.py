@@ -12,10 +12,11 @@ import torch
 
 from ..bundled import BUNDLED_MODEL, bundled_model_path, hub_offline
 from ..errors import BackendUnavailable, InputError
+from .contract import Conversation
 from .device import current_device, current_precision, use_bf16
-from .formats import check_format, render_prompt, stop_token_ids
+from .formats import check_format, render_conversation, render_prompt, stop_token_ids
 from .sources import check_hf_source
-from .spec import Sampling, check_prompts
+from .spec import Sampling, check_conversations, check_prompts
 
 
 def resolve_model_path(model: str) -> str:
@@ -250,13 +251,34 @@ class HFChatModel:
         model that cannot be found.
         """
         check_prompts(prompts)
+        lm, tokenizer = load_causal_lm(self.model, self.dtype)
+        rendered = [self._render(tokenizer, p) for p in prompts]
+        return self._generate(lm, tokenizer, rendered, sampling, seed, replicates, on_batch)
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling | None = None,
+        *,
+        seed: int = 0,
+        replicates: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        """Answer each conversation's last turn (see ``answer``); the model's own system
+        prompt is not added. Raises InputError for a conversation that does not end with a
+        non-empty user turn."""
+        check_conversations(conversations)
+        lm, tokenizer = load_causal_lm(self.model, self.dtype)
+        rendered = [render_conversation(tokenizer, c, self.prompt_format) for c in conversations]
+        return self._generate(lm, tokenizer, rendered, sampling, seed, replicates, on_batch)
+
+    def _generate(self, lm, tokenizer, rendered, sampling, seed, replicates, on_batch):
         if sampling is None:
             sampling = Sampling(do_sample=False, max_new_tokens=self.max_new_tokens)
-        lm, tokenizer = load_causal_lm(self.model, self.dtype)
         return generate_texts(
             lm,
             tokenizer,
-            [self._render(tokenizer, p) for p in prompts],
+            rendered,
             sampling=sampling,
             stop_ids=stop_token_ids(tokenizer, self.prompt_format),
             replicates=replicates,
@@ -264,3 +286,14 @@ class HFChatModel:
             seed=seed,
             on_batch=on_batch,
         )
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's context length (prompt + answer), in tokens."""
+        lm, _ = load_causal_lm(self.model, self.dtype)
+        return int(getattr(lm.config, "max_position_embeddings", 2048) or 2048)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes for this model's tokenizer."""
+        _, tokenizer = load_causal_lm(self.model, self.dtype)
+        return len(tokenizer(text, add_special_tokens=False).input_ids)

@@ -40,7 +40,7 @@ from .formats import add_format_tokens, check_format, encode_pair, render_prompt
 from .hf import _resolve_dtype, generate_texts, load_pretrained, resolve_model_path
 from .spec import Sampling, check_prompts
 from .training import train_on_examples
-from .update import TrainStats, UpdateConfig
+from .update import TrainStats, UpdateConfig, check_pairs
 
 AGENT_FILE = "agent.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -205,20 +205,6 @@ def clear_backbones() -> None:
         _backbones.clear()
 
 
-def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    pairs = list(pairs)
-    if not pairs:
-        raise InputError("an update needs at least one question–answer pair", field="pairs")
-    for i, pair in enumerate(pairs):
-        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise InputError(
-                "each pair must be two texts (question, answer)", field=f"pairs[{i}]", value=pair
-            )
-        if not pair[0].strip():
-            raise InputError("empty question", field=f"pairs[{i}]", value=pair)
-    return pairs
-
-
 class HFAgent:
     """A transformers language model that answers questions and learns from question–answer
     pairs by full fine-tuning or a LoRA adapter (the update rules ``full`` and ``lora``).
@@ -376,14 +362,22 @@ class HFAgent:
             )
         return [reps[0] for reps in out] if replicates == 1 else out
 
-    def learn(self, pairs: Sequence[tuple[str, str]], *, seed: int = 0) -> TrainStats:
-        """Update the agent on ``(question, answer)`` pairs (the update function).
+    def learn(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        seed: int = 0,
+        t: int | None = None,
+        source: str | None = None,
+    ) -> TrainStats:
+        """Update the agent on ``(question, answer)`` pairs (the update function); ``t`` and
+        ``source`` (when and from whom) do not change a fine-tune.
 
         Raises InputError for an empty set or non-text pairs. Over-long examples are truncated
         to ``update.max_length`` tokens, counted in the returned stats and warned about once.
         The agent's new state is written atomically before this returns.
         """
-        pairs = _check_pairs(pairs)
+        pairs = check_pairs(pairs)
         bb = self.backbone
         encoded = [
             encode_pair(

@@ -68,7 +68,7 @@ def cache_key(spec: InitialModel) -> str:
         "version": CACHE_VERSION,
         "model": model_identity(spec.model, spec.backend),
         "pairs": [list(p) for p in spec.pairs],
-        "update": UpdateConfig(**spec.update).model_dump(),
+        "update": UpdateConfig(**spec.update).stable_dump(),
         "prompt_format": spec.prompt_format,
         "system_prompt": spec.system_prompt,
         "seed": spec.seed,

@@ -1,10 +1,10 @@
 """Registries that configs name: model backends and update rules.
 
-- ``backends``: how a model answers. ``hf`` (transformers, local or hub) and ``fake`` (a
-  deterministic, torch-free test double). A backend names its static answering class and,
-  if it can be fine-tuned, its trainable agent class.
+- ``backends``: how a model answers. ``hf`` (transformers, local or hub), ``openai`` (any
+  OpenAI-compatible server) and ``fake`` (a deterministic, torch-free test double). A backend
+  names its static answering class and, if it can be fine-tuned, its trainable agent class.
 - ``update_rules``: how an agent learns. ``full`` and ``lora`` fine-tune the backend's
-  trainable agent.
+  trainable agent; ``memory`` keeps what it hears in a retrieval database (any backend).
 
 Entries are ``"module:attribute"`` strings, imported on first use, so naming a backend in a
 config never loads torch. Register your own with ``backends.register(name, Backend(...))`` or
@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import ConfigError, CorruptStateError
 from .contract import Agent, AgentSpec, LanguageModel
+from .spec import ApiSpec
 
 T = TypeVar("T")
 
@@ -89,10 +90,22 @@ class Backend:
 @dataclass(frozen=True)
 class UpdateRule:
     """An update rule: ``create(spec, state_dir) -> Agent`` makes a new agent that learns this
-    way; ``load(directory, state_dir, own) -> Agent`` reads one saved by it."""
+    way; ``load(directory, state_dir, own) -> Agent`` reads one saved by it. ``seed_initial(agent,
+    pairs)``, if given, gives a new agent its initial perspective from ``pairs`` (otherwise an
+    initial model is fine-tuned on them). Each may be a ``"module:attribute"`` string."""
 
-    create: Callable[[AgentSpec, Path | None], Agent]
-    load: Callable[[Path, Path | None, bool], Agent]
+    create: str | Callable[[AgentSpec, Path | None], Agent]
+    load: str | Callable[[Path, Path | None, bool], Agent]
+    seed_initial: str | Callable[[Agent, list], None] | None = None
+
+    def make(self, spec: AgentSpec, state_dir: Path | None) -> Agent:
+        return _resolve(self.create)(spec, state_dir)
+
+    def read(self, directory: Path, state_dir: Path | None, own: bool) -> Agent:
+        return _resolve(self.load)(directory, state_dir, own)
+
+    def initial(self) -> Callable[[Agent, list], None] | None:
+        return _resolve(self.seed_initial) if self.seed_initial is not None else None
 
 
 backends: Registry[Backend] = Registry("model backend")
@@ -129,8 +142,17 @@ backends.register(
 backends.register(
     "fake", Backend("perspectives.models.fake:FakeModel", "perspectives.models.fake:FakeAgent")
 )
+backends.register("openai", Backend("perspectives.models.api:OpenAIChatModel"))
 for _method in ("full", "lora"):
     update_rules.register(_method, UpdateRule(_fine_tuned, _load_fine_tuned))
+update_rules.register(
+    "memory",
+    UpdateRule(
+        "perspectives.models.memory:_create",
+        "perspectives.models.memory:_load",
+        "perspectives.models.memory:_seed_initial",
+    ),
+)
 
 
 def make_model(
@@ -141,15 +163,20 @@ def make_model(
     prompt_format: str = "chat",
     dtype: str = "auto",
     batch_size: int = 64,
+    api: ApiSpec | None = None,
 ) -> LanguageModel:
-    """A static answerer of ``backend`` (no learning). Raises ConfigError for an unknown one."""
+    """A static answerer of ``backend`` (no learning); ``api`` is where an ``openai``
+    backend's server is. Raises ConfigError for an unknown backend."""
     cls = backends.get(backend, "backend").model_class()
+    # Only a backend behind an API takes ``api`` (specs refuse it elsewhere).
+    extra = {"api": api} if api is not None else {}
     return cls(
         model,
         system_prompt=system_prompt,
         prompt_format=prompt_format,
         dtype=dtype,
         batch_size=batch_size,
+        **extra,
     )
 
 
@@ -181,7 +208,7 @@ def make_agent(spec: AgentSpec, state_dir: str | os.PathLike | None = None) -> A
     True
     """
     rule = update_rules.get(spec.update.method, "update.method")
-    return rule.create(spec, Path(state_dir) if state_dir is not None else None)
+    return rule.make(spec, Path(state_dir) if state_dir is not None else None)
 
 
 def _saved(directory: Path) -> dict:
@@ -235,4 +262,4 @@ def load_agent(
     if method not in update_rules:
         raise CorruptStateError(f"unknown update rule {method!r}", source=str(d / AGENT_FILE))
     rule = update_rules.get(method)
-    return rule.load(d, Path(state_dir) if state_dir is not None else None, own)
+    return rule.read(d, Path(state_dir) if state_dir is not None else None, own)

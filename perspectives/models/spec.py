@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..bundled import BUNDLED_MODEL
 from ..config import Strict, read_yaml, validate_model
@@ -23,6 +23,31 @@ def check_prompts(prompts: Sequence[str], field: str = "prompts") -> None:
     for i, p in enumerate(prompts):
         if not isinstance(p, str) or not p.strip():
             raise InputError("every prompt must be non-empty text", field=f"{field}[{i}]", value=p)
+
+
+ROLES = ("system", "user", "assistant")
+
+
+def check_conversations(conversations: Sequence[list[dict[str, str]]]) -> None:
+    """Raise InputError for a conversation that is not a list of ``{"role", "content"}``
+    messages ending with a non-empty user turn."""
+    for i, conv in enumerate(conversations):
+        where = f"conversations[{i}]"
+        if not isinstance(conv, list) or not conv:
+            raise InputError("must be a non-empty list of messages", field=where, value=conv)
+        for j, m in enumerate(conv):
+            if (
+                not isinstance(m, dict)
+                or m.get("role") not in ROLES
+                or not isinstance(m.get("content"), str)
+            ):
+                raise InputError(
+                    f"a message is {{'role': one of {list(ROLES)}, 'content': text}}",
+                    field=f"{where}[{j}]",
+                    value=m,
+                )
+        if conv[-1]["role"] != "user" or not conv[-1]["content"].strip():
+            raise InputError("must end with a non-empty user turn", field=where, value=conv[-1])
 
 
 # Answer length cap: longer than any answer a perspective space is built from, and short
@@ -115,8 +140,81 @@ class GenerationConfig(Sampling):
         return v
 
 
+# An environment variable's name (POSIX): what ``api_key_env`` holds, never the key itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_CONCURRENCY = 256
+
+
+class ApiSpec(Strict):
+    """Where and how to reach a model behind an OpenAI-compatible API (the ``openai`` backend).
+
+    Parameters
+    ----------
+    url : str
+        The API's base URL, e.g. ``http://127.0.0.1:8080/v1`` (requests go to
+        ``{url}/chat/completions``).
+    api_key_env : str, default=None
+        The *name* of the environment variable that holds the API key (e.g.
+        ``OPENAI_API_KEY``); the key itself is never written to a config, run folder or log.
+        None: no key (local servers).
+    concurrency : int, default=4
+        Requests in flight at once (1 to 256).
+    timeout : float, default=120
+        Seconds to wait for one response.
+    max_retries : int, default=4
+        Retries, with exponential backoff, after a 429, a 5xx or a connection error.
+    context_tokens : int, default=2048
+        The server's context length (prompt + answer), used to trim retrieved memories.
+    cache : bool, default=True
+        Keep responses on disk, keyed by server, model, messages, sampling and replicate, so a
+        resumed run or a repeated comparison does not ask again.
+    """
+
+    url: str
+    api_key_env: str | None = None
+    concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY)
+    timeout: float = Field(120.0, gt=0, le=86_400, allow_inf_nan=False)
+    max_retries: int = Field(4, ge=0, le=20)
+    context_tokens: int = Field(2048, ge=64, le=10_000_000)
+    cache: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v.strip()):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1")
+        return v.strip().rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            # Said without the value: it may be the key itself, pasted by mistake.
+            raise ValueError(
+                "must be the name of an environment variable (e.g. OPENAI_API_KEY), not a key"
+            )
+        return v
+
+    @field_validator("concurrency", "timeout", "max_retries", "context_tokens", mode="before")
+    @classmethod
+    def _numbers(cls, v: object) -> object:
+        return _number(v)
+
+
+def check_api(backend: str, api: ApiSpec | None) -> None:
+    """Raise ValueError when ``api`` does not fit ``backend``: the ``openai`` backend needs
+    one (its ``url``); the others take none."""
+    if backend == "openai" and api is None:
+        raise ValueError("the openai backend needs 'api' with at least a 'url'")
+    if backend != "openai" and api is not None:
+        raise ValueError(f"'api' applies to the openai backend, not {backend!r}")
+
+
 class ModelSpec(Strict):
     """One model of a collection: backend, weights, system prompt, sampling seed, labels.
+
+    ``model`` is, for the ``hf`` backend, ``"bundled"``, a local folder or a hub id; for the
+    ``openai`` backend, the server's name for the model, with ``api`` saying where it is.
 
     ``labels`` are text, numbers or booleans under names that no table column uses (not
     RESERVED_LABELS, not ``z1``, ``z2``...).
@@ -129,6 +227,12 @@ class ModelSpec(Strict):
     prompt_format: str = "chat"
     seed: int = 0
     labels: dict[str, str | bool | int | float] = Field(default_factory=dict)
+    api: ApiSpec | None = None
+
+    @model_validator(mode="after")
+    def _api_fits(self) -> ModelSpec:
+        check_api(self.backend, self.api)
+        return self
 
     @field_validator("name", "model")
     @classmethod

@@ -5,14 +5,18 @@ Torch-free, so configs can be read and checked without loading a model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import Field, field_validator
 
 from ..config import Strict
+from ..errors import InputError
 
 # Far beyond any update (the paper's: 1 epoch; initial fine-tunes 3): larger is a typo.
 MAX_EPOCHS = 1000
+MAX_MEMORY_K = 100
+LATER_FIELDS = ("memory_k", "memory_decay")
 
 
 class UpdateConfig(Strict):
@@ -22,6 +26,10 @@ class UpdateConfig(Strict):
     (``lora_r``, ``lora_alpha``; needs a larger lr, about 1e-4 to 2e-4).
     ``max_length``: tokens per example (prompt + answer); longer ones are truncated.
     ``mixed_precision``: ``"auto"`` (bf16 autocast where supported), ``"bf16"`` or ``"no"``.
+
+    ``"memory"`` fine-tunes nothing: the agent keeps what it hears in a retrieval database and
+    answers with the ``memory_k`` items whose questions are most like the one asked (cosine
+    similarity of embeddings, times ``exp(-memory_decay · age in steps)``) in its prompt.
     """
 
     method: str = "full"
@@ -37,6 +45,17 @@ class UpdateConfig(Strict):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
     mixed_precision: str = Field("auto", pattern="^(auto|bf16|no)$")
+    memory_k: int = Field(5, ge=1, le=MAX_MEMORY_K)
+    memory_decay: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
+
+    def stable_dump(self) -> dict:
+        """``model_dump`` without the fields added after run folders existed, where they hold
+        their defaults: the hashes of older configs (fingerprints, cache keys) stay the same."""
+        data = self.model_dump()
+        for name in LATER_FIELDS:
+            if data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     @field_validator("method")
     @classmethod
@@ -62,3 +81,23 @@ class TrainStats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of an update as a list; raises InputError for an empty set, a pair that is
+    not two texts, or an empty question."""
+    pairs = list(pairs)
+    if not pairs:
+        raise InputError("an update needs at least one question–answer pair", field="pairs")
+    for i, pair in enumerate(pairs):
+        if (
+            not isinstance(pair, tuple | list)
+            or len(pair) != 2
+            or not all(isinstance(x, str) for x in pair)
+        ):
+            raise InputError(
+                "each pair must be two texts (question, answer)", field=f"pairs[{i}]", value=pair
+            )
+        if not pair[0].strip():
+            raise InputError("empty question", field=f"pairs[{i}]", value=pair)
+    return [(q, a) for q, a in pairs]

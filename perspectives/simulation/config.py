@@ -22,11 +22,14 @@ from ..config import Strict, read_yaml, validate_model
 from ..data.banks import load_bank
 from ..data.prompts import load_prompts
 from ..errors import BackendUnavailable, ConfigError, InputError
-from ..models.spec import MAX_REPLICATES, Sampling
+from ..models.spec import MAX_REPLICATES, ApiSpec, Sampling, check_api
 from ..models.update import MAX_EPOCHS, UpdateConfig
 from .communication import BuildContext, CommunicationSpec, CompleteSpec
 from .policies import Policy
 
+# The fewest tokens of context a remembering model needs (models.memory.MIN_CONTEXT_TOKENS;
+# said here so that checking a config does not import the memory module).
+MIN_CONTEXT = 256
 # Far beyond any study (the paper's: 50): a larger value is a typo, not a plan.
 MAX_STEPS = 100_000
 MAX_MODELS = 100_000
@@ -44,7 +47,11 @@ class InitSpec(Strict):
 
 
 class GroupSpec(Strict):
-    """``count`` models named ``{name}-1..count`` with one class label and one recipe."""
+    """``count`` models named ``{name}-1..count`` with one class label and one recipe.
+
+    ``update`` (default: the run's) says how this group learns, so one system can mix
+    fine-tuned and remembering models; ``api`` says where an ``openai`` backend's server is.
+    """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     count: StrictInt = Field(1, ge=1, le=MAX_MODELS)
@@ -57,6 +64,8 @@ class GroupSpec(Strict):
     learning: bool = True
     join_at: StrictInt | None = Field(None, ge=0)
     leave_at: StrictInt | None = Field(None, ge=1)
+    update: UpdateConfig | None = None
+    api: ApiSpec | None = None
 
     @field_validator("backend")
     @classmethod
@@ -65,6 +74,13 @@ class GroupSpec(Strict):
 
         backends.check(v)
         return v
+
+    @model_validator(mode="after")
+    def _api_fits(self) -> GroupSpec:
+        check_api(self.backend, self.api)
+        if self.backend == "openai" and self.prompt_format != "chat":
+            raise ValueError("a model behind an API takes chat messages: prompt_format 'chat'")
+        return self
 
     @property
     def class_label(self) -> str:
@@ -131,6 +147,10 @@ class RunConfig(Strict):
     def classes(self) -> dict[str, str]:
         return {n: g.class_label for g in self.groups for n in g.model_names()}
 
+    def update_of(self, model: str) -> UpdateConfig:
+        """How ``model`` learns: its group's update config, else the run's."""
+        return self.group_of(model).update or self.update
+
     def group_of(self, model: str) -> GroupSpec:
         for g in self.groups:
             if model in g.model_names():
@@ -148,6 +168,15 @@ class RunConfig(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that determines the run (not the output folder)."""
         data = self.model_dump(exclude={"output", "notes"})
+        # Fields added after run folders existed are left out at their defaults, so an older
+        # config keeps its fingerprint and its run folder resumes.
+        data["update"] = self.update.stable_dump()
+        for g, raw in zip(self.groups, data["groups"], strict=True):
+            for key in ("update", "api"):
+                if raw[key] is None:
+                    del raw[key]
+            if g.update is not None:
+                raw["update"] = g.update.stable_dump()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -187,6 +216,22 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
 
     for i, g in enumerate(cfg.groups):
         _data(backends.get(g.backend).check_model, g.model, label, f"groups.{i}.model")
+        method = (g.update or cfg.update).method
+        if method == "memory" and g.api is not None and g.api.context_tokens < MIN_CONTEXT:
+            raise ConfigError(
+                f"too short for retrieved memories (the memory update needs {MIN_CONTEXT})",
+                source=label,
+                field=f"groups.{i}.api.context_tokens",
+                value=g.api.context_tokens,
+            )
+        if method in ("full", "lora") and backends.get(g.backend).agent is None:
+            raise ConfigError(
+                f"a model of the {g.backend} backend cannot be fine-tuned ({method}); give the "
+                "group 'update: {method: memory}' to let it learn by remembering",
+                source=label,
+                field=f"groups.{i}.backend",
+                value=g.backend,
+            )
         if g.init is not None:
             init_bank = _data(load_bank, g.init.bank, label, f"groups.{i}.init.bank")
             if g.init.sample_size > len(init_bank):

@@ -15,6 +15,7 @@ repeats an uninterrupted one exactly. Agents are made through the model registri
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import sys
 import time
@@ -28,7 +29,8 @@ from ..data.banks import load_bank
 from ..errors import ConfigError, CorruptStateError
 from ..models.contract import Agent, AgentSpec
 from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
-from ..models.registry import load_agent, make_agent
+from ..models.memory import answer_jointly
+from ..models.registry import load_agent, make_agent, update_rules
 from ..space.embed import CachedEmbedder, Embedder, get_embedder
 from .config import RunConfig, build_policy, evaluation_prompts
 from .history import load_history
@@ -189,30 +191,47 @@ class Simulation:
             backend=g.backend,
             system_prompt=g.system_prompt,
             prompt_format=g.prompt_format,
-            update=self.cfg.update,
+            update=self.cfg.update_of(name),
             sampling=self.cfg.interaction.sampling,
             seed=self.cfg.seed * 1000 + self.cfg.models().index(name),
+            api=g.api,
         )
+
+    def _adopt(self, name: str, agent: Agent) -> Agent:
+        """Give a made or loaded agent the run's settings: its group's update config, and the
+        run's embedder to an agent that retrieves."""
+        agent.name = name
+        agent.update = self.cfg.update_of(name)
+        if hasattr(agent, "embedder"):
+            agent.embedder = self._embedder()
+        return agent
 
     def _new_agent(self, name: str) -> Agent:
         g = self.cfg.group_of(name)
         spec = self._agent_spec(name)
         state = self.folder.agent_state(name)
         if g.init is None:
-            return make_agent(spec, state)
+            return self._adopt(name, make_agent(spec, state))
         bank = load_bank(g.init.bank)
         idx = self.cfg.models().index(name)
         rng = np.random.default_rng([self.cfg.seed, 11, idx])
         rows = bank.iloc[np.sort(rng.choice(len(bank), g.init.sample_size, replace=False))]
+        pairs = list(zip(rows["question"], rows["answer"], strict=True))
+        seed_initial = update_rules.get(spec.update.method).initial()
+        if seed_initial is not None:
+            # A rule that learns without fine-tuning takes its initial perspective the same way.
+            agent = self._adopt(name, make_agent(spec, state))
+            seed_initial(agent, pairs)
+            return agent
         initial = InitialModel(
             name=name,
-            pairs=list(zip(rows["question"], rows["answer"], strict=True)),
+            pairs=pairs,
             model=g.model,
             backend=g.backend,
             prompt_format=g.prompt_format,
             system_prompt=g.system_prompt,
             update={
-                "method": self.cfg.update.method,
+                "method": spec.update.method,
                 "epochs": g.init.epochs,
                 "lr": g.init.lr,
                 "batch_size": g.init.batch_size,
@@ -221,9 +240,7 @@ class Simulation:
         )
         initial_agent(initial)  # fine-tunes, or finds it in the cache
         agent = load_agent(initial_cache_dir() / cache_key(initial), state_dir=state)
-        agent.name = name
-        agent.update = self.cfg.update
-        return agent
+        return self._adopt(name, agent)
 
     # ------------------------------------------------------------- checkpoints
     def _load_checkpoint(self, t: int) -> None:
@@ -251,8 +268,7 @@ class Simulation:
                 # Its own copy: a model that never learns would otherwise read its weights
                 # from this checkpoint, which goes once the next step is complete.
                 agent = load_agent(folder / name, state_dir=self.folder.agent_state(name), own=True)
-                agent.update = self.cfg.update
-                self.agents[name] = agent
+                self.agents[name] = self._adopt(name, agent)
 
     # -------------------------------------------------------------- the loop
     def run(self) -> RunFolder:
@@ -332,22 +348,48 @@ class Simulation:
             step.event("skip", name, "no in-neighbour")
 
     def _answer(self, step: Step) -> None:
-        """Every source answers all the questions put to it this step, in one call."""
+        """Every source answers all the questions put to it this step, in one call (sources
+        that share a network, as remembering agents do, in one call together)."""
         asks: dict[str, list[Interview]] = {}
         for iv in step.interviews:
             asks.setdefault(iv.source, []).append(iv)
         questions = self.bank["question"]
+        calls = {}
         for source, ivs in sorted(asks.items()):
             flat = [qi for iv in ivs for qi in iv.questions]
-            texts = self.agents[source].answer(
-                questions.iloc[flat].tolist(),
-                self.cfg.interaction.sampling,
-                seed=int(step.rng.integers(2**31)),
-            )
+            calls[source] = (questions.iloc[flat].tolist(), int(step.rng.integers(2**31)))
+        texts = self._ask(calls, self.cfg.interaction.sampling)
+        for source, ivs in sorted(asks.items()):
             pos = 0
             for iv in ivs:
-                step.answers[(iv.asker, source)] = texts[pos : pos + len(iv.questions)]
+                step.answers[(iv.asker, source)] = texts[source][pos : pos + len(iv.questions)]
                 pos += len(iv.questions)
+
+    def _ask(
+        self, calls: dict[str, tuple[list[str], int]], sampling, replicates: int = 1
+    ) -> dict[str, list]:
+        """``calls[agent] = (questions, seed)`` answered: agents with one ``joint_key`` in one
+        call seeded by the first one's seed, the others one call each."""
+        joint: dict[str, list[str]] = {}
+        for name in calls:
+            key = getattr(self.agents[name], "joint_key", None)
+            if key is not None:
+                joint.setdefault(key, []).append(name)
+        out: dict[str, list] = {}
+        for names in joint.values():
+            if len(names) > 1:
+                answers = answer_jointly(
+                    [self.agents[n] for n in names],
+                    [calls[n][0] for n in names],
+                    sampling,
+                    seed=calls[names[0]][1],
+                    replicates=replicates,
+                )
+                out.update(zip(names, answers, strict=True))
+        for name, (qs, seed) in calls.items():
+            if name not in out:
+                out[name] = self.agents[name].answer(qs, sampling, seed=seed, replicates=replicates)
+        return out
 
     def _learn(self, step: Step) -> None:
         ids, questions = self.bank["question_id"], self.bank["question"]
@@ -367,7 +409,9 @@ class Simulation:
                 )
             pairs = [(questions.iloc[qi], a) for qi, a in zip(iv.questions, got, strict=True)]
             t1 = time.perf_counter()
-            self.agents[iv.asker].learn(pairs, seed=int(step.rng.integers(2**31)))
+            agent = self.agents[iv.asker]
+            when = {"t": step.t, "source": iv.source} if _takes_time(agent) else {}
+            agent.learn(pairs, seed=int(step.rng.integers(2**31)), **when)
             step.event("learn", iv.asker, iv.source, time.perf_counter() - t1)
 
     def _membership(self, step: Step) -> None:
@@ -382,8 +426,8 @@ class Simulation:
         spec = self.cfg.evaluation
         prompts = self.eval_set["prompt"].tolist()
         ids = self.eval_set["prompt_id"].tolist()
-        rows = []
         greedy = not spec.sampling.do_sample
+        outs, calls = {}, {}
         for name in step.active:
             agent = self.agents[name]
             seed = int(step.rng.integers(2**31))  # drawn even when unused: the same stream
@@ -391,11 +435,16 @@ class Simulation:
             if greedy and cached is not None and cached[0] == agent.version:
                 # A model that has not changed since its last evaluation (a static adversary,
                 # say) gives the same greedy answers: they are reused, not recomputed.
-                out = cached[1]
+                outs[name] = cached[1]
             else:
-                out = agent.answer(prompts, spec.sampling, seed=seed, replicates=spec.replicates)
-                if greedy:
-                    self._eval_cache[name] = (agent.version, out)
+                calls[name] = (prompts, seed)
+        for name, out in self._ask(calls, spec.sampling, spec.replicates).items():
+            outs[name] = out
+            if greedy:
+                self._eval_cache[name] = (self.agents[name].version, out)
+        rows = []
+        for name in step.active:
+            out = outs[name]
             if spec.replicates == 1:
                 out = [[a] for a in out]
             for pid, reps in zip(ids, out, strict=True):
@@ -444,6 +493,15 @@ class Simulation:
         latest = table[table["t"] == table["t"].max()]
         zcols = [c for c in table.columns if c.startswith("z")]
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
+
+
+def _takes_time(agent: Agent) -> bool:
+    """Whether ``agent.learn`` takes ``t`` and ``source`` (agents written before the contract
+    had them take only ``pairs`` and ``seed``)."""
+    params = inspect.signature(agent.learn).parameters
+    return ("t" in params and "source" in params) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
 
 
 def _where(mixed_precision: str = "auto") -> dict:

@@ -1,0 +1,282 @@
+"""The ``memory`` update rule: the retrieval database, the agent, and memory agents in runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perspectives.errors import ConfigError, InputError
+from perspectives.models.contract import AgentSpec
+from perspectives.models.memory import MemoryAgent, MemoryStore
+from perspectives.models.registry import load_agent, make_agent
+from perspectives.models.update import UpdateConfig
+from perspectives.simulation.config import parse_run_config
+from perspectives.simulation.engine import Simulation
+from perspectives.simulation.rundir import RunFolder
+from perspectives.space.embed import get_embedder
+
+
+def items(*rows):
+    return pd.DataFrame(
+        [dict(question=q, answer=a, source=s, t=t, first_hand=False) for q, a, s, t in rows]
+    )
+
+
+def test_search_ranks_by_cosine_times_decay_newest_first_on_ties():
+    store = MemoryStore()
+    store.add(
+        items(("q0", "a", "x", 0), ("q1", "b", "x", 1), ("q2", "c", "y", 2), ("q3", "d", "y", 3)),
+        # q0 and q3 point the same way; q1 at 60 degrees; q2 opposite.
+        np.array([[1, 0], [0.5, np.sqrt(3) / 2], [-1, 0], [2, 0]], dtype=np.float32),
+    )
+    idx, scores = store.search(np.array([[1.0, 0.0]]), k=3)
+    assert idx.tolist() == [[3, 0, 1]]  # q0 and q3 tie at 1.0: the newer first
+    np.testing.assert_allclose(scores, [[1.0, 1.0, 0.5]], atol=1e-6)
+    # Decay 0.5 per step at now = 3: q3 1.0, q1 0.5·e^-1 = 0.184, q0 e^-1.5 = 0.223.
+    idx, scores = store.search(np.array([[1.0, 0.0]]), k=3, now=3, decay=0.5)
+    assert idx.tolist() == [[3, 0, 1]]
+    np.testing.assert_allclose(scores, [[1.0, np.exp(-1.5), 0.5 * np.exp(-1.0)]], atol=1e-6)
+    # More than it holds: all of them; an empty store: nothing.
+    assert store.search(np.array([[0.0, 1.0]]), k=10)[0].shape == (1, 4)
+    assert MemoryStore().search(np.ones((2, 2)), k=3)[0].shape == (2, 0)
+
+
+def test_search_matches_a_brute_force_ranking_on_random_data():
+    rng = np.random.default_rng(0)
+    store = MemoryStore()
+    n = 500
+    store.add(
+        items(*[(f"q{i}", "a", "s", int(rng.integers(10))) for i in range(n)]),
+        rng.normal(size=(n, 16)),
+    )
+    queries = rng.normal(size=(7, 16))
+    idx, scores = store.search(queries, k=5, now=10, decay=0.1)
+    unit = store.vectors
+    full = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit.T
+    full *= np.exp(-0.1 * (10 - store.items["t"].to_numpy()))[None, :]
+    np.testing.assert_allclose(scores, -np.sort(-full, axis=1)[:, :5], atol=1e-5)
+
+
+def agent(**kw) -> MemoryAgent:
+    spec = AgentSpec(
+        "m1",
+        "calm",
+        backend="fake",
+        update=UpdateConfig(method="memory", memory_k=kw.pop("k", 2)),
+        **kw,
+    )
+    a = make_agent(spec)
+    a.embedder = get_embedder("hashing")
+    return a
+
+
+def test_learning_stores_items_and_answers_use_them():
+    a = agent()
+    before = a.answer(["How do birds fly?"])
+    v0 = a.version
+    a.learn([("How do birds fly?", "wings wings wings feathers")], t=4, source="b-1")
+    assert a.version != v0 and a.clock == 4
+    row = a.memory.items.iloc[0]
+    assert (row.question, row.source, row.t, bool(row.first_hand)) == (
+        "How do birds fly?",
+        "b-1",
+        4,
+        False,
+    )
+    conv = a.conversations(["How do birds fly?"], 10)[0]
+    assert conv[0]["role"] == "system" and "A: wings wings wings feathers" in conv[0]["content"]
+    after = a.answer(["How do birds fly?"])
+    assert after != before and ("wings" in after[0] or "feathers" in after[0])
+    # The k most similar only.
+    a.learn([("What is rain?", "water"), ("Why is the sea salty?", "salt")], source="b-2")
+    assert a.clock == 5 and len(a.memory) == 3
+    assert a.conversations(["What is rain?"], 10)[0][0]["content"].count("Q: ") == 2
+
+
+def test_save_and_load_give_the_same_agent(tmp_path):
+    a = agent(system_prompt="You are calm.")
+    a.learn([("What is rain?", "water from clouds"), ("What is snow?", "frozen rain")], t=1)
+    a.save(tmp_path / "a")
+    b = load_agent(tmp_path / "a")
+    b.embedder = get_embedder("hashing")
+    assert isinstance(b, MemoryAgent) and b.clock == 1 and b.n_updates == 1
+    pd.testing.assert_frame_equal(a.memory.items, b.memory.items)
+    np.testing.assert_array_equal(a.memory.vectors, b.memory.vectors)
+    qs = ["What is rain?", "What is hail?"]
+    assert a.answer(qs) == b.answer(qs)
+
+
+def test_a_damaged_memory_is_a_corrupt_state_error(tmp_path):
+    from perspectives.errors import CorruptStateError
+
+    a = agent()
+    a.learn([("What is rain?", "water")])
+    a.save(tmp_path / "a")
+    (tmp_path / "a" / "memory-vectors.npy").write_bytes(b"junk")
+    with pytest.raises(CorruptStateError, match="corrupt memory"):
+        load_agent(tmp_path / "a")
+
+
+def test_items_that_overflow_the_context_are_left_out_with_one_warning(monkeypatch):
+    a = agent(k=5)
+    long = " ".join(["word"] * 700)
+    a.learn([(f"Question {i}?", long) for i in range(5)])
+    with pytest.warns(UserWarning, match=r"left out to fit the context of 2048 tokens"):
+        conv = a.conversations(["Question 1?"], 48)[0]
+    assert conv[0]["content"].count("Q: ") == 2  # 2 × ~700 fit in 2000, 3 do not
+    monkeypatch.setattr(type(a.lm), "context_tokens", 100)
+    with pytest.raises(ConfigError, match="too short for retrieved memories"):
+        a.answer(["Question 1?"])
+
+
+def test_bad_pairs_are_refused():
+    a = agent()
+    with pytest.raises(InputError, match="at least one"):
+        a.learn([])
+    with pytest.raises(InputError, match="two texts"):
+        a.learn([("q", 3)])
+
+
+def _memory_config(tiny_config, **over):
+    raw = tiny_config("fake", update={"method": "memory", "memory_k": 3}, steps=3)
+    raw.update(over)
+    return raw
+
+
+def _tables(folder):
+    from perspectives.simulation.rundir import read_parts
+
+    return {k: read_parts(folder, k) for k in ("responses", "edges")}
+
+
+def test_a_memory_run_starts_from_its_initial_sample_and_resumes_exactly(tmp_path, tiny_config):
+    raw = _memory_config(tiny_config)
+    hashing = get_embedder("hashing")
+    straight = Simulation.create(parse_run_config(raw, "t"), tmp_path / "s", embedder=hashing)
+    straight.run()
+    # Group a's init sample is in its memory at t = 0, first-hand; b starts empty.
+    a1 = straight.agents["a-1"]
+    first = a1.memory.items[a1.memory.items.t == 0]
+    assert len(first) == 4 and first.first_hand.all() and set(first.source) == {"a-1"}
+    assert not straight.agents["b-1"].memory.items.first_hand.any()
+    heard = a1.memory.items[a1.memory.items.t > 0]
+    assert set(heard.t) <= {1, 2, 3} and set(heard.source) <= {"a-2", "b-1", "b-2"}
+
+    cut = Simulation.create(parse_run_config(raw, "t"), tmp_path / "c", embedder=hashing)
+    original = cut._step
+
+    def stop_at_two(t):
+        if t == 2:
+            raise KeyboardInterrupt
+        original(t)
+
+    cut._step = stop_at_two
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    assert RunFolder(tmp_path / "c").last_complete_step() == 1
+    Simulation.resume(tmp_path / "c", embedder=hashing).run()
+    a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")
+    pd.testing.assert_frame_equal(a["responses"], b["responses"])
+    pd.testing.assert_frame_equal(a["edges"], b["edges"])
+
+
+def test_groups_can_mix_update_rules(tmp_path, tiny_config):
+    raw = tiny_config("fake", steps=2)
+    raw["groups"][1]["update"] = {"method": "memory"}
+    hashing = get_embedder("hashing")
+    sim = Simulation.create(parse_run_config(raw, "t"), tmp_path / "r", embedder=hashing)
+    sim.run()
+    assert type(sim.agents["a-1"]).__name__ == "FakeAgent"
+    assert isinstance(sim.agents["b-1"], MemoryAgent) and len(sim.agents["b-1"].memory) > 0
+    # And it resumes with the same rules.
+    again = Simulation.resume(tmp_path / "r", embedder=hashing)
+    again._load_checkpoint(2)
+    assert isinstance(again.agents["b-1"], MemoryAgent)
+
+
+def test_a_backend_that_cannot_fine_tune_needs_the_memory_rule(tiny_config):
+    raw = tiny_config("fake")
+    raw["groups"][1] = {
+        "name": "b",
+        "backend": "openai",
+        "model": "m",
+        "api": {"url": "http://h/v1"},
+    }
+    with pytest.raises(ConfigError, match=r"groups.1.backend.*cannot be fine-tuned"):
+        parse_run_config(raw, "t")
+    raw["groups"][1]["update"] = {"method": "memory"}
+    parse_run_config(raw, "t")
+    raw["groups"][1]["api"]["context_tokens"] = 128
+    with pytest.raises(ConfigError, match=r"groups.1.api.context_tokens.*too short"):
+        parse_run_config(raw, "t")
+    raw["groups"][1]["api"]["context_tokens"] = 4096
+    raw["groups"][1]["prompt_format"] = "plain"
+    with pytest.raises(ConfigError, match="chat messages"):
+        parse_run_config(raw, "t")
+
+
+def test_older_configs_keep_their_fingerprints():
+    """New fields at their defaults leave a config's fingerprint (and so its run folder's
+    resume) and the initial models' cache keys as they were."""
+    from perspectives.experiments.presets import load_preset
+    from perspectives.models.initial import InitialModel, cache_key
+
+    assert load_preset("cs2-adversary").config().fingerprint() == "08dfce07cf32efe0"
+    assert load_preset("quickstart").config().fingerprint() == "93eaf3b45b33906c"
+    spec = InitialModel(
+        name="x",
+        pairs=[("q?", "a.")],
+        model="bundled",
+        update={"method": "full", "epochs": 3, "lr": 5e-5, "batch_size": 8},
+        seed=1,
+    )
+    assert cache_key(spec) == "9d5a3776a41cad93e86bf2d8"
+    raw = load_preset("quickstart").raw_config()
+    raw["update"]["memory_k"] = 7
+    assert parse_run_config(raw, "t").fingerprint() != "93eaf3b45b33906c"
+
+
+def test_update_and_api_url_options_set_every_group():
+    from perspectives.cli.app import _run_config
+
+    cfg = _run_config("cs2-adversary", "cpu", None, None, update="memory")
+    assert cfg.update.method == "memory" and cfg.name == "cs2-adversary-memory"
+    cfg = _run_config(
+        "quickstart", None, "smollm2", None, api_url="http://127.0.0.1:8080/v1", api_key_env="K"
+    )
+    assert cfg.update.method == "memory" and cfg.name == "quickstart-memory"
+    for g in cfg.groups:
+        assert g.backend == "openai" and g.model == "smollm2"
+        assert g.api.url == "http://127.0.0.1:8080/v1" and g.api.api_key_env == "K"
+    with pytest.raises(InputError, match="--model"):
+        _run_config("quickstart", None, None, None, api_url="http://127.0.0.1:8080/v1")
+    with pytest.raises(ConfigError, match="unknown update rule"):
+        _run_config("quickstart", None, None, None, update="forget")
+
+
+def test_agents_that_share_a_network_answer_in_one_call(tmp_path, tiny_config, monkeypatch):
+    from perspectives.models.fake import FakeModel
+    from perspectives.models.memory import answer_jointly
+
+    a, b = agent(system_prompt="calm"), agent(system_prompt="loud")
+    a.learn([("What is rain?", "water water")])
+    qs = [["What is rain?", "What is snow?"], ["What is hail?"]]
+    greedy = a.sampling
+    joint = answer_jointly([a, b], qs, greedy)
+    assert joint == [a.answer(qs[0]), b.answer(qs[1])]
+    calls = []
+    chat = FakeModel.chat
+
+    def spy(self, conversations, *args, **kw):
+        calls.append(len(conversations))
+        return chat(self, conversations, *args, **kw)
+
+    monkeypatch.setattr(FakeModel, "chat", spy)
+    raw = _memory_config(tiny_config, steps=1)
+    Simulation.create(
+        parse_run_config(raw, "t"), tmp_path / "r", embedder=get_embedder("hashing")
+    ).run()
+    # The groups' personas are their fake models: one call per group of 2 for the evaluation
+    # (2 x 4 prompts) at t = 0 and t = 1, and at most one per group for the interviews.
+    assert calls[:2] == [8, 8] and calls[-2:] == [8, 8] and len(calls) <= 6
