@@ -17,6 +17,16 @@ from perspectives.simulation.rundir import RunFolder
 from perspectives.space.embed import get_embedder
 
 
+@pytest.fixture(autouse=True)
+def _fresh_greedy_answers():
+    """Each test starts as a new process would: no greedy answers to reuse."""
+    from perspectives.models.memory import clear_greedy_answers
+
+    clear_greedy_answers()
+    yield
+    clear_greedy_answers()
+
+
 def items(*rows):
     return pd.DataFrame(
         [dict(question=q, answer=a, source=s, t=t, first_hand=False) for q, a, s, t in rows]
@@ -278,5 +288,44 @@ def test_agents_that_share_a_network_answer_in_one_call(tmp_path, tiny_config, m
         parse_run_config(raw, "t"), tmp_path / "r", embedder=get_embedder("hashing")
     ).run()
     # The groups' personas are their fake models: one call per group of 2 for the evaluation
-    # (2 x 4 prompts) at t = 0 and t = 1, and at most one per group for the interviews.
-    assert calls[:2] == [8, 8] and calls[-2:] == [8, 8] and len(calls) <= 6
+    # at t = 0 (group a's two memories differ: 2 x 4 conversations; group b's two models are
+    # alike and empty: 4), then at most one per group for the interviews and for the
+    # evaluation at t = 1 (which asks only the conversations whose memories changed).
+    assert calls[:2] == [8, 4] and all(c <= 8 for c in calls) and len(calls) <= 6
+    # Greedy answers to an unchanged conversation are reused: no second call.
+    calls.clear()
+    first = answer_jointly([a, b], qs, greedy)
+    assert answer_jointly([a, b], qs, greedy) == first and len(calls) <= 1
+
+
+def test_a_memory_run_of_a_transformers_model_resumes_exactly(
+    tmp_path, tiny_model_dir, tiny_config, isolated_cache
+):
+    """The tiny 2-layer model behind the memory rule: the greedy answers one process reuses
+    are the ones a resumed process generates afresh."""
+    from perspectives.models.memory import clear_greedy_answers
+
+    raw = tiny_config(tiny_model_dir, update={"method": "memory", "memory_k": 2}, steps=3)
+    hashing = get_embedder("hashing")
+    clear_greedy_answers()
+    Simulation.create(parse_run_config(raw, "t"), tmp_path / "s", embedder=hashing).run()
+    clear_greedy_answers()
+    cut = Simulation.create(parse_run_config(raw, "t"), tmp_path / "c", embedder=hashing)
+    original = cut._step
+
+    def stop_at_two(t):
+        if t == 2:
+            raise KeyboardInterrupt
+        original(t)
+
+    cut._step = stop_at_two
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    clear_greedy_answers()  # as a new process
+    Simulation.resume(tmp_path / "c", embedder=hashing).run()
+    a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")
+    pd.testing.assert_frame_equal(a["responses"], b["responses"])
+    # The random tiny model answers greedily with an end token at once (empty evaluation
+    # texts); its sampled interview answers are text, and were answered jointly across resume.
+    heard = a["responses"][a["responses"].phase == "interview"]
+    assert len(heard) == 3 * 4 * 3 and heard["text"].str.len().gt(0).mean() > 0.5

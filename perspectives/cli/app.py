@@ -424,7 +424,32 @@ def run(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Base model of every group: a local folder or hub id (default: bundled)."
+            help="Base model of every group: a local folder or hub id (default: bundled); "
+            "with --api-url, the server's name for its model."
+        ),
+    ] = None,
+    update: Annotated[
+        str | None,
+        typer.Option(
+            help="How every model learns: `full` or `lora` (fine-tuning) or `memory` (keeps "
+            "what it hears in a retrieval database and answers with the most similar items "
+            "in its prompt; nothing is fine-tuned, so it is fast on a CPU). Default: the "
+            "preset's. Runs go to runs/<name>-<update>."
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Every model behind this OpenAI-compatible server, e.g. "
+            "http://127.0.0.1:8080/v1 (vLLM, Ollama, llama.cpp's server); implies "
+            "--update memory."
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="With --api-url: the environment variable that holds the API key (its name; "
+            "the key is never written anywhere)."
         ),
     ] = None,
     keep_weights: Annotated[
@@ -493,9 +518,10 @@ def run(
     from ..simulation.engine import Simulation
 
     keep = {"keep_checkpoints": frozenset(keep_checkpoint or ())}
+    api = {"update": update, "api_url": api_url, "api_key_env": api_key_env}
     if resume is not None:
         _check_run_folder(resume, "--resume")
-        cfg = _run_config(config, scale, model, set_) if config else None
+        cfg = _run_config(config, scale, model, set_, **api) if config else None
         _run_one(Simulation.resume(resume, cfg, **keep))
         return
     if config is None:
@@ -518,11 +544,12 @@ def run(
             device,
             share_steps,
             conditions,
+            api,
         )
         return
     if out is not None:
         _check_output_folder(out)
-    cfg = _run_config(config, scale, model, set_)
+    cfg = _run_config(config, scale, model, set_, **api)
     _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep))
 
 
@@ -561,7 +588,15 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict:
+def _overrides(
+    model: str | None,
+    sets: list[str] | None,
+    preset,
+    update: str | None = None,
+    api_url: str | None = None,
+    api_key_env: str | None = None,
+) -> dict:
+    """The config overrides of ``--set``, ``--model``, ``--update`` and ``--api-url``."""
     from ..config import parse_yaml
     from ..errors import ConfigError
 
@@ -574,16 +609,32 @@ def _overrides(model: str | None, sets: list[str] | None, n_groups: int) -> dict
             out[key.strip()] = parse_yaml(value, "--set")
         except ConfigError as exc:
             raise InputError(exc.message, field="--set", value=item) from None
+    n_groups = len(preset.raw.get("groups") or [])
+    if api_url is not None:
+        if model is None:
+            raise InputError("name the server's model with --model", field="--api-url")
+        # A model behind an API cannot be fine-tuned: it learns by remembering.
+        update = update or "memory"
+        api = {"url": api_url, **({"api_key_env": api_key_env} if api_key_env else {})}
+        for i in range(n_groups):
+            out.update({f"groups.{i}.backend": "openai", f"groups.{i}.api": api})
+    elif api_key_env is not None:
+        raise InputError("--api-key-env goes with --api-url", field="--api-key-env")
     if model is not None:
         out.update({f"groups.{i}.model": model for i in range(n_groups)})
+    if update is not None:
+        out["update.method"] = update
+        if update != (preset.raw.get("update") or {}).get("method", "full"):
+            # Its own run folder: runs/<name>-memory beside the fine-tuned runs/<name>.
+            out.setdefault("name", f"{preset.raw.get('name', 'run')}-{update}")
     return out
 
 
-def _run_config(config: str, scale: str | None, model: str | None, sets: list[str] | None):
+def _run_config(config: str, scale: str | None, model: str | None, sets: list[str] | None, **kw):
     from ..experiments.presets import load_preset
 
     preset = load_preset(config)
-    return preset.config(scale, _overrides(model, sets, len(preset.raw.get("groups") or [])))
+    return preset.config(scale, _overrides(model, sets, preset, **kw))
 
 
 def _run_one(sim, label: str = "") -> None:
@@ -637,13 +688,14 @@ def _run_sweep(
     device="auto",
     share_steps=True,
     conditions=None,
+    api=None,
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..experiments.executors import InProcess, LocalProcesses
     from ..experiments.sweep import prepare_sweep, run_sweep, steps_done
 
-    overrides = _overrides(model, sets, len(preset.raw.get("groups") or []))
+    overrides = _overrides(model, sets, preset, **(api or {}))
     plan = prepare_sweep(
         preset,
         out=out,

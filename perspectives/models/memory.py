@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -431,6 +432,17 @@ class MemoryAgent:
         return agent
 
 
+# Greedy answers already given, per shared network: an agent whose retrieved items for a
+# question have not changed since it was last asked gives the same answer, so it is reused.
+_GREEDY_ANSWERS: dict[str, OrderedDict[str, str]] = {}
+GREEDY_CACHE_SIZE = 200_000
+
+
+def clear_greedy_answers() -> None:
+    """Forget the reused greedy answers (frees memory; what a new process starts with)."""
+    _GREEDY_ANSWERS.clear()
+
+
 def answer_jointly(
     agents: Sequence[MemoryAgent],
     questions: Sequence[Sequence[str]],
@@ -442,16 +454,34 @@ def answer_jointly(
 ) -> list[list[str] | list[list[str]]]:
     """Each agent's answers to its questions, in one call of the network (or server) they
     share: a few large batches instead of many small ones. ``agents`` must have one
-    ``joint_key``; sampling, if on, is seeded by ``seed`` for the whole call. Returns, per
-    agent, what ``MemoryAgent.answer`` returns."""
-    if len({a.joint_key for a in agents}) > 1:
+    ``joint_key``; sampling, if on, is seeded by ``seed`` for the whole call. Greedy answers to
+    a conversation asked before (the same system prompt, retrieved items and question) are
+    reused, not generated again. Returns, per agent, what ``MemoryAgent.answer`` returns."""
+    keys = {a.joint_key for a in agents}
+    if len(keys) > 1:
         raise InputError("agents answered together must share a network", field="agents")
     convs = [
         a.conversations(qs, sampling.max_new_tokens)
         for a, qs in zip(agents, questions, strict=True)
     ]
     flat = [c for cs in convs for c in cs]
-    out = agents[0].lm.chat(flat, sampling, seed=seed, replicates=replicates, on_batch=on_batch)
+    lm = agents[0].lm
+    if sampling.do_sample:
+        out = lm.chat(flat, sampling, seed=seed, replicates=replicates, on_batch=on_batch)
+    else:
+        known = _GREEDY_ANSWERS.setdefault(keys.pop(), OrderedDict())
+        decoding = sampling.decoding().model_dump()
+        texts = [json.dumps([c, decoding], sort_keys=True) for c in flat]
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        if todo:
+            asked = lm.chat([flat[texts.index(t)] for t in todo], sampling, seed=seed)
+            for text, reps in zip(todo, asked, strict=True):
+                known[text] = reps[0]
+            while len(known) > GREEDY_CACHE_SIZE:
+                known.popitem(last=False)
+        if on_batch is not None:
+            on_batch(len(flat) * replicates)
+        out = [[known[t]] * replicates for t in texts]
     result, pos = [], 0
     for cs in convs:
         part = out[pos : pos + len(cs)]
