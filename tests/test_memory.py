@@ -154,6 +154,21 @@ def _memory_config(tiny_config, **over):
     return raw
 
 
+def _run_until_interrupted(raw, folder, embedder, at: int) -> None:
+    """Run ``raw`` into ``folder`` as if Ctrl-C came at the start of step ``at``."""
+    cut = Simulation.create(parse_run_config(raw, "t"), folder, embedder=embedder)
+    original = cut._step
+
+    def stop(t):
+        if t == at:
+            raise KeyboardInterrupt
+        original(t)
+
+    cut._step = stop
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+
+
 def _tables(folder):
     from perspectives.simulation.rundir import read_parts
 
@@ -173,17 +188,7 @@ def test_a_memory_run_starts_from_its_initial_sample_and_resumes_exactly(tmp_pat
     heard = a1.memory.items[a1.memory.items.t > 0]
     assert set(heard.t) <= {1, 2, 3} and set(heard.source) <= {"a-2", "b-1", "b-2"}
 
-    cut = Simulation.create(parse_run_config(raw, "t"), tmp_path / "c", embedder=hashing)
-    original = cut._step
-
-    def stop_at_two(t):
-        if t == 2:
-            raise KeyboardInterrupt
-        original(t)
-
-    cut._step = stop_at_two
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
+    _run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
     assert RunFolder(tmp_path / "c").last_complete_step() == 1
     Simulation.resume(tmp_path / "c", embedder=hashing).run()
     a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")
@@ -310,17 +315,7 @@ def test_a_memory_run_of_a_transformers_model_resumes_exactly(
     clear_greedy_answers()
     Simulation.create(parse_run_config(raw, "t"), tmp_path / "s", embedder=hashing).run()
     clear_greedy_answers()
-    cut = Simulation.create(parse_run_config(raw, "t"), tmp_path / "c", embedder=hashing)
-    original = cut._step
-
-    def stop_at_two(t):
-        if t == 2:
-            raise KeyboardInterrupt
-        original(t)
-
-    cut._step = stop_at_two
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
+    _run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
     clear_greedy_answers()  # as a new process
     Simulation.resume(tmp_path / "c", embedder=hashing).run()
     a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -274,8 +275,6 @@ class MemoryAgent:
     ) -> TrainStats:
         """Remember ``pairs``, heard at step ``t`` (default: one after the last) from
         ``source``. Raises InputError for an empty set or non-text pairs."""
-        import time
-
         start = time.perf_counter()
         when = self.clock + 1 if t is None else int(t)
         self.remember(pairs, t=when, source=source or "", first_hand=False)
@@ -472,9 +471,10 @@ def answer_jointly(
         known = _GREEDY_ANSWERS.setdefault(keys.pop(), OrderedDict())
         decoding = sampling.decoding().model_dump()
         texts = [json.dumps([c, decoding], sort_keys=True) for c in flat]
-        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        # Each conversation not answered before, once (agents alike ask alike).
+        todo = {t: c for t, c in zip(texts, flat, strict=True) if t not in known}
         if todo:
-            asked = lm.chat([flat[texts.index(t)] for t in todo], sampling, seed=seed)
+            asked = lm.chat(list(todo.values()), sampling, seed=seed)
             for text, reps in zip(todo, asked, strict=True):
                 known[text] = reps[0]
             while len(known) > GREEDY_CACHE_SIZE:
