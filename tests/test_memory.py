@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from interrupted import run_until_interrupted, tables
 
 from perspectives.errors import ConfigError, InputError
 from perspectives.models.contract import AgentSpec
@@ -154,27 +155,6 @@ def _memory_config(tiny_config, **over):
     return raw
 
 
-def _run_until_interrupted(raw, folder, embedder, at: int) -> None:
-    """Run ``raw`` into ``folder`` as if Ctrl-C came at the start of step ``at``."""
-    cut = Simulation.create(parse_run_config(raw, "t"), folder, embedder=embedder)
-    original = cut._step
-
-    def stop(t):
-        if t == at:
-            raise KeyboardInterrupt
-        original(t)
-
-    cut._step = stop
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
-
-
-def _tables(folder):
-    from perspectives.simulation.rundir import read_parts
-
-    return {k: read_parts(folder, k) for k in ("responses", "edges")}
-
-
 def test_a_memory_run_starts_from_its_initial_sample_and_resumes_exactly(tmp_path, tiny_config):
     raw = _memory_config(tiny_config)
     hashing = get_embedder("hashing")
@@ -188,10 +168,10 @@ def test_a_memory_run_starts_from_its_initial_sample_and_resumes_exactly(tmp_pat
     heard = a1.memory.items[a1.memory.items.t > 0]
     assert set(heard.t) <= {1, 2, 3} and set(heard.source) <= {"a-2", "b-1", "b-2"}
 
-    _run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
+    run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
     assert RunFolder(tmp_path / "c").last_complete_step() == 1
     Simulation.resume(tmp_path / "c", embedder=hashing).run()
-    a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")
+    a, b = tables(tmp_path / "c"), tables(tmp_path / "s")
     pd.testing.assert_frame_equal(a["responses"], b["responses"])
     pd.testing.assert_frame_equal(a["edges"], b["edges"])
 
@@ -315,10 +295,10 @@ def test_a_memory_run_of_a_transformers_model_resumes_exactly(
     clear_greedy_answers()
     Simulation.create(parse_run_config(raw, "t"), tmp_path / "s", embedder=hashing).run()
     clear_greedy_answers()
-    _run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
+    run_until_interrupted(raw, tmp_path / "c", hashing, at=2)
     clear_greedy_answers()  # as a new process
     Simulation.resume(tmp_path / "c", embedder=hashing).run()
-    a, b = _tables(tmp_path / "c"), _tables(tmp_path / "s")
+    a, b = tables(tmp_path / "c"), tables(tmp_path / "s")
     pd.testing.assert_frame_equal(a["responses"], b["responses"])
     # The random tiny model answers greedily with an end token at once (empty evaluation
     # texts); its sampled interview answers are text, and were answered jointly across resume.

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..simulation.config import RunConfig, build_policy
+from ..simulation.databases import shared_database_steps
 from ..simulation.policies import SystemState
 
 _PROBES = 2
@@ -35,17 +36,19 @@ def _draw(policy, cfg: RunConfig, t: int, perspectives: dict) -> tuple:
 def shared_steps(a: RunConfig, b: RunConfig) -> int:
     """The last step through which runs of ``a`` and ``b`` are the same system, or -1.
 
-    They are the same at step t when the configs agree on everything but their name and
-    ``communication``, and at every step up to t both policies draw the same edges and leave
-    the step's generator in the same state, whatever the models' perspectives are (so a
-    policy that looks at them, e.g. nearest neighbours, ends the shared prefix: two probe
+    They are the same at step t when the configs agree on everything but their name,
+    ``communication`` and their databases' edges, and at every step up to t their databases
+    have the same edges doing the same things and both policies draw the same edges and
+    leave the step's generator in the same state, whatever the models' perspectives are (so
+    a policy that looks at them, e.g. nearest neighbours, ends the shared prefix: two probe
     states tell). ``a.steps`` if the two systems are the same throughout.
     """
-    skip = {"name", "output", "notes", "communication"}
+    skip = {"name", "output", "notes", "communication", "databases"}
     if a.model_dump(exclude=skip) != b.model_dump(exclude=skip):
         return -1
-    if a.communication == b.communication:
-        return a.steps
+    shared = shared_database_steps(a, b)
+    if a.communication == b.communication or shared < 0:
+        return shared
     policies = (build_policy(a.communication, a), build_policy(b.communication, b))
     rng = np.random.default_rng([a.seed, 23])
     names = a.models()
@@ -58,5 +61,5 @@ def shared_steps(a: RunConfig, b: RunConfig) -> int:
                 return t - 1  # the edges depend on the state, which may differ from here
             draws.append(seen.pop())
         if draws[0] != draws[1]:
-            return t - 1
-    return a.steps
+            return min(t - 1, shared)
+    return shared

@@ -53,6 +53,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.items = pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in ITEM_COLUMNS})
         self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.uid = f"s{next(_ids)}"  # items are only ever added: (uid, len) names a content
 
     def __len__(self) -> int:
         return len(self.items)
@@ -72,6 +73,15 @@ class MemoryStore:
             self.vectors = np.concatenate([self.vectors, vectors])
         else:
             self.items, self.vectors = new.reset_index(drop=True), vectors
+
+    @classmethod
+    def union(cls, stores: Sequence[MemoryStore]) -> MemoryStore:
+        """One store holding the items of ``stores``, in order."""
+        out = cls()
+        for store in stores:
+            if len(store):
+                out.add(store.items, store.vectors)
+        return out
 
     def search(
         self, queries: np.ndarray, k: int, *, now: int = 0, decay: float = 0.0
@@ -120,7 +130,10 @@ class MemoryStore:
                 source=str(directory),
             )
         if len(items):
-            store.add(items, vectors)
+            # As saved: normalising unit vectors again could move them by an ulp and turn
+            # a tie between equal questions another way than in the run before the resume.
+            store.items = items[list(ITEM_COLUMNS)].astype({c: _dtype(c) for c in ITEM_COLUMNS})
+            store.vectors = np.asarray(vectors, dtype=np.float32)
         return store
 
 
@@ -200,6 +213,8 @@ class MemoryAgent:
             api=self.api,
         )
         self.memory = MemoryStore()
+        # Databases it may read at this step (set by the simulation; not part of its state).
+        self.shared: list[MemoryStore] = []
         self.embedder_name: str | None = None
         self.clock = 0  # the latest step it heard something at
         self.n_updates = 0
@@ -224,7 +239,9 @@ class MemoryAgent:
 
     @property
     def version(self) -> str:
-        return f"{self._uid}:{self.n_updates}"
+        """Changes whenever what it may retrieve changes (its memory or a database it reads)."""
+        reads = "".join(f",{s.uid}:{len(s)}" for s in self.shared)
+        return f"{self._uid}:{self.n_updates}{reads}"
 
     # ---------------------------------------------------------------- embedding
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -304,11 +321,15 @@ class MemoryAgent:
                 field="update.method",
                 value="memory",
             )
-        if len(self.memory):
-            idx, _ = self.memory.search(
-                self._embed(questions),
+        stores = [s for s in (self.memory, *self.shared) if len(s)]
+        searched = self.memory
+        if stores:
+            vectors = self._embed(questions)  # first: a changed embedder re-embeds the memory
+            searched = stores[0] if len(stores) == 1 else MemoryStore.union(stores)
+            idx, _ = searched.search(
+                vectors,
                 self.update.memory_k,
-                now=self.clock,
+                now=max(self.clock, int(searched.items["t"].max())),
                 decay=self.update.memory_decay,
             )
         else:
@@ -318,7 +339,7 @@ class MemoryAgent:
         for q, rows in zip(questions, idx, strict=True):
             rows = list(rows)
             while True:
-                conv = self._conversation(q, self.memory.items.iloc[rows])
+                conv = self._conversation(q, searched.items.iloc[rows])
                 if not rows or self._tokens(conv) <= budget:
                     break
                 rows.pop()

@@ -35,9 +35,14 @@ def _marks(ax, marks: Sequence[int]) -> None:
 
 
 def trajectories_png(
-    table: pd.DataFrame, path: str | os.PathLike, axis: str = "z1", marks: Sequence[int] = ()
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    axis: str = "z1",
+    marks: Sequence[int] = (),
+    databases: pd.DataFrame | None = None,
 ) -> None:
-    """Each model's perspective ``axis`` over time (thin), class means (bold)."""
+    """Each model's perspective ``axis`` over time (thin), class means (bold), and each
+    database placed in the space (``t, database, z..``; black, dashed)."""
     fig, ax = plt.subplots(figsize=(8, 4.6))
     classes = sorted(table["class"].astype(str).unique())
     colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
@@ -46,6 +51,10 @@ def trajectories_png(
     for c, g in table.groupby(table["class"].astype(str)):
         mean = g.groupby("t")[axis].mean()
         ax.plot(mean.index, mean.to_numpy(), color=colors[c], lw=3, label=c or "models")
+    if databases is not None:
+        for i, (name, g) in enumerate(databases.sort_values("t").groupby("database")):
+            ls = ("--", ":", "-.")[i % 3]
+            ax.plot(g["t"], g[axis], color="black", lw=2, ls=ls, label=f"database {name}")
     _marks(ax, marks)
     ax.set_xlabel("time step t")
     ax.set_ylabel(f"perspective ({axis})")

@@ -49,8 +49,14 @@ def _vlines(fig: go.Figure, marks: list[int], **kw) -> None:
 
 
 # ----------------------------------------------------------------------------- charts
-def trajectories_chart(table: pd.DataFrame, title: str, marks: list[int] = ()) -> go.Figure:
-    """z1 of every model over time (thin) and class means (bold)."""
+def trajectories_chart(
+    table: pd.DataFrame,
+    title: str,
+    marks: list[int] = (),
+    databases: pd.DataFrame | None = None,
+) -> go.Figure:
+    """z1 of every model over time (thin), class means (bold) and the databases placed in
+    the space (black, dashed)."""
     fig = go.Figure()
     classes = sorted(table["class"].astype(str).unique())
     colors = {c: to_hex(PALETTE[i % len(PALETTE)]) for i, c in enumerate(classes)}
@@ -79,6 +85,17 @@ def trajectories_chart(table: pd.DataFrame, title: str, marks: list[int] = ()) -
                 name=f"{c or 'models'} (mean)",
                 legendgroup=c,
                 line=dict(color=colors[c], width=4),
+            )
+        )
+    for name, g in () if databases is None else databases.sort_values("t").groupby("database"):
+        fig.add_trace(
+            go.Scatter(
+                x=g["t"],
+                y=g["z1"],
+                mode="lines",
+                name=f"database {name}",
+                line=dict(color="black", width=3, dash="dash"),
+                hovertemplate=f"database {name}<br>t=%{{x}}<br>z1=%{{y:.3f}}<extra></extra>",
             )
         )
     _vlines(fig, list(marks))
@@ -344,7 +361,12 @@ def run_report(result: RunAnalysis) -> Path:
         metrics = metrics.merge(answers, on="t")
     body = [
         _warnings_html(result),
-        _chart(trajectories_chart(result.perspectives, "Perspective trajectories", marks), "traj"),
+        _chart(
+            trajectories_chart(
+                result.perspectives, "Perspective trajectories", marks, result.databases
+            ),
+            "traj",
+        ),
         _chart(isomirror_chart({"": result.isomirror}, marks), "isomirror"),
         _chart(clusters_chart({"": result.clusters}, marks), "clusters"),
     ]

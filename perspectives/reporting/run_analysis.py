@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import (
@@ -28,6 +29,7 @@ from ..analysis import (
 )
 from ..errors import InputError
 from ..simulation.config import RunConfig, build_policy
+from ..simulation.databases import database_change_points
 from ..simulation.history import load_history
 from ..simulation.rundir import RunFolder
 from ..store import write_csv, write_json, write_parquet
@@ -54,6 +56,7 @@ class RunAnalysis:
     dispersion: pd.DataFrame | None = None
     diversity: pd.DataFrame | None = None
     movement: pd.DataFrame | None = None
+    databases: pd.DataFrame | None = None
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -205,6 +208,8 @@ def analyze_run(
         "top_share_last": float(diversity["top_share"].iloc[-1]),
         "compute": compute_paths(folder, upto),
     }
+    if hist.databases is not None:
+        summary["databases"] = _database_summary(hist.databases, table)
     return RunAnalysis(
         run_dir,
         cfg,
@@ -221,7 +226,30 @@ def analyze_run(
         disp,
         diversity,
         movement,
+        hist.databases,
     )
+
+
+def _database_summary(databases: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Per database at the last step: its ``z1`` and its distance (all dimensions) to the
+    models' mean and to the nearest model."""
+    zcols = [c for c in table.columns if c.startswith("z") and c[1:].isdigit()]
+    out = {}
+    for name, g in databases.groupby("database"):
+        last = g[g["t"] == g["t"].max()].iloc[0]
+        models = table[table["t"] == last["t"]]
+        if not len(models):
+            continue
+        here, points = last[zcols].to_numpy(float), models[zcols].to_numpy(float)
+        dist = np.linalg.norm(points - here, axis=1)
+        out[str(name)] = {
+            "t": int(last["t"]),
+            "z1": float(last["z1"]),
+            "distance_to_mean": float(np.linalg.norm(points.mean(axis=0) - here)),
+            "distance_to_nearest": float(dist.min()),
+            "nearest": str(models["model"].iloc[int(dist.argmin())]),
+        }
+    return out
 
 
 def _number(x) -> float | None:
@@ -285,9 +313,13 @@ def write_run_analysis(result: RunAnalysis) -> Path:
         write_parquet(out / "dispersion.parquet", result.dispersion)
     if result.diversity is not None:
         write_parquet(out / "diversity.parquet", result.diversity)
+    if result.databases is not None:
+        write_parquet(out / "databases.parquet", result.databases)
     write_json(out / "summary.json", result.summary)
     marks = disruption_steps(result.cfg)
-    trajectories_png(result.perspectives, out / "trajectories.png", marks=marks)
+    trajectories_png(
+        result.perspectives, out / "trajectories.png", marks=marks, databases=result.databases
+    )
     isomirror_png({"": result.isomirror}, out / "isomirror.png", marks=marks)
     clusters_png({"": result.clusters}, out / "clusters.png", marks=marks)
     if result.polarization is not None:
@@ -298,8 +330,10 @@ def write_run_analysis(result: RunAnalysis) -> Path:
 
 
 def disruption_steps(cfg: RunConfig) -> list[int]:
-    """Steps where the communication switches (drawn as vertical lines in figures)."""
-    return list(build_policy(cfg.communication, cfg).change_points)
+    """Steps where the communication switches or a database edge is granted or taken away
+    (drawn as vertical lines in figures)."""
+    points = set(build_policy(cfg.communication, cfg).change_points)
+    return sorted(points | set(database_change_points(cfg)))
 
 
 # ------------------------------------------------------------------------------ sweeps

@@ -225,7 +225,10 @@ class AdversarySpec(_Spec):
 
 
 class DatabaseSpec(_Spec):
-    """A database vertex shared by ``writers`` and ``readers``."""
+    """A shorthand for a database shared by ``writers`` and ``readers`` as edges alone: every
+    reader may interview every writer. A database with items of its own, read and write edges
+    over time and a place in the perspective space is a run's ``databases:`` entry
+    (``simulation.databases``)."""
 
     type: Literal["database"] = "database"
     writers: list[str]

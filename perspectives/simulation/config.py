@@ -25,6 +25,7 @@ from ..errors import BackendUnavailable, ConfigError, InputError
 from ..models.spec import MAX_REPLICATES, ApiSpec, Sampling, check_api
 from ..models.update import MAX_EPOCHS, UpdateConfig
 from .communication import BuildContext, CommunicationSpec, CompleteSpec
+from .databases import DatabaseConfig, check_databases
 from .policies import Policy
 
 # The fewest tokens of context a remembering model needs (models.memory.MIN_CONTEXT_TOKENS;
@@ -126,6 +127,7 @@ class RunConfig(Strict):
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     communication: CommunicationSpec = Field(default_factory=CompleteSpec)
+    databases: list[DatabaseConfig] = Field(default_factory=list)
     output: str | None = None
     notes: str | None = None
 
@@ -171,6 +173,8 @@ class RunConfig(Strict):
         # Fields added after run folders existed are left out at their defaults, so an older
         # config keeps its fingerprint and its run folder resumes.
         data["update"] = self.update.stable_dump()
+        if not data["databases"]:
+            del data["databases"]
         for g, raw in zip(self.groups, data["groups"], strict=True):
             for key in ("update", "api"):
                 if raw[key] is None:
@@ -244,6 +248,7 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
     _check_membership(cfg, label)
     evaluation_prompts(cfg, label)
     build_policy(cfg.communication, cfg, label)
+    check_databases(cfg, policy_context(cfg, label), label)
 
 
 def _data(load, source, label: str, field: str):

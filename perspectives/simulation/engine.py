@@ -24,15 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..data.banks import load_bank
 from ..errors import ConfigError, CorruptStateError
 from ..models.contract import Agent, AgentSpec
 from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
-from ..models.memory import answer_jointly
+from ..models.memory import MemoryAgent, MemoryStore, answer_jointly
 from ..models.registry import load_agent, make_agent, update_rules
+from ..models.update import UpdateConfig
 from ..space.embed import CachedEmbedder, Embedder, get_embedder
-from .config import RunConfig, build_policy, evaluation_prompts
+from .config import RunConfig, build_policy, evaluation_prompts, policy_context
+from .databases import (
+    DATABASES_DIR,
+    ITEM_COLUMNS,
+    Access,
+    database_edges,
+    initial_items,
+    probe_of,
+)
 from .history import load_history
 from .mechanics import MECHANICS, Interview, Mechanic
 from .policies import Edge, Policy, SystemState
@@ -70,6 +80,10 @@ class Step:
     answers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    # Databases: the edges present at this step, the posts written, the items added.
+    access: list[Access] = field(default_factory=list)
+    posts: list[tuple[Access, list[int], list[str]]] = field(default_factory=list)
+    db_items: list[dict] = field(default_factory=list)
     vectors: np.ndarray | None = None
     timings: StepTimings = field(default_factory=StepTimings)
 
@@ -128,6 +142,9 @@ class Simulation:
     keep_checkpoints: frozenset[int] = frozenset()
     # Greedy evaluation answers by agent name, with the agent version they were made at.
     _eval_cache: dict[str, tuple[str, list]] = field(default_factory=dict, repr=False)
+    # The databases' items, and the retrieval-only models that place them in the space.
+    stores: dict[str, MemoryStore] = field(default_factory=dict, repr=False)
+    probes: dict[str, MemoryAgent] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.folder = self.out if isinstance(self.out, RunFolder) else RunFolder(self.out)
@@ -287,8 +304,10 @@ class Simulation:
             raise ConfigError(
                 "the run folder was made from a different config", source=str(self.folder.path)
             )
+        self.db_edges = database_edges(cfg, policy_context(cfg))
         if last >= 0:
             self._load_checkpoint(last)
+            self._load_databases(last)
         self.folder.drop_incomplete(last)
         self.eval_set = evaluation_prompts(cfg)
         self.bank = load_bank(cfg.question_bank)
@@ -305,6 +324,9 @@ class Simulation:
         step = Step(t, np.random.default_rng([self.cfg.seed, t]))
         with self._timed(step, "setup"):
             step.active = self._ensure_agents(t)
+            if t == 0:
+                self._seed_databases(step)
+            self._grant_access(step)
         if t > 0:
             self._draw_edges(step)
             self._plan_interviews(step)
@@ -312,6 +334,8 @@ class Simulation:
                 self._answer(step)
             with self._timed(step, "learning", "learning"):
                 self._learn(step)
+                self._learn_from_databases(step)
+                self._write_databases(step)
         self._membership(step)
         if t % self.cfg.evaluation.every == 0 or t == self.cfg.steps:
             with self._timed(step, "evaluating", "evaluation"):
@@ -358,28 +382,39 @@ class Simulation:
         for source, ivs in sorted(asks.items()):
             flat = [qi for iv in ivs for qi in iv.questions]
             calls[source] = (questions.iloc[flat].tolist(), int(step.rng.integers(2**31)))
+        # Posts to a database are answered in the same call, after the interviews' questions.
+        posts = self._plan_posts(step)
+        for acc, picked, seed in posts:
+            asked, seed = calls.get(acc.model, ([], seed))
+            calls[acc.model] = (asked + questions.iloc[picked].tolist(), seed)
         texts = self._ask(calls, self.cfg.interaction.sampling)
+        pos = dict.fromkeys(texts, 0)
         for source, ivs in sorted(asks.items()):
-            pos = 0
             for iv in ivs:
-                step.answers[(iv.asker, source)] = texts[source][pos : pos + len(iv.questions)]
-                pos += len(iv.questions)
+                at = pos[source]
+                step.answers[(iv.asker, source)] = texts[source][at : at + len(iv.questions)]
+                pos[source] = at + len(iv.questions)
+        for acc, picked, _ in posts:
+            at = pos[acc.model]
+            step.posts.append((acc, picked, texts[acc.model][at : at + len(picked)]))
+            pos[acc.model] = at + len(picked)
 
     def _ask(
         self, calls: dict[str, tuple[list[str], int]], sampling, replicates: int = 1
     ) -> dict[str, list]:
         """``calls[agent] = (questions, seed)`` answered: agents with one ``joint_key`` in one
         call seeded by the first one's seed, the others one call each."""
+        agents = {n: self.agents[n] if n in self.agents else self.probes[n] for n in calls}
         joint: dict[str, list[str]] = {}
         for name in calls:
-            key = getattr(self.agents[name], "joint_key", None)
+            key = getattr(agents[name], "joint_key", None)
             if key is not None:
                 joint.setdefault(key, []).append(name)
         out: dict[str, list] = {}
         for names in joint.values():
             if len(names) > 1:
                 answers = answer_jointly(
-                    [self.agents[n] for n in names],
+                    [agents[n] for n in names],
                     [calls[n][0] for n in names],
                     sampling,
                     seed=calls[names[0]][1],
@@ -388,7 +423,7 @@ class Simulation:
                 out.update(zip(names, answers, strict=True))
         for name, (qs, seed) in calls.items():
             if name not in out:
-                out[name] = self.agents[name].answer(qs, sampling, seed=seed, replicates=replicates)
+                out[name] = agents[name].answer(qs, sampling, seed=seed, replicates=replicates)
         return out
 
     def _learn(self, step: Step) -> None:
@@ -422,15 +457,153 @@ class Simulation:
             if g.leave_at == step.t:
                 step.event("leave", name)
 
+    # ------------------------------------------------------------- databases
+    def _seed_databases(self, step: Step) -> None:
+        """Every database's initial items, at t = 0."""
+        for i, edges in enumerate(self.db_edges):
+            items = initial_items(edges.spec, self.cfg.seed, i)
+            self.stores[edges.spec.name] = MemoryStore()
+            self._add_items(step, edges.spec.name, items)
+
+    def _add_items(self, step: Step, database: str, items) -> None:
+        if not len(items):
+            return
+        vectors = self._embedder().embed(items["question"].tolist())
+        self.stores[database].add(items, vectors)
+        step.db_items += items.to_dict("records")
+
+    def _grant_access(self, step: Step) -> None:
+        """The database edges present at this step; each remembering agent is given the
+        databases it may retrieve from (none, where access was taken away)."""
+        step.access = [a for edges in self.db_edges for a in edges.at(step.t, step.active)]
+        for name in step.active:
+            agent = self.agents[name]
+            if hasattr(agent, "shared"):
+                agent.shared = [
+                    self.stores[a.database]
+                    for a in step.access
+                    if a.model == name and a.mode == "retrieval"
+                ]
+
+    def _db_rng(self, step: Step, kind: int, acc: Access) -> np.random.Generator:
+        """A generator of its own for each database edge: the interviews' stream stays that
+        of the same system without databases."""
+        names = [e.spec.name for e in self.db_edges]
+        where = [names.index(acc.database), self.cfg.models().index(acc.model)]
+        return np.random.default_rng([self.cfg.seed, step.t, kind, *where])
+
+    def _plan_posts(self, step: Step) -> list[tuple[Access, list[int], int]]:
+        """``(edge, question indices, seed)`` for every writer that posts at this step."""
+        out = []
+        for acc in step.access:
+            if acc.mode == "posts":
+                rng = self._db_rng(step, 37, acc)
+                picked = np.sort(rng.choice(len(self.bank), acc.grant.posts, replace=False))
+                out.append((acc, picked.tolist(), int(rng.integers(2**31))))
+        return out
+
+    def _learn_from_databases(self, step: Step) -> None:
+        """Readers with ``use: training`` learn from a sample of the database as it was after
+        the last step."""
+        for acc in step.access:
+            store = self.stores[acc.database]
+            if acc.mode != "training" or not len(store):
+                continue
+            rng = self._db_rng(step, 41, acc)
+            n = min(acc.grant.sample, len(store))
+            items = store.items.iloc[np.sort(rng.choice(len(store), n, replace=False))]
+            pairs = list(zip(items["question"], items["answer"], strict=True))
+            agent = self.agents[acc.model]
+            when = {"t": step.t, "source": acc.database} if _takes_time(agent) else {}
+            t1 = time.perf_counter()
+            agent.learn(pairs, seed=int(rng.integers(2**31)), **when)
+            step.event("learn", acc.model, acc.database, time.perf_counter() - t1)
+
+    def _write_databases(self, step: Step) -> None:
+        """What each writer wrote at this step goes into its database."""
+        questions = self.bank["question"]
+        posted = {(a.database, a.model): (q, ans) for a, q, ans in step.posts}
+        for acc in step.access:
+            if acc.access != "write":
+                continue
+            if acc.mode == "posts":
+                picked, answers = posted[(acc.database, acc.model)]
+                pairs = list(zip(questions.iloc[picked], answers, strict=True))
+            else:
+                role = "source" if acc.mode == "answers" else "asker"
+                pairs = [
+                    (questions.iloc[qi], text)
+                    for iv in step.interviews
+                    if getattr(iv, role) == acc.model
+                    for qi, text in zip(
+                        iv.questions, step.answers[(iv.asker, iv.source)], strict=True
+                    )
+                ]
+            items = pd.DataFrame(
+                {
+                    "t": step.t,
+                    "database": acc.database,
+                    "question": [q for q, _ in pairs],
+                    "answer": [a for _, a in pairs],
+                    "source": acc.model,
+                    # What it said itself is first-hand; what it heard is not.
+                    "first_hand": acc.mode != "interviews",
+                },
+                columns=ITEM_COLUMNS,
+            )
+            self._add_items(step, acc.database, items)
+
+    def _probes(self, step: Step) -> dict[str, MemoryAgent]:
+        """The retrieval-only models of the databases placed in the space, by name."""
+        out = {}
+        for edges in self.db_edges:
+            db = edges.spec
+            if not db.evaluate:
+                continue
+            if db.name not in self.probes:
+                probe = probe_of(self.cfg, db)
+                agent = MemoryAgent(
+                    db.name,
+                    probe.model,
+                    backend=probe.backend,
+                    prompt_format=probe.prompt_format,
+                    update=UpdateConfig(method="memory", memory_k=db.k),
+                    api=probe.api,
+                    embedder=self._embedder(),
+                )
+                self.probes[db.name] = agent
+            self.probes[db.name].shared = [self.stores[db.name]]
+            out[db.name] = self.probes[db.name]
+        return out
+
+    def _load_databases(self, t: int) -> None:
+        """The databases as saved after step ``t``. Raises CorruptStateError if one is
+        missing or damaged."""
+        for edges in self.db_edges:
+            folder = self.folder.checkpoint(t) / DATABASES_DIR / edges.spec.name
+            if not folder.is_dir():
+                raise CorruptStateError(
+                    f"the checkpoint of step {t} lacks the database {edges.spec.name!r}; the "
+                    "run cannot resume exactly (start it again in a new folder)",
+                    source=str(self.folder.checkpoint(t)),
+                )
+            self.stores[edges.spec.name] = MemoryStore.load(folder)
+
     def _evaluate(self, step: Step) -> list[dict]:
         spec = self.cfg.evaluation
         prompts = self.eval_set["prompt"].tolist()
         ids = self.eval_set["prompt_id"].tolist()
         greedy = not spec.sampling.do_sample
         outs, calls = {}, {}
-        for name in step.active:
-            agent = self.agents[name]
-            seed = int(step.rng.integers(2**31))  # drawn even when unused: the same stream
+        probes = self._probes(step)
+        answerers = {**{n: self.agents[n] for n in step.active}, **probes}
+        for name, agent in answerers.items():
+            # Drawn even when unused: the same stream (a probe's from its own generator).
+            seed = (
+                int(step.rng.integers(2**31))
+                if name in self.agents
+                else int(np.random.default_rng([self.cfg.seed, step.t, 43]).integers(2**31))
+            )
             cached = self._eval_cache.get(name)
             if greedy and cached is not None and cached[0] == agent.version:
                 # A model that has not changed since its last evaluation (a static adversary,
@@ -441,9 +614,9 @@ class Simulation:
         for name, out in self._ask(calls, spec.sampling, spec.replicates).items():
             outs[name] = out
             if greedy:
-                self._eval_cache[name] = (self.agents[name].version, out)
+                self._eval_cache[name] = (answerers[name].version, out)
         rows = []
-        for name in step.active:
+        for name in answerers:
             out = outs[name]
             if spec.replicates == 1:
                 out = [[a] for a in out]
@@ -465,9 +638,15 @@ class Simulation:
     def _write(self, step: Step) -> None:
         """The step's tables and embeddings, then the agents' checkpoint."""
         self.folder.write_step(step.t, step.rows, step.edges, step.vectors)
+        if self.cfg.databases:
+            access = [a.row(step.t) for a in step.access]
+            self.folder.write_databases(step.t, step.db_items, access)
         folder = self.folder.checkpoint(step.t)
         for name, agent in self.agents.items():
             agent.save(folder / name)
+        for name, store in self.stores.items():
+            (folder / DATABASES_DIR / name).mkdir(parents=True, exist_ok=True)
+            store.save(folder / DATABASES_DIR / name)
 
     def _commit(self, step: Step) -> None:
         """The events (with the step's timings) last, then mark the step complete."""

@@ -31,6 +31,9 @@ class History:
         ``points`` with ``z1..zd``.
     answers : DataFrame
         The evaluation answers themselves, ``t, model, question_id, text``.
+    databases : DataFrame or None
+        ``t, database, z1..zd``: each database placed in the space (not fitted on it) by
+        its probe's answers, for a run whose databases are evaluated.
     """
 
     kernels: np.ndarray
@@ -38,6 +41,7 @@ class History:
     space: PerspectiveSpace
     perspectives: pd.DataFrame
     answers: pd.DataFrame
+    databases: pd.DataFrame | None = None
 
 
 def load_history(
@@ -68,17 +72,43 @@ def load_history(
         blocks.append(vectors)
     if not blocks:
         return None
-    vec = np.concatenate(blocks)
     ev = pd.concat(meta, ignore_index=True)
-    points = ev.drop_duplicates(["t", "model"])[["t", "model"]].reset_index(drop=True)
     prompt_ids = sorted(ev["question_id"].unique())
-    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
-    qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
-    kernels, counts = mean_kernels(pi, qi, vec, len(points), len(prompt_ids))
-    if (counts == 0).any():
-        raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    points, kernels = _kernels(ev, np.concatenate(blocks), prompt_ids, folder)
     points["class"] = points["model"].map(classes).fillna("")
     if len(points) < 2:
         return None
     space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
-    return History(kernels, points, space, space.to_frame(), ev)
+    return History(
+        kernels, points, space, space.to_frame(), ev, _databases(folder, upto, space, prompt_ids)
+    )
+
+
+def _kernels(
+    ev: pd.DataFrame, vectors: np.ndarray, prompt_ids: list, folder: RunFolder
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ``t, model`` points of evaluation answers ``ev`` and their mean data kernels."""
+    points = ev.drop_duplicates(["t", "model"])[["t", "model"]].reset_index(drop=True)
+    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
+    qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
+    kernels, counts = mean_kernels(pi, qi, vectors, len(points), len(prompt_ids))
+    if (counts == 0).any():
+        raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    return points, kernels
+
+
+def _databases(
+    folder: RunFolder, upto: int | None, space: PerspectiveSpace, prompt_ids: list
+) -> pd.DataFrame | None:
+    """The databases' positions: their probes' kernels placed in the models' space."""
+    snapshots = list(folder.evaluation_snapshots(upto, databases=True))
+    if not snapshots:
+        return None
+    ev = pd.concat([a for a, _ in snapshots], ignore_index=True)
+    vectors = np.concatenate([v for _, v in snapshots])
+    points, kernels = _kernels(ev, vectors, prompt_ids, folder)
+    z = space.transform(kernels)
+    table = points.rename(columns={"model": "database"})
+    for j in range(z.shape[1]):
+        table[f"z{j + 1}"] = z[:, j]
+    return table

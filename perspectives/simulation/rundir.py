@@ -7,10 +7,14 @@ Written atomically, one part file per step::
                                          question_id, replicate, text
     tables/edges/step-000t.parquet       t, src, dst
     tables/events/step-000t.parquet      t, kind, model, detail, seconds
+    tables/db_items/step-000t.parquet    t, database, question, answer, source, first_hand
+                                         (the items added at step t; a run with databases)
+    tables/db_access/step-000t.parquet   t, database, model, access (read | write), mode
     embeddings/step-000t.npy             eval answers' embeddings, rows in table order
     agents/<model>/                      each agent's live state
     checkpoints/step-000t/<model>/       agents after the last complete step (and after
                                          any step kept for other systems to fork from)
+    checkpoints/step-000t/databases/<db>/  the databases' items, likewise
 
 ``progress.json`` is written last: a step is complete once it names it. ``check`` validates
 the folder (the config against the fingerprint in ``run.json``, every part of every complete
@@ -38,15 +42,26 @@ from ..config import validate_model
 from ..errors import CorruptStateError, InputError, RunFolderBusy
 from ..store import file_lock, link_or_copy, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, parse_run_config
+from .databases import ACCESS_COLUMNS, ITEM_COLUMNS
 
 TABLES = ("responses", "edges", "events")
+DATABASE_TABLES = ("db_items", "db_access")
 COLUMNS = {
     "responses": ["t", "model", "phase", "asker", "question_id", "replicate", "text"],
     "edges": ["t", "src", "dst"],
     "events": ["t", "kind", "model", "detail", "seconds"],
+    "db_items": ITEM_COLUMNS,
+    "db_access": ACCESS_COLUMNS,
 }
 # Parts that hold one file per step (the agents' checkpoints are folders per step).
-STEP_PARTS = ("tables/responses", "tables/edges", "tables/events", "embeddings")
+STEP_PARTS = (
+    "tables/responses",
+    "tables/edges",
+    "tables/events",
+    "tables/db_items",
+    "tables/db_access",
+    "embeddings",
+)
 
 
 def part_name(t: int) -> str:
@@ -235,10 +250,11 @@ class RunFolder:
 
         Returns the last complete step. Raises InputError for a folder that is no run,
         CorruptStateError (or ConfigError) naming the first damaged file."""
-        self.read_config(validate=False)
+        cfg = self.read_config(validate=False)
         last = self.last_complete_step()
+        tables = ("edges", "events", *(DATABASE_TABLES if cfg.databases else ()))
         for t in range((last if upto is None else min(last, upto)) + 1):
-            for table in ("edges", "events"):
+            for table in tables:
                 self._check_part(table, t)
             phase = self._check_part("responses", t, ["phase"])["phase"]
             self._check_embeddings(t, int((phase == "eval").sum()), mmap=True)
@@ -417,6 +433,13 @@ class RunFolder:
         if vectors is not None:
             write_npy(self.embeddings_file(t), np.asarray(vectors, np.float32))
 
+    def write_databases(self, t: int, items: list[dict], access: list[dict]) -> None:
+        """Write the items added to the databases at step ``t`` and the database edges
+        present at it (not yet committed)."""
+        for table, rows in (("db_items", items), ("db_access", access)):
+            frame = pd.DataFrame(rows, columns=COLUMNS[table]).astype({"t": "int64"})
+            write_parquet(self.table_file(table, t), frame)
+
     def write_events(self, t: int, events: list[dict]) -> None:
         """Write step ``t``'s events (skips, joins, leaves, learning and step timings)."""
         write_parquet(self.table_file("events", t), pd.DataFrame(events, columns=COLUMNS["events"]))
@@ -450,22 +473,31 @@ class RunFolder:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def evaluation_snapshots(
-        self, upto: int | None = None
+        self, upto: int | None = None, *, databases: bool = False
     ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
         """Each complete step's evaluation answers (``t, model, question_id, replicate, text``,
-        in table order) with their embeddings, for the steps that have them.
+        in table order) with their embeddings, for the steps that have them: the models'
+        answers, or with ``databases`` only the databases' (their probes').
 
         Raises CorruptStateError naming a responses part or embeddings file that is missing,
         damaged, or of another length than the other."""
         last = self.last_complete_step()
         if upto is not None:
             last = min(last, upto)
+        names = {d.name for d in self.read_config(validate=False).databases}
         for t in range(last + 1):
             resp = self.read_part("responses", t)
             ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
             vectors = self._check_embeddings(t, len(ev))
             if vectors is not None:
-                yield ev[["t", "model", "question_id", "replicate", "text"]], vectors
+                keep = (ev["model"].isin(names) == databases).to_numpy()
+                if databases and not keep.any():
+                    continue
+                cols = ["t", "model", "question_id", "replicate", "text"]
+                if keep.all():
+                    yield ev[cols], vectors
+                else:
+                    yield ev.loc[keep, cols].reset_index(drop=True), vectors[keep]
 
     # ----------------------------------------------------------- forks, weights
     def can_fork(self, step: int) -> bool:
