@@ -294,6 +294,31 @@ CONFIG_CASES = [
         **comm({"type": "database", "writers": ["zz"], "readers": ["a"]}),
     ),
     config_case("notes-number", ["notes"], notes=5),
+    config_case(
+        "db-reader-unknown",
+        ["databases.0.read.0.models", "zz"],
+        databases=[{"name": "forum", "read": [{"models": ["zz"]}]}],
+    ),
+    config_case(
+        "db-retrieval-by-fine-tuned",
+        ["databases.0.read.0.models", "memory"],
+        databases=[{"name": "forum", "read": [{"models": "all"}]}],
+    ),
+    config_case(
+        "db-initial-file-missing",
+        ["databases.0.initial.bank", "nope.csv"],
+        databases=[{"name": "forum", "initial": {"bank": "nope.csv"}}],
+    ),
+    config_case(
+        "db-window-backwards",
+        ["databases.0.write.0.until", "after since"],
+        databases=[{"name": "forum", "write": [{"since": 2, "until": 1}]}],
+    ),
+    config_case(
+        "db-name-taken",
+        ["databases.0.name", "a"],
+        databases=[{"name": "a"}],
+    ),
 ]
 
 FILE_CASES = [

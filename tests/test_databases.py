@@ -276,6 +276,12 @@ def test_a_forum_of_transformers_models(tmp_path, tiny_model_dir, tiny_config, i
     assert list(hist.databases.t) == [0, 1, 2]
     # The probe shares the models' network: they answer in one call.
     assert sim.probes["forum"].joint_key == sim.agents["b-1"].joint_key
+    # The answering dtype is recorded for remembering models of a transformers network too.
+    import json
+
+    events = read_parts(tmp_path / "r", "events")
+    timing = [json.loads(d) for d in events[events.kind == "timing"].detail]
+    assert {x["answer_dtype"] for x in timing} <= {"float32", "bfloat16"}
 
 
 def test_conditions_that_differ_from_a_step_on_share_the_steps_before(tmp_path, tiny_config):

@@ -212,10 +212,50 @@ def cs3_table(result: SweepAnalysis) -> str:
     return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
 
 
+def forum_table(result: SweepAnalysis) -> str:
+    """The shared forum: two-class polarization per condition (at t = 3, the last step the
+    closed forum is read, and at T) and the forum's distance to the models' mean at T."""
+    rows = []
+    for condition, runs in result.runs.items():
+        if not runs:
+            continue
+        at3 = [_at(r.polarization, 3, "polarization") for r in runs]
+        last, mean = _polarization_stats(runs)
+        last_kernel, _ = _polarization_stats(runs, "polarization_kernel")
+        forum = [
+            d["distance_to_mean"] for r in runs for d in (r.summary.get("databases") or {}).values()
+        ]
+        rows.append(
+            {
+                "condition": condition,
+                "runs": len(runs),
+                "polarization at t = 3": _fmt(at3),
+                "at T": _fmt(last),
+                "mean, t ≥ 1": _fmt(mean),
+                "data kernels, at T": _fmt(last_kernel),
+                "forum to the models' mean, at T": _fmt(forum),
+            }
+        )
+    note = (
+        "Polarization: |class mean A − class mean B| on the 1-d perspective, divided by the "
+        "same at t = 0 (below 1: the classes drawn together). Data kernels: the same ratio for "
+        "the Frobenius distance between the classes' mean data kernels. The forum's distance "
+        "is Euclidean, in all dimensions of the models' perspective space. "
+    )
+    return _markdown(pd.DataFrame(rows)) + "\n\n" + note + _seeds_note(result)
+
+
+def _at(table: pd.DataFrame | None, t: int, column: str) -> float | None:
+    if table is None or column not in table or not (table["t"] == t).any():
+        return None
+    return float(table.loc[table["t"] == t, column].iloc[0])
+
+
 TABLES: dict[str, Callable[[SweepAnalysis], str]] = {
     "cs1-disruption": cs1_table,
     "cs2-adversary": cs2_table,
     "cs3-polarization": cs3_table,
+    "shared-forum": forum_table,
 }
 
 
@@ -245,7 +285,7 @@ def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None
     """The table of the case study named by the sweep's preset, or by the block's name."""
     preset = str(read_sweep(folder).get("preset") or "")
     for candidate in (Path(preset).stem, preset, name):
-        for study in CASE_STUDIES:
+        for study in TABLES:
             if candidate.startswith(study):
                 return TABLES[study]
     return None

@@ -698,10 +698,16 @@ def _where(mixed_precision: str = "auto") -> dict:
 
     device = current_device()
     where = {"device": str(device), "threads": torch.get_num_threads()}
-    if "perspectives.models.hf_agent" not in sys.modules:  # no transformers agent here
-        return {**where, "answer_dtype": None, "train_dtype": None}
+    # A transformers network answers wherever models.hf is loaded (remembering agents too);
+    # one is fine-tuned only where an agent of models.hf_agent is.
+    answers = "perspectives.models.hf" in sys.modules
+    trains = "perspectives.models.hf_agent" in sys.modules
     return {
         **where,
-        "answer_dtype": str(_resolve_dtype("auto", device)).removeprefix("torch."),
-        "train_dtype": "bfloat16" if _use_bf16(mixed_precision, device) else "float32",
+        "answer_dtype": str(_resolve_dtype("auto", device)).removeprefix("torch.")
+        if answers
+        else None,
+        "train_dtype": ("bfloat16" if _use_bf16(mixed_precision, device) else "float32")
+        if trains
+        else None,
     }
