@@ -182,6 +182,12 @@ def test_a_database_is_placed_in_the_models_space(tmp_path, tiny_config):
     assert result.summary["models"] == 4
     out = write_run_analysis(result)
     assert len(pd.read_parquet(out / "databases.parquet")) == 5
+    from typer.testing import CliRunner
+
+    from perspectives.cli.app import app
+
+    said = CliRunner().invoke(app, ["analyze", str(tmp_path / "r")])
+    assert said.exit_code == 0 and "database forum at t = 4" in " ".join(said.output.split())
 
 
 @pytest.mark.parametrize(

@@ -830,6 +830,14 @@ def analyze(
     moved = _movement_line(s.get("class_movement") or {})
     if moved:
         out_console.print(moved)
+    for name, d in (s.get("databases") or {}).items():
+        out_console.print(
+            escape(
+                f"database {name} at t = {d['t']}: z1 {d['z1']:.2f}, "
+                f"{d['distance_to_mean']:.2f} from the models' mean, "
+                f"{d['distance_to_nearest']:.2f} from the nearest model ({d['nearest']})"
+            )
+        )
 
 
 @app.command()
