@@ -220,6 +220,7 @@ def forum_table(result: SweepAnalysis) -> str:
         if not runs:
             continue
         at3 = [_at(r.polarization, 3, "polarization") for r in runs]
+        at3_kernel = [_at(r.polarization, 3, "polarization_kernel") for r in runs]
         last, mean = _polarization_stats(runs)
         last_kernel, _ = _polarization_stats(runs, "polarization_kernel")
         forum = [
@@ -232,6 +233,7 @@ def forum_table(result: SweepAnalysis) -> str:
                 "polarization at t = 3": _fmt(at3),
                 "at T": _fmt(last),
                 "mean, t ≥ 1": _fmt(mean),
+                "data kernels, t = 3": _fmt(at3_kernel),
                 "data kernels, at T": _fmt(last_kernel),
                 "forum to the models' mean, at T": _fmt(forum),
             }
