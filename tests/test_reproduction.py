@@ -127,3 +127,17 @@ def test_tables_of_a_sweep_with_no_complete_step_say_so():
     empty = _sweep({"a": [], "b": []}, pending=[{"condition": "a", "seed": 0}])
     for table in (cs1_table, cs2_table):
         assert table(empty).startswith("No step of any run is complete yet.")
+
+
+def test_forum_table_reads_polarization_at_step_3_and_the_forums_distance():
+    from perspectives.experiments.reproduction import forum_table
+
+    closed = _run(_pol([1.0, 0.5, 0.3, 0.2, 1.0], [1.0, 0.9, 0.8, 0.7, 1.0]))
+    closed.summary["databases"] = {"forum": {"distance_to_mean": 0.84}}
+    short = _run(_pol([1.0, 0.8], [1.0, 0.9]), t_last=1, T=4)  # no step 3 yet
+    text = forum_table(_sweep({"closed": [closed], "forum": [short]}))
+    lines = text.splitlines()
+    assert lines[0].startswith("| condition | runs | polarization at t = 3 | at T |")
+    # at t = 3: 0.2 (kernel 0.7); at T 1.0; mean over t >= 1 of (0.5, 0.3, 0.2, 1.0) = 0.5.
+    assert "| closed | 1 | 0.20 | 1.00 | 0.50 | 0.70 | 1.00 | 0.84 |" in lines
+    assert "| forum | 1 | – | 0.80 | 0.80 | – | 0.90 | – |" in lines
