@@ -52,6 +52,8 @@ class GroupSpec(Strict):
 
     ``update`` (default: the run's) says how this group learns, so one system can mix
     fine-tuned and remembering models; ``api`` says where an ``openai`` backend's server is.
+    ``learning: false``: its models interview nobody (a static adversary, say); a database
+    they read for training still teaches them.
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
