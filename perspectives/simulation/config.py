@@ -117,7 +117,8 @@ class InteractionSpec(Strict):
 
 
 class RunConfig(Strict):
-    """A system of interacting models: groups, question bank, interaction, structure, T."""
+    """A system of interacting models: groups, question bank, interaction, structure
+    (``communication`` between models, ``databases`` beside them), T."""
 
     # The run folder is runs/<name>: one plain folder name, never a path out of runs/.
     name: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=200)
