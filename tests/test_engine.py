@@ -160,10 +160,11 @@ def test_static_models_greedy_evaluation_is_reused_not_recomputed(
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path, tiny_config):
-    from perspectives.store import file_lock
+    from perspectives.lease import Lease
 
     sim = Simulation.create(parse_run_config(tiny_config("fake"), "t"), tmp_path / "r")
-    with file_lock(tmp_path / "r" / ".lock"), pytest.raises(RunFolderBusy, match="another process"):
+    held = Lease(tmp_path / "r" / ".lock").held()
+    with held, pytest.raises(RunFolderBusy, match="another process"):
         sim.run()
     assert sim.last_complete_step() == -1
 

@@ -40,10 +40,13 @@ import yaml
 
 from ..config import validate_model
 from ..errors import CorruptStateError, InputError, RunFolderBusy
-from ..store import file_lock, link_or_copy, write_json, write_npy, write_parquet, write_text
+from ..lease import Lease, LeaseHeld
+from ..store import link_or_copy, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, parse_run_config
 from .databases import ACCESS_COLUMNS, ITEM_COLUMNS
 
+# The writer's lease (``RunFolder.lock``): present only while a process runs the folder.
+LEASE_FILE = ".lock"
 TABLES = ("responses", "edges", "events")
 DATABASE_TABLES = ("db_items", "db_access")
 COLUMNS = {
@@ -374,7 +377,7 @@ class RunFolder:
 
     def _check_foreign(self, cfg: RunConfig) -> None:
         """Refuse to make a run in a folder holding files that are not a run's."""
-        layout = {"config.yaml", "run.json", "progress.json", ".lock", "agents", "analysis"}
+        layout = {"config.yaml", "run.json", "progress.json", LEASE_FILE, "agents", "analysis"}
         layout |= {"tables", "embeddings", "checkpoints", "report.html"}
         # What a sweep's subprocess executor keeps beside the run it starts there.
         layout |= {"system.yaml", "run.log"}
@@ -405,17 +408,27 @@ class RunFolder:
             )
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the folder for one writer; raises RunFolderBusy if another process holds it."""
+    def lock(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the folder for one writer, on this machine or any other that shares the
+        folder (a lease, ``perspectives.lease``: not ``flock``, which network filesystems do
+        not keep). Waits up to ``wait`` s for a holder to finish or go stale (a killed
+        process's lease is stale at once on its own machine, elsewhere after 30 s); raises
+        RunFolderBusy if another process still holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
+        lease = Lease(self.path / LEASE_FILE)
         try:
-            with file_lock(self.path / ".lock", wait=False):
-                yield
-        except BlockingIOError:
+            lease.acquire(wait)
+        except LeaseHeld as exc:
+            holder = exc.holder
             raise RunFolderBusy(
-                "another process is running this folder; wait for it or stop it first",
+                f"another process is running this folder ({holder.get('host')}, pid "
+                f"{holder.get('pid')}); wait for it or stop it first",
                 source=str(self.path),
             ) from None
+        try:
+            yield
+        finally:
+            lease.release()
 
     def write_step(
         self,

@@ -1,0 +1,83 @@
+"""The run folder's lease: one writer across processes and machines, stale when its holder dies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from perspectives.errors import RunFolderBusy
+from perspectives.lease import Lease, LeaseHeld
+from perspectives.simulation.rundir import LEASE_FILE, RunFolder
+
+HOLD = """
+import sys, time
+from perspectives.lease import Lease
+lease = Lease(sys.argv[1], ttl=float(sys.argv[2]))
+lease.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(path, ttl=30.0) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(ttl)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_lease_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path):
+    path = tmp_path / "run" / LEASE_FILE
+    proc = _holder(path)
+    try:
+        with pytest.raises(LeaseHeld) as info:
+            Lease(path).acquire()
+        assert info.value.holder["pid"] == proc.pid
+        with pytest.raises(RunFolderBusy, match=rf"pid {proc.pid}\); wait for it"):
+            with RunFolder(tmp_path / "run").lock():
+                pass
+    finally:
+        proc.kill()  # SIGKILL: no release, the lease file stays behind
+        proc.wait()
+    assert json.loads(path.read_text())["pid"] == proc.pid
+    # Its holder is gone from this machine: the lease is stale at once, and taken.
+    with RunFolder(tmp_path / "run").lock():
+        assert json.loads(path.read_text())["pid"] != proc.pid
+    assert not path.exists()  # released
+
+
+def test_an_expired_lease_of_another_machine_is_taken_and_a_live_one_waited_for(tmp_path):
+    path = tmp_path / LEASE_FILE
+    record = {"token": "x", "host": "another-machine", "pid": 1, "expires": time.time() + 60}
+    path.write_text(json.dumps(record))
+    with pytest.raises(LeaseHeld):
+        Lease(path).acquire()
+    start = time.monotonic()
+    with pytest.raises(LeaseHeld):
+        Lease(path).acquire(wait=1.5)  # waits for it, then gives up
+    assert time.monotonic() - start >= 1.4
+    path.write_text(json.dumps({**record, "expires": time.time() - 1}))
+    lease = Lease(path)
+    with lease.held():
+        assert json.loads(path.read_text())["token"] == lease.token
+    assert not path.exists()
+
+
+def test_the_heartbeat_renews_the_lease_and_a_holder_learns_when_it_is_lost(tmp_path):
+    path = tmp_path / LEASE_FILE
+    lease = Lease(path, ttl=0.4)
+    with lease.held():
+        first = json.loads(path.read_text())["expires"]
+        time.sleep(0.5)  # past the first ttl: renewed, so still held
+        assert json.loads(path.read_text())["expires"] > first
+        with pytest.raises(LeaseHeld):
+            Lease(path).acquire()
+        # Taken from it (as after a stall longer than ttl): the heartbeat notices.
+        path.write_text(json.dumps({"token": "other", "host": "h", "pid": 1, "expires": 1e12}))
+        assert lease.lost.wait(2.0)
+    assert json.loads(path.read_text())["token"] == "other"  # not removed: not its own
