@@ -43,6 +43,7 @@ def test_readme_layout_names_every_subpackage():
     assert subpackages == [
         "analysis",
         "cli",
+        "cluster",
         "data",
         "experiments",
         "models",

@@ -33,6 +33,14 @@ DeviceOption = Annotated[
 ]
 
 
+RAY_PANEL = "Many machines (Ray; pip install 'perspectives[ray]')"
+
+
+def _on_ray(help: str, **kw):
+    """An option of the "Many machines" panel of ``run --help``."""
+    return typer.Option(help=help, rich_help_panel=RAY_PANEL, **kw)
+
+
 DtypeOption = Annotated[
     str,
     typer.Option(
@@ -496,6 +504,48 @@ def run(
     ] = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
+    executor: Annotated[
+        str,
+        _on_ray(
+            "With --sweep: `local` (this machine: --jobs processes) or `ray` (each system a Ray "
+            "task on a cluster; run folders on a filesystem every node sees)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        _on_ray(
+            "The Ray cluster: `auto` (the one `ray start` began here), `ray://HOST:10001`, or "
+            "none for a new one on this machine."
+        ),
+    ] = None,
+    cpus_per_system: Annotated[
+        float, _on_ray("With --executor ray: CPUs each system takes (its torch threads).", min=0)
+    ] = 1.0,
+    gpus_per_system: Annotated[
+        float, _on_ray("With --executor ray: GPUs each system takes.", min=0)
+    ] = 0.0,
+    max_retries: Annotated[
+        int,
+        _on_ray(
+            "With --executor ray: times a system whose worker or node died is started again "
+            "(it resumes from its last complete step).",
+            min=0,
+        ),
+    ] = 2,
+    placement: Annotated[
+        str,
+        _on_ray(
+            "Where one system's models live: `local` (this process) or `ray` (--actors Ray "
+            "actors, each holding a share of the models; the same tables)."
+        ),
+    ] = "local",
+    actors: Annotated[int, _on_ray("With --placement ray: how many actors.", min=1)] = 2,
+    cpus_per_actor: Annotated[
+        float, _on_ray("With --placement ray: CPUs each actor takes (its torch threads).", min=0)
+    ] = 1.0,
+    gpus_per_actor: Annotated[
+        float, _on_ray("With --placement ray: GPUs each actor takes.", min=0)
+    ] = 0.0,
 ) -> None:
     """Simulate a system of interacting models into a run folder.
 
@@ -519,10 +569,13 @@ def run(
 
     keep = {"keep_checkpoints": frozenset(keep_checkpoint or ())}
     api = {"update": update, "api_url": api_url, "api_key_env": api_key_env}
+    _check_cluster_options(executor, placement, sweep, jobs)
+    actor = {"actors": actors, "cpus_per_actor": cpus_per_actor, "gpus_per_actor": gpus_per_actor}
+    on_ray = {"placement": placement, "address": address, **actor}
     if resume is not None:
         _check_run_folder(resume, "--resume")
         cfg = _run_config(config, scale, model, set_, **api) if config else None
-        _run_one(Simulation.resume(resume, cfg, **keep))
+        _run_one(_placed(Simulation.resume(resume, cfg, **keep), **on_ray))
         return
     if config is None:
         raise typer.BadParameter("give a preset or config, or --resume DIR")
@@ -531,6 +584,15 @@ def run(
     if conditions and not sweep:
         raise typer.BadParameter("--conditions chooses among a sweep's conditions: add --sweep")
     if sweep:
+        cluster = None
+        if executor == "ray":
+            cluster = {
+                "address": address,
+                "cpus_per_system": cpus_per_system,
+                "gpus_per_system": gpus_per_system,
+                "max_retries": max_retries,
+                "dtype": dtype,
+            }
         _run_sweep(
             load_preset(config),
             config,
@@ -545,12 +607,42 @@ def run(
             share_steps,
             conditions,
             api,
+            cluster,
         )
         return
     if out is not None:
         _check_output_folder(out)
     cfg = _run_config(config, scale, model, set_, **api)
-    _run_one(Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep))
+    sim = Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep)
+    _run_one(_placed(sim, **on_ray))
+
+
+def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int) -> None:
+    for name, value in (("--executor", executor), ("--placement", placement)):
+        if value not in ("local", "ray"):
+            raise typer.BadParameter(f"{name} is `local` or `ray`, not {value!r}")
+    if executor == "ray" and not sweep:
+        raise typer.BadParameter(
+            "--executor ray runs a sweep's systems on a cluster: add --sweep (one system's "
+            "models go to a cluster with --placement ray)"
+        )
+    if executor == "ray" and jobs > 1:
+        raise typer.BadParameter("--jobs is for --executor local; Ray runs what its nodes fit")
+    if placement == "ray" and sweep:
+        raise typer.BadParameter(
+            "--placement ray places one system's models; a sweep's systems go to a cluster "
+            "with --executor ray"
+        )
+
+
+def _placed(sim, placement: str, address: str | None, **actor):
+    """The simulation with its models in Ray actors if ``placement`` is ``ray``."""
+    if placement == "ray":
+        from ..cluster import RayPlacement, require_ray
+
+        require_ray()
+        sim.placement = RayPlacement(sim.cfg, sim.out, address=address, **actor)
+    return sim
 
 
 def _warn_disk(systems, out: Path, jobs: int) -> None:
@@ -689,6 +781,7 @@ def _run_sweep(
     share_steps=True,
     conditions=None,
     api=None,
+    cluster=None,
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -722,7 +815,17 @@ def _run_sweep(
         msg = f"  {system.condition} seed {system.seed}: {status}"
         console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
 
-    if jobs > 1:
+    if cluster is not None:
+        from ..cluster import RayExecutor
+
+        executor = RayExecutor(device=device, **cluster)
+        jobs = executor.jobs
+        console.print(
+            f"on Ray: each system a task of {executor.cpus_per_system:g} CPU(s), "
+            f"{executor.gpus_per_system:g} GPU(s)",
+            highlight=False,
+        )
+    elif jobs > 1:
         executor = LocalProcesses(jobs, device)
         console.print(
             f"{jobs} systems at a time, {executor.threads} thread(s) each", highlight=False

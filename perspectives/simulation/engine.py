@@ -15,7 +15,6 @@ repeats an uninterrupted one exactly. Agents are made through the model registri
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import sys
 import time
@@ -27,11 +26,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.banks import load_bank
-from ..errors import ConfigError, CorruptStateError
-from ..models.contract import Agent, AgentSpec
-from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
-from ..models.memory import MemoryAgent, MemoryStore, answer_jointly
-from ..models.registry import load_agent, make_agent, update_rules
+from ..errors import ConfigError, CorruptStateError, InputError
+from ..models.contract import Agent
+from ..models.memory import MemoryAgent, MemoryStore
 from ..models.update import UpdateConfig
 from ..space.embed import CachedEmbedder, Embedder, get_embedder
 from .config import RunConfig, build_policy, evaluation_prompts, policy_context
@@ -44,6 +41,7 @@ from .databases import (
     probe_of,
 )
 from .history import load_history
+from .hosting import LearnJob, Placement, ask_agents, learn_one, new_agent, saved_agent
 from .mechanics import MECHANICS, Interview, Mechanic
 from .policies import Edge, Policy, SystemState
 from .rundir import RunFolder
@@ -113,6 +111,12 @@ class Simulation:
         Who asks whom what (``simulation.mechanics``); default: ``cfg.interaction.mechanic``.
     keep_checkpoints : frozenset of int
         Steps whose checkpoints outlive the next step (other systems fork from them).
+    lock_wait : float
+        Seconds to wait for another process holding the run folder (a retried system whose
+        killed predecessor's lease has not yet gone stale).
+    placement : Placement, optional
+        Where the agents live (``perspectives.cluster.RayPlacement``: Ray actors, each
+        holding a share of them); default: in this process.
 
     Examples
     --------
@@ -140,6 +144,8 @@ class Simulation:
     agents: dict[str, Agent] = field(default_factory=dict)
     timings: dict[int, StepTimings] = field(default_factory=dict)
     keep_checkpoints: frozenset[int] = frozenset()
+    lock_wait: float = 0.0
+    placement: Placement | None = None
     # Greedy evaluation answers by agent name, with the agent version they were made at.
     _eval_cache: dict[str, tuple[str, list]] = field(default_factory=dict, repr=False)
     # The databases' items, and the retrieval-only models that place them in the space.
@@ -200,64 +206,14 @@ class Simulation:
             self.embedder = get_embedder()
         return self.embedder
 
-    def _agent_spec(self, name: str) -> AgentSpec:
-        g = self.cfg.group_of(name)
-        return AgentSpec(
-            name,
-            g.model,
-            backend=g.backend,
-            system_prompt=g.system_prompt,
-            prompt_format=g.prompt_format,
-            update=self.cfg.update_of(name),
-            sampling=self.cfg.interaction.sampling,
-            seed=self.cfg.seed * 1000 + self.cfg.models().index(name),
-            api=g.api,
-        )
-
-    def _adopt(self, name: str, agent: Agent) -> Agent:
-        """Give a made or loaded agent the run's settings: its group's update config, and the
-        run's embedder to an agent that retrieves."""
-        agent.name = name
-        agent.update = self.cfg.update_of(name)
-        if hasattr(agent, "embedder"):
-            agent.embedder = self._embedder()
-        return agent
-
-    def _new_agent(self, name: str) -> Agent:
-        g = self.cfg.group_of(name)
-        spec = self._agent_spec(name)
-        state = self.folder.agent_state(name)
-        if g.init is None:
-            return self._adopt(name, make_agent(spec, state))
-        bank = load_bank(g.init.bank)
-        idx = self.cfg.models().index(name)
-        rng = np.random.default_rng([self.cfg.seed, 11, idx])
-        rows = bank.iloc[np.sort(rng.choice(len(bank), g.init.sample_size, replace=False))]
-        pairs = list(zip(rows["question"], rows["answer"], strict=True))
-        seed_initial = update_rules.get(spec.update.method).initial()
-        if seed_initial is not None:
-            # A rule that learns without fine-tuning takes its initial perspective the same way.
-            agent = self._adopt(name, make_agent(spec, state))
-            seed_initial(agent, pairs)
-            return agent
-        initial = InitialModel(
-            name=name,
-            pairs=pairs,
-            model=g.model,
-            backend=g.backend,
-            prompt_format=g.prompt_format,
-            system_prompt=g.system_prompt,
-            update={
-                "method": spec.update.method,
-                "epochs": g.init.epochs,
-                "lr": g.init.lr,
-                "batch_size": g.init.batch_size,
-            },
-            seed=spec.seed,
-        )
-        initial_agent(initial)  # fine-tunes, or finds it in the cache
-        agent = load_agent(initial_cache_dir() / cache_key(initial), state_dir=state)
-        return self._adopt(name, agent)
+    def _new_agents(self, t: int, names: list[str]) -> None:
+        if self.placement is not None:
+            self._phase(t, f"setting up {len(names)} models")
+            self.agents.update(self.placement.new_agents(names))
+            return
+        for name in names:
+            self._phase(t, f"setting up {name}")
+            self.agents[name] = new_agent(self.cfg, self.folder, name, self._embedder)
 
     # ------------------------------------------------------------- checkpoints
     def _load_checkpoint(self, t: int) -> None:
@@ -280,20 +236,27 @@ class Simulation:
                 "exactly (start it again in a new folder)",
                 source=str(folder),
             )
-        for name in self.cfg.models():
-            if (folder / name).exists():
-                # Its own copy: a model that never learns would otherwise read its weights
-                # from this checkpoint, which goes once the next step is complete.
-                agent = load_agent(folder / name, state_dir=self.folder.agent_state(name), own=True)
-                self.agents[name] = self._adopt(name, agent)
+        names = [m for m in self.cfg.models() if (folder / m).exists()]
+        if self.placement is not None:
+            self.agents.update(self.placement.load_agents(names, folder))
+            return
+        for name in names:
+            self.agents[name] = saved_agent(
+                self.cfg, self.folder, name, folder / name, self._embedder
+            )
 
     # -------------------------------------------------------------- the loop
     def run(self) -> RunFolder:
         """Continue the run to step T; returns the run folder.
 
-        Raises RunFolderBusy if another process is running the same folder."""
-        with self.folder.lock():
-            return self._run()
+        Raises RunFolderBusy if another process is running the same folder (after waiting
+        ``lock_wait`` s for it to stop)."""
+        with self.folder.lock(self.lock_wait):
+            try:
+                return self._run()
+            finally:
+                if self.placement is not None:
+                    self.placement.close()
 
     def _run(self) -> RunFolder:
         cfg = self.cfg
@@ -303,6 +266,12 @@ class Simulation:
         if cfg.fingerprint() != self.folder.info()["fingerprint"]:
             raise ConfigError(
                 "the run folder was made from a different config", source=str(self.folder.path)
+            )
+        if self.placement is not None and cfg.databases:
+            raise InputError(
+                "databases are not yet supported with agents placed on a cluster; run this "
+                "system in one process",
+                field="databases",
             )
         self.db_edges = database_edges(cfg, policy_context(cfg))
         if last >= 0:
@@ -352,10 +321,9 @@ class Simulation:
     # -------------------------------------------------------------- the phases
     def _ensure_agents(self, t: int) -> list[str]:
         active = self.cfg.active(t)
-        for name in active:
-            if name not in self.agents:
-                self._phase(t, f"setting up {name}")
-                self.agents[name] = self._new_agent(name)
+        missing = [name for name in active if name not in self.agents]
+        if missing:
+            self._new_agents(t, missing)
         return active
 
     def _draw_edges(self, step: Step) -> None:
@@ -405,29 +373,13 @@ class Simulation:
         """``calls[agent] = (questions, seed)`` answered: agents with one ``joint_key`` in one
         call seeded by the first one's seed, the others one call each."""
         agents = {n: self.agents[n] if n in self.agents else self.probes[n] for n in calls}
-        joint: dict[str, list[str]] = {}
-        for name in calls:
-            key = getattr(agents[name], "joint_key", None)
-            if key is not None:
-                joint.setdefault(key, []).append(name)
-        out: dict[str, list] = {}
-        for names in joint.values():
-            if len(names) > 1:
-                answers = answer_jointly(
-                    [agents[n] for n in names],
-                    [calls[n][0] for n in names],
-                    sampling,
-                    seed=calls[names[0]][1],
-                    replicates=replicates,
-                )
-                out.update(zip(names, answers, strict=True))
-        for name, (qs, seed) in calls.items():
-            if name not in out:
-                out[name] = agents[name].answer(qs, sampling, seed=seed, replicates=replicates)
-        return out
+        if self.placement is None:
+            return ask_agents(agents, calls, sampling, replicates)
+        return self.placement.ask(agents, calls, sampling, replicates)
 
     def _learn(self, step: Step) -> None:
         ids, questions = self.bank["question_id"], self.bank["question"]
+        jobs: list[LearnJob] = []
         for iv in sorted(step.interviews, key=lambda iv: iv.asker):
             got = step.answers[(iv.asker, iv.source)]
             for qi, text in zip(iv.questions, got, strict=True):
@@ -443,11 +395,13 @@ class Simulation:
                     }
                 )
             pairs = [(questions.iloc[qi], a) for qi, a in zip(iv.questions, got, strict=True)]
-            t1 = time.perf_counter()
-            agent = self.agents[iv.asker]
-            when = {"t": step.t, "source": iv.source} if _takes_time(agent) else {}
-            agent.learn(pairs, seed=int(step.rng.integers(2**31)), **when)
-            step.event("learn", iv.asker, iv.source, time.perf_counter() - t1)
+            jobs.append((iv.asker, pairs, int(step.rng.integers(2**31)), step.t, iv.source))
+        if self.placement is None:
+            seconds = [learn_one(self.agents[job[0]], *job[1:]) for job in jobs]
+        else:
+            seconds = self.placement.learn(self.agents, jobs)
+        for (asker, _, _, _, source), s in zip(jobs, seconds, strict=True):
+            step.event("learn", asker, source, s)
 
     def _membership(self, step: Step) -> None:
         for name in self.cfg.models():
@@ -513,11 +467,10 @@ class Simulation:
             n = min(acc.grant.sample, len(store))
             items = store.items.iloc[np.sort(rng.choice(len(store), n, replace=False))]
             pairs = list(zip(items["question"], items["answer"], strict=True))
-            agent = self.agents[acc.model]
-            when = {"t": step.t, "source": acc.database} if _takes_time(agent) else {}
-            t1 = time.perf_counter()
-            agent.learn(pairs, seed=int(rng.integers(2**31)), **when)
-            step.event("learn", acc.model, acc.database, time.perf_counter() - t1)
+            seconds = learn_one(
+                self.agents[acc.model], pairs, int(rng.integers(2**31)), step.t, acc.database
+            )
+            step.event("learn", acc.model, acc.database, seconds)
 
     def _write_databases(self, step: Step) -> None:
         """What each writer wrote at this step goes into its database."""
@@ -642,8 +595,11 @@ class Simulation:
             access = [a.row(step.t) for a in step.access]
             self.folder.write_databases(step.t, step.db_items, access)
         folder = self.folder.checkpoint(step.t)
-        for name, agent in self.agents.items():
-            agent.save(folder / name)
+        if self.placement is not None:
+            self.placement.save(self.agents, folder)
+        else:
+            for name, agent in self.agents.items():
+                agent.save(folder / name)
         for name, store in self.stores.items():
             (folder / DATABASES_DIR / name).mkdir(parents=True, exist_ok=True)
             store.save(folder / DATABASES_DIR / name)
@@ -651,13 +607,12 @@ class Simulation:
     def _commit(self, step: Step) -> None:
         """The events (with the step's timings) last, then mark the step complete."""
         tm = step.timings
+        if self.placement is None:
+            where = _where(self.cfg.update.mixed_precision)
+        else:
+            where = self.placement.where()
         step.event(
-            "timing",
-            "",
-            json.dumps(
-                {**tm.__dict__, "engine": tm.engine, **_where(self.cfg.update.mixed_precision)}
-            ),
-            tm.total,
+            "timing", "", json.dumps({**tm.__dict__, "engine": tm.engine, **where}), tm.total
         )
         self.folder.write_events(step.t, step.events)
         self.folder.commit_step(step.t, self.keep_checkpoints)
@@ -672,15 +627,6 @@ class Simulation:
         latest = table[table["t"] == table["t"].max()]
         zcols = [c for c in table.columns if c.startswith("z")]
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
-
-
-def _takes_time(agent: Agent) -> bool:
-    """Whether ``agent.learn`` takes ``t`` and ``source`` (agents written before the contract
-    had them take only ``pairs`` and ``seed``)."""
-    params = inspect.signature(agent.learn).parameters
-    return ("t" in params and "source" in params) or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
 
 
 def _where(mixed_precision: str = "auto") -> dict:
