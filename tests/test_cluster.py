@@ -37,6 +37,12 @@ from perspectives.simulation.rundir import LEASE_FILE, RunFolder, read_parts
 from perspectives.space.embed import get_embedder
 
 runner = CliRunner()
+LATE_INTRA = {
+    "type": "switch",
+    "at": 2,
+    "before": {"type": "complete"},
+    "after": {"type": "intra_class"},
+}
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
@@ -68,7 +74,8 @@ def _sweep_file(tmp_path, raw: dict) -> str:
             "seeds": [0, 1],
             "conditions": [
                 {"name": "complete", "set": {}},
-                {"name": "intra", "set": {"communication": {"type": "intra_class"}}},
+                # The same system as "complete" until step 1: it starts from its copy.
+                {"name": "late-intra", "set": {"communication": LATE_INTRA}},
             ],
         },
     }
@@ -111,6 +118,8 @@ def test_a_sweep_on_two_nodes_gives_the_local_tables(
     assert len(executor.where) == len(on_ray)
     assert nodes <= {n["NodeID"] for n in ray.nodes()}
     assert len(nodes) == 2, "the systems should have run on both nodes"
+    late = [s for s in record["systems"] if s["condition"] == "late-intra"]
+    assert {s["forked_from"]["step"] for s in late} == {1}  # shared steps ran once
     here = plan_sweep(preset, tmp_path / "here", seeds=seeds)
     _one_thread_here(
         lambda: run_sweep(
