@@ -220,7 +220,7 @@ def test_a_sweep_stopped_by_a_signal_resumes_on_another_cluster(
     """The command line starts its own local cluster; SIGTERM (like Ctrl-C) cancels the
     tasks, which keep their complete steps; the sweep then finishes on the test's cluster
     with the same tables as one process gives."""
-    raw = tiny_config(tiny_model_dir, steps=4)
+    raw = tiny_config(tiny_model_dir, steps=10)  # too many to finish before the signal lands
     path = _sweep_file(tmp_path, raw)
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "perspectives.cli.app", "run", path, "--sweep", "--out", str(out)]
@@ -238,14 +238,14 @@ def test_a_sweep_stopped_by_a_signal_resumes_on_another_cluster(
     (entry,) = read_sweep(out)["systems"]
     assert entry["status"] == "interrupted"
     folder = RunFolder(out / "complete" / "seed-0")
-    assert 1 <= folder.last_complete_step() < 4
+    assert 1 <= folder.last_complete_step() < 10
     assert not (folder.path / LEASE_FILE).exists()  # the cancelled task let the folder go
     again = runner.invoke(
         app, ["run", path, "--sweep", "--out", str(out), "--seeds", "0", "--executor", "ray"]
     )
     assert again.exit_code == 0, again.output
     assert "on Ray: each system a task of 1 CPU(s)" in again.output
-    assert folder.last_complete_step() == 4
+    assert folder.last_complete_step() == 10
     straight = tmp_path / "straight"
     _one_thread_here(lambda: Simulation.create(folder.read_config(), straight).run())
     _assert_same(folder.path, straight)
