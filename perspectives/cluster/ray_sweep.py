@@ -12,6 +12,7 @@ stopped by Ctrl-C (their complete steps kept).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -40,8 +41,15 @@ def run_system(
 ) -> dict:
     """The body of a system's task: run it (or resume it) to its last step in ``folder``.
     Returns where it ran: ``{"node": Ray node id, "pid": worker pid}``."""
+    import signal
+
     import ray
 
+    # Ray cancels a running task by interrupting its thread as SIGINT would; a worker of a
+    # cluster started in the background (nohup, a scheduler) ignores SIGINT, and the
+    # interrupt would then do nothing: the system would run on after Ctrl-C.
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.update(env)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
