@@ -64,17 +64,32 @@ class Lease:
         }
 
     def read(self) -> dict | None:
-        """What the lease file says, or None if there is none (or it is being replaced)."""
+        """What the lease file says, or None if there is none. A file that is not a lease
+        record (an empty ``.lock`` of an earlier version, or garbage) reads as
+        ``{"unreadable": True, "expires": mtime + ttl}`` (or 0 when empty): it goes stale
+        like a lease whose holder stopped renewing."""
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            text = self.path.read_text()
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
             return None
+        except UnicodeDecodeError:
+            text, mtime = "?", 0.0
+        try:
+            record = json.loads(text)
+            if isinstance(record, dict) and {"token", "pid", "expires"} <= record.keys():
+                return record
+        except json.JSONDecodeError:
+            pass
+        return {"unreadable": True, "expires": mtime + self.ttl if text.strip() else 0.0}
 
     @staticmethod
     def stale(record: dict) -> bool:
         """Whether a lease may be taken from its holder: expired, or its process is gone."""
-        if record.get("host") == socket.gethostname() and not _pid_alive(int(record["pid"])):
-            return True
+        pid = record.get("pid")
+        if pid is not None and record.get("host") == socket.gethostname():
+            if not _pid_alive(int(pid)):
+                return True
         return float(record.get("expires", 0)) < time.time()
 
     def _write_unique(self) -> Path:
@@ -114,8 +129,11 @@ class Lease:
         aside = self.path.with_name(f"{self.path.name}.{self.token}.stale.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.path, aside)
-            moved = json.loads(aside.read_text() or "{}")
-            if moved.get("token") != held.get("token"):
+            try:
+                moved = json.loads(aside.read_text() or "{}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                moved = {}
+            if isinstance(moved, dict) and moved.get("token") != held.get("token"):
                 # Another breaker took it in between and this was its fresh lease: put it
                 # back unless a third has already taken the free name.
                 with contextlib.suppress(FileExistsError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -81,3 +82,23 @@ def test_the_heartbeat_renews_the_lease_and_a_holder_learns_when_it_is_lost(tmp_
         path.write_text(json.dumps({"token": "other", "host": "h", "pid": 1, "expires": 1e12}))
         assert lease.lost.wait(2.0)
     assert json.loads(path.read_text())["token"] == "other"  # not removed: not its own
+
+
+def test_a_lease_file_that_is_not_a_lease_goes_stale_and_is_named_in_the_error(tmp_path):
+    """An empty ``.lock`` left by an earlier version (which used flock) must not block a
+    run forever; a garbled one is taken once it has not changed for ``ttl`` seconds."""
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / LEASE_FILE
+    path.write_text("")
+    with RunFolder(run).lock():
+        assert json.loads(path.read_text())["pid"] > 0
+    path.write_text("not json")
+    with pytest.raises(RunFolderBusy, match=r"lease \.lock is not readable; it is taken over 30 s"):
+        with RunFolder(run).lock():
+            pass
+    old = time.time() - 31
+    os.utime(path, (old, old))
+    with RunFolder(run).lock():
+        assert "token" in json.loads(path.read_text())
+    assert not path.exists()

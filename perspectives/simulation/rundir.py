@@ -420,9 +420,14 @@ class RunFolder:
             lease.acquire(wait)
         except LeaseHeld as exc:
             holder = exc.holder
+            who = (
+                f"its lease {LEASE_FILE} is not readable; it is taken over "
+                f"{Lease(self.path / LEASE_FILE).ttl:.0f} s after its last change"
+                if holder.get("unreadable")
+                else f"{holder.get('host')}, pid {holder.get('pid')}"
+            )
             raise RunFolderBusy(
-                f"another process is running this folder ({holder.get('host')}, pid "
-                f"{holder.get('pid')}); wait for it or stop it first",
+                f"another process is running this folder ({who}); wait for it or stop it first",
                 source=str(self.path),
             ) from None
         try:
