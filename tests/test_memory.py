@@ -105,6 +105,21 @@ def test_learning_stores_items_and_answers_use_them():
     assert a.conversations(["What is rain?"], 10)[0][0]["content"].count("Q: ") == 2
 
 
+def test_a_read_database_is_searched_with_the_own_memory_and_followed_as_it_grows():
+    a = agent(k=1)
+    a.learn([("How do birds fly?", "wings")], t=1, source="b")
+    forum = MemoryStore()
+    forum.add(items(("What is rain?", "water from clouds", "f", 1)), a._embed(["What is rain?"]))
+    a.shared = [forum]
+    union = a._union_of([a.memory, forum])
+    assert a._union_of([a.memory, forum]) is union  # nothing grew: built once
+    assert "water from clouds" in a.conversations(["What is rain?"], 10)[0][0]["content"]
+    assert "wings" in a.conversations(["How do birds fly?"], 10)[0][0]["content"]
+    forum.add(items(("Why is the sea salty?", "salt", "f", 2)), a._embed(["Why is the sea salty?"]))
+    assert a._union_of([a.memory, forum]) is not union and len(a._union_of([a.memory, forum])) == 3
+    assert "A: salt" in a.conversations(["Why is the sea salty?"], 10)[0][0]["content"]
+
+
 def test_save_and_load_give_the_same_agent(tmp_path):
     a = agent(system_prompt="You are calm.")
     a.learn([("What is rain?", "water from clouds"), ("What is snow?", "frozen rain")], t=1)

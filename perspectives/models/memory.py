@@ -220,6 +220,7 @@ class MemoryAgent:
         self.n_updates = 0
         self._uid = f"m{next(_ids)}"
         self._warned_trim = False
+        self._union: tuple[tuple, MemoryStore] | None = None
 
     @classmethod
     def from_spec(cls, spec: AgentSpec, *, state_dir: str | Path | None = None) -> MemoryAgent:
@@ -253,6 +254,7 @@ class MemoryAgent:
         if self.embedder_name is not None and name != self.embedder_name and len(self.memory):
             # Vectors of another embedder are not comparable: the memory is embedded anew.
             self.memory.vectors = _unit(self._raw_embed(self.memory.items["question"].tolist()))
+            self._union = None
         self.embedder_name = name
         return self._raw_embed(texts)
 
@@ -325,7 +327,7 @@ class MemoryAgent:
         searched = self.memory
         if stores:
             vectors = self._embed(questions)  # first: a changed embedder re-embeds the memory
-            searched = stores[0] if len(stores) == 1 else MemoryStore.union(stores)
+            searched = stores[0] if len(stores) == 1 else self._union_of(stores)
             idx, _ = searched.search(
                 vectors,
                 self.update.memory_k,
@@ -353,6 +355,14 @@ class MemoryAgent:
             )
             self._warned_trim = True
         return out
+
+    def _union_of(self, stores: list[MemoryStore]) -> MemoryStore:
+        """The union of ``stores``, built again only when one of them has grown (a store is
+        only ever added to, so its uid and length name its content)."""
+        key = tuple((s.uid, len(s)) for s in stores)
+        if self._union is None or self._union[0] != key:
+            self._union = (key, MemoryStore.union(stores))
+        return self._union[1]
 
     def _conversation(self, question: str, items: pd.DataFrame) -> Conversation:
         parts = [self.system_prompt] if self.system_prompt else []
