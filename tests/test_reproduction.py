@@ -86,7 +86,7 @@ def test_cs2_table_has_one_row_per_condition_with_last_and_mean_over_seeds():
 
 def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
     clusters = pd.DataFrame(
-        {"t": range(5), "n_clusters": [1, 2, 3, 3, 3], "ari_prev": [None, 0.2, 0.4, 1.0, 1.0]}
+        {"t": range(5), "n_clusters": [1, 2, 3, 2, 2], "ari_prev": [None, 0.2, 0.4, 1.0, 1.0]}
     )
     # psi moves 1 per step up to t* = 2, then stands still: range 2.
     iso = pd.DataFrame({"t": range(5), "psi_frobenius": [0.0, 1.0, 2.0, 2.0, 2.0]})
@@ -117,9 +117,11 @@ def test_cs1_table_splits_ari_and_isomirror_at_the_disruption():
     assert "| mean ARI, t < 2 | mean ARI, t > 2 |" in text
     assert "| locality, T ÷ t = 2 |" in text
     assert "| distinct answers at T | most common answer at T |" in text
-    row = "| disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 0.50 | 0.90 | 0.20 |"
+    assert "| clusters at T | count changes, t > 2 |" in text
+    # The count changes once in the 2 steps after t* (3 -> 2 -> 2).
+    row = "| disruption | 1 | 2.00 | 0.50 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 0.50 | 0.90 | 0.20 |"  # noqa: E501
     assert row in text
-    row = "| no-disruption | 1 | 3.00 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 1.00 | 0.20 | 0.90 |"
+    row = "| no-disruption | 1 | 2.00 | 0.50 | 0.20 | 1.00 | 0.50 | 0.00 | 0.50 | 1.00 | 0.20 | 0.90 |"  # noqa: E501
     assert row in text
 
 

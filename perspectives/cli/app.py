@@ -1140,6 +1140,8 @@ def results(
     Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
     folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the
     sweep's figures are copied to DOC's figures/ folder. Blocks without a sweep are kept.
+    Then the block <!-- BEGIN verdicts --> is judged anew: each of the paper's claims, by a
+    stated rule, on every table of the page (so it runs without any sweep too).
     """
     from ..experiments.reproduction import regenerate
 

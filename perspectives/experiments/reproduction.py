@@ -27,6 +27,7 @@ from ..reporting.run_analysis import (
 )
 from ..store import write_text
 from .sweep import read_sweep
+from .verdicts import VERDICTS_BLOCK, verdict_table
 
 CASE_STUDIES = ("cs1-disruption", "cs2-adversary", "cs3-polarization")
 
@@ -82,11 +83,15 @@ def cs1_table(result: SweepAnalysis) -> str:
     for condition, runs in result.runs.items():
         if not runs:
             continue
-        keys = ("k", "ari_b", "ari_a", "iso_b", "iso_a", "spread", "local", "distinct", "top")
+        keys = ("k", "kc", "ari_b", "ari_a", "iso_b", "iso_a", "spread", "local", "distinct")
+        keys += ("top",)
         stats: dict[str, list[float]] = {k: [] for k in keys}
         for run in runs:
             c, iso = run.clusters, run.isomirror
             stats["k"].append(float(c["n_clusters"].iloc[-1]))
+            after = c[c["t"] >= t_star]["n_clusters"].to_numpy()
+            if len(after) > 1:
+                stats["kc"].append(float(np.mean(after[1:] != after[:-1])))
             stats["ari_b"].append(float(c[(c["t"] > 0) & (c["t"] < t_star)]["ari_prev"].mean()))
             stats["ari_a"].append(float(c[c["t"] > t_star]["ari_prev"].mean()))
             psi = iso.set_index("t")["psi_frobenius"]
@@ -109,6 +114,7 @@ def cs1_table(result: SweepAnalysis) -> str:
                 "condition": condition,
                 "runs": len(runs),
                 "clusters at T": _fmt(stats["k"]),
+                f"count changes, t > {t_star}": _fmt(stats["kc"]),
                 f"mean ARI, t < {t_star}": _fmt(stats["ari_b"]),
                 f"mean ARI, t > {t_star}": _fmt(stats["ari_a"]),
                 f"iso-mirror step, t ≤ {t_star}": _fmt(stats["iso_b"]),
@@ -120,6 +126,8 @@ def cs1_table(result: SweepAnalysis) -> str:
             }
         )
     note = (
+        "Count changes: the fraction of the steps after t* at which the number of clusters "
+        "differs from the step before (0: it has stabilised). "
         "Iso-mirror step: the mean |ψ(t) − ψ(t−1)| over the period, as a fraction of ψ's whole "
         "range in that run (0: the system stands still). Spread: the models' mean distance "
         "to their population mean, between the data kernels (no fitted space), divided by the "
@@ -293,6 +301,15 @@ def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None
     return None
 
 
+def _judge(text: str, found: list[str]) -> str:
+    """The page with its verdict block (if it has one) judged anew on all its tables, so
+    blocks whose runs are gone still count."""
+    if f"<!-- BEGIN {VERDICTS_BLOCK} -->" not in text:
+        return text
+    found.append(VERDICTS_BLOCK)
+    return replace_block(text, VERDICTS_BLOCK, verdict_table(text))
+
+
 def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> list[str]:
     """Analyse the sweep behind every block of ``doc``, rewrite the block and copy the sweep's
     figures to ``<doc folder>/figures/<block>-*.png``.
@@ -301,7 +318,9 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     (an ablation, say), else ``runs_dir/name-scale`` (a case study's sweep); its table is the
     one of the sweep's preset. ``<!-- BEGIN name upto=N -->`` analyses the runs' steps up to
     N only (to compare with a shorter sweep; no figures). Blocks without a sweep are left
-    alone. Returns the blocks rewritten. Raises InputError if there are none.
+    alone. Then the block ``<!-- BEGIN verdicts -->``, if the page has one, is judged anew on
+    all the page's tables (``verdicts.verdict_table``). Returns the blocks rewritten. Raises
+    InputError if there are none.
     """
     runs_dir, doc = Path(runs_dir), Path(doc)
     if not runs_dir.is_dir():
@@ -340,6 +359,7 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
             if runs:
                 src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
                 shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
+    text = _judge(text, found)
     if not found:
         raise InputError(
             "no sweep folder for any block of the page "

@@ -1,0 +1,408 @@
+"""The verdict table of the results page: each of the paper's claims, judged by a stated rule
+on every table of its case study, with the strongest verdict and the conditions it holds under.
+
+The verdicts read the page's own tables (the blocks ``perspectives results`` writes), not the
+run folders: a block keeps its numbers when its runs are gone, and a block regenerated from its
+runs changes the verdicts with it. Each rule is written next to its claim (``Claim.rule``) and
+printed under the table, so a reader can check every word against the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+VERDICTS = ("reproduced", "in direction", "not reproduced")
+VERDICTS_BLOCK = "verdicts"
+
+_BLOCK = re.compile(
+    r"<!-- BEGIN (?P<name>[^\s>]+)(?P<upto> upto=\d+)? -->\n(?P<body>.*?)<!-- END (?P=name) -->",
+    re.S,
+)
+_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One block's table: ``rows`` of header -> cell text, in page order."""
+
+    name: str
+    rows: list[dict[str, str]]
+
+    def find(self, **match: str) -> dict[str, str] | None:
+        """The first row whose cells equal ``match`` (keys: headers, ``_`` for spaces)."""
+        for row in self.rows:
+            if all(row.get(k.replace("_", " ")) == v for k, v in match.items()):
+                return row
+        return None
+
+    @property
+    def seeds(self) -> int:
+        return max((int(r["runs"]) for r in self.rows if r.get("runs", "").isdigit()), default=0)
+
+
+def value(row: dict[str, str] | None, header: str) -> float | None:
+    """The number in the first column whose header starts with ``header`` (the mean, for a
+    cell like ``1.06 (1.01–1.10)``), or None if there is none."""
+    if row is None:
+        return None
+    for key, cell in row.items():
+        if key.startswith(header):
+            m = _NUMBER.match(cell)
+            return float(m.group(1)) if m else None
+    return None
+
+
+def parse_tables(text: str) -> list[Table]:
+    """Every block's markdown table on the page, except comparisons (``upto=``) and the
+    verdict block itself."""
+    tables = []
+    for m in _BLOCK.finditer(text):
+        if m["upto"] or m["name"] == VERDICTS_BLOCK:
+            continue
+        lines = [ln.strip() for ln in m["body"].splitlines() if ln.strip().startswith("|")]
+        if len(lines) < 3:
+            continue
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        rows = [
+            dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=False))
+            for ln in lines[2:]
+        ]
+        tables.append(Table(m["name"], rows))
+    return tables
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str  # one of VERDICTS
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    study: str  # the case study's preset name
+    label: str  # e.g. "CS2.3"
+    text: str  # what the paper reports
+    rule: str  # how the verdict is decided, in words
+    judge: Callable[[Table], Judgement | None]  # None: this table cannot tell
+
+
+def _grade(strong: bool, direction: bool) -> str:
+    return VERDICTS[0] if strong else VERDICTS[1] if direction else VERDICTS[2]
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+# ---------------------------------------------------------------- case study 1
+
+
+def _cs1(table: Table) -> tuple[dict | None, dict | None]:
+    return table.find(condition="disruption"), table.find(condition="no-disruption")
+
+
+def _cs1_sinks(table: Table) -> Judgement | None:
+    dis, _ = _cs1(table)
+    local, before, after = (
+        value(dis, "locality"),
+        value(dis, "iso-mirror step, t ≤"),
+        value(dis, "iso-mirror step, t ≥"),
+    )
+    if None in (local, before, after):
+        return None
+    gather, settle = local < 0.95, after < before
+    return Judgement(
+        _grade(gather and settle, gather or settle),
+        f"with the disruption: locality T ÷ t* {_f(local)}, ψ step {_f(before)} → {_f(after)}",
+    )
+
+
+def _cs1_clusters(table: Table) -> Judgement | None:
+    rows = _cs1(table)
+    changes = [value(r, "count changes") for r in rows]
+    if None in changes:
+        return None
+    stable = [c <= 0.2 for c in changes]
+    return Judgement(
+        _grade(all(stable), any(stable)),
+        f"count changes after t*: {_f(changes[0])} with, {_f(changes[1])} without the disruption",
+    )
+
+
+def _cs1_ari(table: Table) -> Judgement | None:
+    dis, no = _cs1(table)
+    a = [value(r, h) for r in (dis, no) for h in ("mean ARI, t >", "mean ARI, t <")]
+    if None in a:
+        return None
+    after, before = a[0] - a[2], a[1] - a[3]
+    return Judgement(
+        _grade(after > 0 and after > 2 * abs(before), after > 0),
+        f"ARI after t* {_f(a[0])} with, {_f(a[2])} without; before t* (one system) "
+        f"{_f(a[1])} and {_f(a[3])}",
+    )
+
+
+def _cs1_isomirror(table: Table) -> Judgement | None:
+    dis, no = _cs1(table)
+    before, after = value(dis, "iso-mirror step, t ≤"), value(dis, "iso-mirror step, t ≥")
+    other = value(no, "iso-mirror step, t ≥")
+    if None in (before, after, other):
+        return None
+    return Judgement(
+        _grade(after <= 0.25 * other and after <= 0.5 * before, after < other and after < before),
+        f"ψ step after t*: {_f(after)} with (before: {_f(before)}), {_f(other)} without",
+    )
+
+
+# ---------------------------------------------------------------- case study 2
+
+
+def _cs2(table: Table, targets: int, every: int | None = 2) -> dict | None:
+    return table.find(targets=str(targets), attack_every="–" if targets == 0 else str(every))
+
+
+def _cs2_pair(row: dict | None) -> tuple[float | None, float | None]:
+    return value(row, "at T"), value(row, "data kernels, at T")
+
+
+def _cs2_no_target(table: Table) -> Judgement | None:
+    z, k = _cs2_pair(_cs2(table, 0))
+    if None in (z, k):
+        return None
+    return Judgement(
+        _grade(z >= 1.25 and k > 1, z > 1 and k > 1),
+        f"0 targets at T: {_f(z)} on z1, {_f(k)} between the data kernels",
+    )
+
+
+def _cs2_pulled(targets: int, strong: Callable[[dict], bool]) -> Callable:
+    def judge(table: Table) -> Judgement | None:
+        row, base = _cs2(table, targets), _cs2(table, 0)
+        (z, k), (z0, k0) = _cs2_pair(row), _cs2_pair(base)
+        if None in (z, k, z0, k0):
+            return None
+        direction = z < z0 and k < k0
+        fewer = _cs2_pair(_cs2(table, 2))[0] if targets == 5 else None
+        if fewer is not None:
+            direction = direction and z <= fewer
+        return Judgement(
+            _grade(strong(row) and direction, direction),
+            f"{targets} target{'s' if targets > 1 else ''} every 2nd step at T: {_f(z)} on "
+            f"z1, {_f(k)} between the data kernels; 0 targets: {_f(z0)}, {_f(k0)}",
+        )
+
+    return judge
+
+
+def _cs2_periods(table: Table) -> Judgement | None:
+    orders, shown = [], []
+    for n in sorted({int(r["targets"]) for r in table.rows if r.get("targets", "").isdigit()}):
+        rows = [
+            (int(r["attack every"]), value(r, "mean, t ≥ 1"))
+            for r in table.rows
+            if r.get("targets") == str(n) and r.get("attack every", "–").isdigit()
+        ]
+        rows = sorted((k, m) for k, m in rows if m is not None)
+        if n == 0 or len(rows) < 2:
+            continue
+        means = [m for _, m in rows]
+        orders.append(all(b >= a for a, b in zip(means, means[1:], strict=False)))
+        shown.append(f"{n}: " + ", ".join(f"{_f(m)} (every {k})" for k, m in rows))
+    if not orders:
+        return None
+    return Judgement(
+        _grade(all(orders), any(orders)),
+        "mean over t ≥ 1 per targets: " + "; ".join(shown),
+    )
+
+
+# ---------------------------------------------------------------- case study 3
+
+_CS3_MEASURES = ("polarization at T", "whole space, at T", "data kernels, at T")
+
+
+def _cs3_intra(table: Table) -> Judgement | None:
+    row = table.find(condition="intra-class")
+    z, whole = value(row, _CS3_MEASURES[0]), value(row, _CS3_MEASURES[1])
+    if None in (z, whole):
+        return None
+    return Judgement(
+        _grade(z >= 10 and whole > 1, z > 1 and whole > 1),
+        f"intra-class at T: {_f(z)} on z1, {_f(whole)} in the whole space, "
+        f"{_f(value(row, _CS3_MEASURES[2]))} between the data kernels",
+    )
+
+
+def _cs3_unrestricted(table: Table) -> Judgement | None:
+    free, intra = table.find(condition="unrestricted"), table.find(condition="intra-class")
+    pairs = [(value(free, m), value(intra, m)) for m in _CS3_MEASURES]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if len(pairs) < 2:
+        return None
+    z, k = value(free, _CS3_MEASURES[0]), value(free, _CS3_MEASURES[2])
+    below = sum(a < b for a, b in pairs)
+    return Judgement(
+        _grade(z is not None and k is not None and z <= 0.25 and k <= 0.5, below >= 2),
+        f"unrestricted at T: {', '.join(_f(a) for a, _ in pairs)} against intra-class "
+        f"{', '.join(_f(b) for _, b in pairs)} (z1, whole space, data kernels); below on "
+        f"{below} of {len(pairs)}",
+    )
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "cs1-disruption",
+        "CS1.1",
+        "the models explore, then settle in model sinks",
+        "reproduced: with the disruption the locality falls after t* (T ÷ t* below 0.95) and "
+        "the iso-mirror moves less after t* than before; in direction: one of the two",
+        _cs1_sinks,
+    ),
+    Claim(
+        "cs1-disruption",
+        "CS1.2",
+        "the number of clusters stabilises in both systems",
+        "reproduced: the count changes at no more than 1 in 5 steps after t* in both "
+        "systems; in direction: in one of them",
+        _cs1_clusters,
+    ),
+    Claim(
+        "cs1-disruption",
+        "CS1.3",
+        "after t* the ARI between consecutive clusterings is higher with the disruption",
+        "reproduced: higher after t*, by more than twice the difference before t* (where the "
+        "two conditions are one system, so that difference is the measure's noise); in "
+        "direction: higher after t*",
+        _cs1_ari,
+    ),
+    Claim(
+        "cs1-disruption",
+        "CS1.4",
+        "the iso-mirror is flat after the disruption and keeps moving without it",
+        "reproduced: with the disruption ψ moves at most a quarter as much per step after t* "
+        "as without it, and at most half as much as before t*; in direction: less than both",
+        _cs1_isomirror,
+    ),
+    Claim(
+        "cs2-adversary",
+        "CS2.1",
+        "with no target, polarization increases",
+        "reproduced: at T at least 1.25 on z1 and above 1 between the data kernels; in "
+        "direction: above 1 on both",
+        _cs2_no_target,
+    ),
+    Claim(
+        "cs2-adversary",
+        "CS2.2",
+        "with one target attacked every 2nd step, polarization stays about stable",
+        "reproduced: at T within 0.1 of 1 on z1, and below no target on both measures; in "
+        "direction: below no target on both measures",
+        _cs2_pulled(1, lambda row: abs((value(row, "at T") or 9) - 1) <= 0.1),
+    ),
+    Claim(
+        "cs2-adversary",
+        "CS2.3",
+        "with two targets, polarization drifts towards 0",
+        "reproduced: at T at most 0.5 on z1, and below no target on both measures; in "
+        "direction: below no target on z1 and between the data kernels",
+        _cs2_pulled(2, lambda row: (value(row, "at T") or 9) <= 0.5),
+    ),
+    Claim(
+        "cs2-adversary",
+        "CS2.4",
+        "with five targets, polarization quickly approaches 0",
+        "reproduced: at T at most 0.25 on z1 and at most 0.5 on average over t ≥ 1, and in "
+        "direction; in direction: below no target on both measures and not above two targets",
+        _cs2_pulled(
+            5,
+            lambda row: (value(row, "at T") or 9) <= 0.25 and (value(row, "mean, t ≥") or 9) <= 0.5,
+        ),
+    ),
+    Claim(
+        "cs2-adversary",
+        "CS2.5",
+        "rarer attacks (every 5th, 10th step) pull the system in more slowly",
+        "reproduced: for every number of targets the mean polarization over t ≥ 1 does not "
+        "fall as the attack period grows; in direction: for at least one number of targets",
+        _cs2_periods,
+    ),
+    Claim(
+        "cs3-polarization",
+        "CS3.1",
+        "intra-class communication polarizes the classes (15× on average)",
+        "reproduced: at T at least 10 on z1 and above 1 in the whole space; in direction: "
+        "above 1 on both",
+        _cs3_intra,
+    ),
+    Claim(
+        "cs3-polarization",
+        "CS3.2",
+        "unrestricted communication ends with polarization near 0",
+        "reproduced: at T at most 0.25 on z1 and at most 0.5 between the data kernels; in "
+        "direction: below intra-class on at least two of the three measures",
+        _cs3_unrestricted,
+    ),
+)
+
+
+def conditions(name: str, study: str) -> str:
+    """What a block's sweep changed from the preset, read from its name (``lr1e-4``: the
+    learning rate, ``T48``: the steps, ``q100``: questions per interview, ``memory``: the
+    update rule)."""
+    rest = name[len(study) :]
+    said = []
+    for pattern, words in (
+        (r"-memory", "memory update"),
+        (r"-q(\d+)", "{} questions per interview"),
+        (r"-lr(\d+(?:\.\d+)?e-\d+)", "lr {}"),
+        (r"-T(\d+)", "T = {}"),
+    ):
+        m = re.search(pattern, rest)
+        if m:
+            said.append(words.format(*m.groups()))
+            rest = rest.replace(m.group(0), "")
+    if rest.strip("-"):
+        said.append(rest.strip("-"))
+    return ", ".join(said) or "the preset"
+
+
+def verdict_table(text: str) -> str:
+    """The markdown of the verdict block, judged on the page ``text``'s tables."""
+    tables = parse_tables(text)
+    lines = [
+        "| claim | the paper | verdict | best evidence | holds under | the other tables |",
+        "|---|---|---|---|---|---|",
+    ]
+    for claim in CLAIMS:
+        judged = []
+        for table in tables:
+            if not table.name.startswith(claim.study):
+                continue
+            j = claim.judge(table)
+            if j is not None:
+                seeds = f"{table.seeds} seed{'s' if table.seeds != 1 else ''}"
+                where = f"{conditions(table.name, claim.study)} ({seeds})"
+                judged.append((VERDICTS.index(j.verdict), -table.seeds, where, j))
+        if not judged:
+            lines.append(
+                f"| {claim.label} | {claim.text} | not tested | no table on this page measures "
+                "it yet | – | – |"
+            )
+            continue
+        judged.sort(key=lambda x: (x[0], x[1]))
+        best = judged[0]
+        holds = [w for rank, _, w, _ in judged if rank == best[0]]
+        others = [f"{w}: {j.verdict}" for rank, _, w, j in judged if rank != best[0]]
+        lines.append(
+            f"| {claim.label} | {claim.text} | **{best[3].verdict}** | {best[3].evidence} | "
+            f"{'; '.join(holds)} | {'; '.join(others) or '–'} |"
+        )
+    rules = "\n".join(f"- {c.label}: {c.rule}." for c in CLAIMS)
+    return (
+        "\n".join(lines)
+        + "\n\nEach verdict is the strongest one any table of the case study on this page "
+        "gives (reproduced, then in direction, then not reproduced; among equals, the table "
+        "with more seeds). The numbers are the tables' means over seeds. The rules:\n\n" + rules
+    )

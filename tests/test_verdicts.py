@@ -1,0 +1,120 @@
+"""The verdict table of the results page, judged on the page's own tables."""
+
+from __future__ import annotations
+
+from perspectives.experiments.reproduction import regenerate
+from perspectives.experiments.verdicts import conditions, parse_tables, value, verdict_table
+
+CS2_HEAD = (
+    "| targets | attack every | runs | at T | mean, t ≥ 1 | whole space, at T | "
+    "data kernels, at T | data kernels, mean t ≥ 1 |\n|---|---|---|---|---|---|---|---|"
+)
+CS3_HEAD = (
+    "| condition | runs | polarization at T | mean polarization, t ≥ 1 | per seed at T | "
+    "whole space, at T | data kernels, at T |\n|---|---|---|---|---|---|---|"
+)
+
+CS2_PRESET = f"""
+<!-- BEGIN cs2-adversary -->
+{CS2_HEAD}
+| 0 | – | 2 | 1.06 (1.01–1.10) | 1.04 | 1.06 | 1.04 | 1.01 |
+| 1 | 2 | 2 | 1.06 | 1.05 | 1.07 | 1.04 | 1.02 |
+| 2 | 2 | 2 | 1.04 | 1.04 | 1.04 | 1.01 | 1.00 |
+| 2 | 5 | 2 | 1.02 | 1.03 | 1.02 | 1.00 | 1.01 |
+| 5 | 2 | 2 | 1.02 | 1.02 | 1.02 | 1.00 | 0.99 |
+| 5 | 5 | 2 | 1.05 | 1.03 | 1.05 | 1.03 | 1.00 |
+
+Polarization: a note that is not a table row.
+<!-- END cs2-adversary -->
+"""
+
+CS2_CAPTURED = f"""
+<!-- BEGIN cs2-adversary-q100-lr1e-4 -->
+{CS2_HEAD}
+| 0 | – | 1 | 1.40 | 1.30 | 1.20 | 1.10 | 1.05 |
+| 2 | 2 | 1 | 0.45 | 0.60 | 0.50 | 0.70 | 0.80 |
+| 5 | 2 | 1 | 0.20 | 0.40 | 0.30 | 0.50 | 0.60 |
+<!-- END cs2-adversary-q100-lr1e-4 -->
+"""
+
+CS3 = f"""
+<!-- BEGIN cs3-polarization -->
+{CS3_HEAD}
+| intra-class | 2 | 1.20 (1.15–1.25) | 1.32 | 1.25, 1.15 | 1.14 | 0.98 |
+| unrestricted | 2 | 0.67 (0.50–0.83) | 1.01 | 0.83, 0.50 | 0.65 | 0.82 |
+<!-- END cs3-polarization -->
+
+<!-- BEGIN cs3-polarization upto=12 -->
+{CS3_HEAD}
+| intra-class | 2 | 99.0 | 1.09 | 0.96, 1.02 | 99.0 | 0.97 |
+| unrestricted | 2 | 0.01 | 0.95 | 0.79, 0.71 | 0.01 | 0.01 |
+<!-- END cs3-polarization -->
+"""
+
+
+def _row(text: str, label: str) -> list[str]:
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_tables_are_read_as_rows_and_means_and_comparisons_are_left_out():
+    tables = parse_tables(CS2_PRESET + CS3 + "<!-- BEGIN verdicts -->\n<!-- END verdicts -->")
+    assert [t.name for t in tables] == ["cs2-adversary", "cs3-polarization"]  # no upto block
+    cs2 = tables[0]
+    assert len(cs2.rows) == 6 and cs2.seeds == 2
+    assert value(cs2.find(targets="0", attack_every="–"), "at T") == 1.06  # mean of the range
+    assert value(cs2.find(targets="5", attack_every="2"), "data kernels, at T") == 1.0
+    assert value(cs2.find(targets="9"), "at T") is None
+
+
+def test_conditions_are_read_from_the_block_name():
+    assert conditions("cs2-adversary", "cs2-adversary") == "the preset"
+    assert conditions("cs2-adversary-lr1e-4-T48", "cs2-adversary") == "lr 1e-4, T = 48"
+    assert (
+        conditions("cs2-adversary-q100-lr1e-5", "cs2-adversary")
+        == "100 questions per interview, lr 1e-5"
+    )
+    assert conditions("cs3-polarization-memory", "cs3-polarization") == "memory update"
+    assert conditions("cs3-polarization-intertwined", "cs3-polarization") == "intertwined"
+
+
+def test_each_claim_gets_its_rules_verdict_and_the_strongest_table_wins():
+    text = verdict_table(CS2_PRESET + CS3)
+    # The preset: polarization rises a little without targets; attacks only slow it.
+    assert _row(text, "CS2.1")[2:5] == [
+        "**in direction**",
+        "0 targets at T: 1.06 on z1, 1.04 between the data kernels",
+        "the preset (2 seeds)",
+    ]
+    assert _row(text, "CS2.2")[2] == "**not reproduced**"  # 1 target = no target
+    assert _row(text, "CS2.3")[2] == "**in direction**"
+    # Every 2nd vs every 5th step: 5 targets 1.02 -> 1.03 (slower), 2 targets 1.04 -> 1.03.
+    assert _row(text, "CS2.5")[2] == "**in direction**"
+    # CS3: the comparison block (upto=12, absurd numbers) is not evidence.
+    assert _row(text, "CS3.1")[2:4] == [
+        "**in direction**",
+        "intra-class at T: 1.20 on z1, 1.14 in the whole space, 0.98 between the data kernels",
+    ]
+    assert "below on 3 of 3" in _row(text, "CS3.2")[3]
+    assert _row(text, "CS1.1")[2] == "not tested"  # no CS1 table on the page
+    # An ablation where the system is captured: it becomes the best evidence, and the
+    # preset's weaker verdict is listed beside it.
+    text = verdict_table(CS2_PRESET + CS2_CAPTURED)
+    row = _row(text, "CS2.4")
+    assert row[2] == "**reproduced**"
+    assert row[4] == "100 questions per interview, lr 1e-4 (1 seed)"
+    assert row[5] == "the preset (2 seeds): in direction"
+    assert _row(text, "CS2.3")[2] == "**reproduced**"  # 0.45 <= 0.5
+    assert _row(text, "CS2.1")[2] == "**reproduced**"  # 1.40 and 1.10
+    # CS2.5 needs two attack periods: only the preset has them.
+    assert _row(text, "CS2.5")[4] == "the preset (2 seeds)"
+
+
+def test_results_judges_the_verdicts_from_the_page_even_without_runs(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text("# page\n\n<!-- BEGIN verdicts -->\nstale text\n<!-- END verdicts -->\n" + CS3)
+    (tmp_path / "runs").mkdir()
+    assert regenerate(tmp_path / "runs", doc) == ["verdicts"]
+    text = doc.read_text()
+    assert "stale text" not in text and "| CS3.2 | unrestricted communication" in text
+    assert "- CS2.4: reproduced: at T at most 0.25 on z1" in text  # the rules are printed
