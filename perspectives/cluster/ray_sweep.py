@@ -50,12 +50,10 @@ def run_system(
     # interrupt would then do nothing: the system would run on after Ctrl-C.
     with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.environ.update(env)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
     from ..simulation.engine import Simulation
+    from ..simulation.hosting import take_settings
+
+    take_settings(env, threads)
     from ..space.embed import get_embedder
 
     sim = Simulation.create(

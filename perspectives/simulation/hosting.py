@@ -172,6 +172,17 @@ def ask_agents(agents: dict[str, Agent], calls: Calls, sampling, replicates: int
     return out
 
 
+def take_settings(env: dict[str, str] | None, threads: int | None) -> None:
+    """Set this process up as the driver asked: its environment settings (device, dtype,
+    cache folder) and ``threads`` torch threads (None: leave them)."""
+    os.environ.update(env or {})
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 class AgentHost:
     """A share of a system's agents, in one process (a Ray actor's, on a cluster).
 
@@ -189,12 +200,7 @@ class AgentHost:
         threads: int | None = None,
         embedder: str | None = None,
     ) -> None:
-        os.environ.update(env or {})
-        if threads is not None:
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-            import torch
-
-            torch.set_num_threads(threads)
+        take_settings(env, threads)
         self.cfg, self.folder = cfg, RunFolder(run_path)
         self.embedder_name, self._embedder = embedder, None
         self.agents: dict[str, Agent] = {}
