@@ -14,6 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
+
+def output_dir(path: str | os.PathLike) -> Path:
+    """Make the folder ``path`` (and its parents) for outputs; raises InputError if a file
+    stands in its way."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("not a folder (outputs are written there)", source=str(p)) from None
+    return p
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -23,7 +36,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     keeps its previous content, if any.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    output_dir(target.parent)
+    if target.is_dir():
+        raise InputError("a folder is where this file should be written", source=str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

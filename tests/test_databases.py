@@ -212,6 +212,12 @@ def test_a_database_is_placed_in_the_models_space(tmp_path, tiny_config):
             "must come after since",
         ),
         (
+            {"name": "forum", "write": [{"until": 1}]},
+            "databases.0.write.0.until",
+            "models write from step 1 on",
+        ),
+        ({"name": "forum", "read": [{"models": []}]}, "databases.0.read.0.models", "nobody"),
+        (
             {"name": "forum", "write": [{"what": "posts", "posts": 5000}]},
             "databases.0.write.0.posts",
             "more posts",

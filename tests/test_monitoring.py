@@ -208,6 +208,19 @@ def test_monitor_command_writes_alarms_of_a_run(tiny_config, run_to_end, tmp_pat
     assert "too few for a cusum chart" in again.output
     bad = CliRunner().invoke(app, ["monitor", str(run), "--chart", "bogus"])
     assert bad.exit_code != 0 and "chart" in bad.output and "Traceback" not in bad.output
+    # A setting the chart does not use is refused, not ignored.
+    for args, field in (
+        (["--chart", "cusum", "--k", "2"], "'k'"),
+        (["--chart", "fixed", "--window", "3"], "'window'"),
+        (["--reference", "3"], "'reference'"),
+    ):
+        unused = CliRunner().invoke(app, ["monitor", str(run), *args])
+        assert unused.exit_code == 2 and f"field {field}" in unused.output, unused.output
+        assert "not used by the" in unused.output
+    # Class names print as typed: ":a:" is not an emoji code. The adaptive chart's note
+    # for a series too short for it says so.
+    short = CliRunner().invoke(app, ["monitor", str(run), "--window", "50"])
+    assert "z1:a: 9 snapshots, too few for an adaptive chart" in short.output, short.output
 
 
 def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):

@@ -1,13 +1,18 @@
 """The tables of docs/results.md, from hand-made analyses of small sweeps."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
+from perspectives.errors import InputError
 from perspectives.experiments.reproduction import cs1_table, cs2_table
-from perspectives.reporting.run_analysis import SweepAnalysis
+from perspectives.experiments.sweep import read_sweep
+from perspectives.reporting.run_analysis import SweepAnalysis, analyze_sweep
 from perspectives.simulation.config import RunConfig
+from perspectives.store import output_dir, write_text
 
 
 def _run(
@@ -143,3 +148,50 @@ def test_forum_table_reads_polarization_at_step_3_and_the_forums_distance():
     # at t = 3: 0.2 (kernel 0.7); at T 1.0; mean over t >= 1 of (0.5, 0.3, 0.2, 1.0) = 0.5.
     assert "| closed | 1 | 0.20 | 1.00 | 0.50 | 0.70 | 1.00 | 0.84 |" in lines
     assert "| forum | 1 | – | 0.80 | 0.80 | – | 0.90 | – |" in lines
+
+
+def _record(**over):
+    entry = {"condition": "a", "seed": 0, "status": "done", "folder": "a/seed-0"}
+    return {"preset": "p", "conditions": ["a"], "systems": [{**entry, **over}]}
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"preset": "p", "systems": []}, "conditions"),
+        (_record(condition="b"), "systems.0.condition"),
+        (_record(folder=None), "systems.0.folder"),
+        (_record(folder="../../elsewhere"), "systems.0.folder"),
+        (_record(folder="/abs/run"), "systems.0.folder"),
+        (_record(status="banana"), "systems.0.status"),
+        (_record(seed="0"), "systems.0.seed"),
+        ({**_record(), "scale": [1]}, "scale"),
+    ],
+)
+def test_a_damaged_sweep_record_names_the_field(tmp_path, record, field):
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    with pytest.raises(InputError) as err:
+        read_sweep(tmp_path)
+    assert err.value.field == field and "sweep.json" in str(err.value)
+
+
+def test_a_system_marked_done_whose_folder_is_gone_is_named_on_the_page(tmp_path):
+    (tmp_path / "sweep.json").write_text(json.dumps(_record()))
+    result = analyze_sweep(tmp_path)
+    assert result.runs == {"a": []} and result.missing[0]["folder"] == "a/seed-0"
+    text = cs2_table(result)
+    assert "Missing (done, but the run folder is gone): a seed 0." in text
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "seed-0").write_text("a file where the run folder should be")
+    assert analyze_sweep(tmp_path).missing  # not a NotADirectoryError
+
+
+def test_an_output_folder_blocked_by_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "analysis").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        output_dir(tmp_path / "analysis")
+    with pytest.raises(InputError, match="not a folder"):
+        write_text(tmp_path / "analysis" / "summary.json", "{}")
+    (tmp_path / "alarms.parquet").mkdir()
+    with pytest.raises(InputError, match="a folder is where this file should be written"):
+        write_text(tmp_path / "alarms.parquet", "x")

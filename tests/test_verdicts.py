@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from perspectives.errors import InputError
 from perspectives.experiments.reproduction import regenerate
 from perspectives.experiments.verdicts import conditions, parse_tables, value, verdict_table
 
@@ -114,7 +119,44 @@ def test_results_judges_the_verdicts_from_the_page_even_without_runs(tmp_path):
     doc = tmp_path / "results.md"
     doc.write_text("# page\n\n<!-- BEGIN verdicts -->\nstale text\n<!-- END verdicts -->\n" + CS3)
     (tmp_path / "runs").mkdir()
-    assert regenerate(tmp_path / "runs", doc) == ["verdicts"]
+    with pytest.warns(UserWarning, match="only the verdicts were judged anew"):
+        assert regenerate(tmp_path / "runs", doc) == ["verdicts"]
     text = doc.read_text()
     assert "stale text" not in text and "| CS3.2 | unrestricted communication" in text
     assert "- CS2.4: reproduced: at T at most 0.25 on z1" in text  # the rules are printed
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        # A lost END would otherwise drop the block's table from the verdicts without a word.
+        (lambda t: t.replace("<!-- END cs3-polarization -->\n", "", 1), "opened on line 2"),
+        (lambda t: t.replace("-->\n|", "--> \n|", 1), None),  # trailing space: still read
+        (lambda t: t.replace("<!-- BEGIN cs3-polarization -->", "<!-- BEGIN ../x -->"), "line 2"),
+        (lambda t: t + "<!-- BEGIN verdicts -->\n", "has no matching <!-- END verdicts -->"),
+        (lambda t: t.replace("| 1.14 | 0.98 |", "| 0.98 |", 1), "row 1: 6 cells"),
+        (lambda t: t.replace("| 1.14 | 0.98 |", "| abc | 0.98 |", 1), "field 'whole space, at T'"),
+    ],
+)
+def test_a_damaged_page_is_refused_with_the_line_or_cell(damage, message):
+    page = damage(CS3)
+    if message is None:
+        assert "CS3.1 | intra-class" in verdict_table(page, "page.md")
+        return
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        verdict_table(page, "page.md")
+    assert "page.md" in str(err.value)
+
+
+def test_numbers_are_read_whole_and_a_crlf_page_stays_crlf(tmp_path):
+    row = {"at T": "1e3", "b": "−5.0 (−6–−4)"}
+    assert value(row, "at T") == 1000.0 and value(row, "b") == -5.0
+    doc = tmp_path / "results.md"
+    doc.write_bytes(
+        ("<!-- BEGIN verdicts -->\n<!-- END verdicts -->\n" + CS3).replace("\n", "\r\n").encode()
+    )
+    (tmp_path / "runs").mkdir()
+    with pytest.warns(UserWarning):
+        regenerate(tmp_path / "runs", doc)
+    data = doc.read_bytes()
+    assert b"| CS3.1 |" in data and data.count(b"\n") == data.count(b"\r\n")

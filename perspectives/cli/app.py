@@ -20,8 +20,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out_console = Console()
+# No emoji codes: ":a:" in a class's note must print as typed.
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one yellow line each, without the source line Python would print."""
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
 
 DeviceOption = Annotated[
     str,
@@ -68,6 +75,9 @@ def _friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import warnings
+
+        shown, warnings.showwarning = warnings.showwarning, _show_warning
         try:
             return fn(*args, **kwargs)
         except PerspectivesError as exc:
@@ -79,6 +89,8 @@ def _friendly_errors(fn):
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; files written so far are complete[/]")
             raise typer.Exit(code=130) from None
+        finally:
+            warnings.showwarning = shown
 
     return wrapper
 
@@ -969,7 +981,10 @@ def monitor(
         int | None,
         typer.Option(min=2, help="Fixed, EWMA, CUSUM charts: snapshots of the reference period."),
     ] = None,
-    k: Annotated[float, typer.Option(min=0.0, help="Band half-width, in sigma.")] = 3.0,
+    k: Annotated[
+        float | None,
+        typer.Option(help="Fixed, adaptive, EWMA charts: band half-width, in sigma [default: 3]."),
+    ] = None,
     alpha: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Level at which change points are reported.")
     ] = 0.05,
@@ -1028,8 +1043,9 @@ def monitor(
     path = write_alarms(result, mon)
     n_alarms = int((mon.events["kind"] == "alarm").sum())
     n_changes = int((mon.events["kind"] == "change point").sum())
+    band = "" if chart == "cusum" else f", k = {settings.width:g}"
     out_console.print(
-        f"{n_alarms} alarm(s) ({chart} chart, k = {k:g}), {n_changes} change point(s) "
+        f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
         f"at p <= {alpha:g} -> {path}"
     )
 

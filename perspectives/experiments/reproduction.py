@@ -25,11 +25,10 @@ from ..reporting.run_analysis import (
     disruption_steps,
     write_sweep_analysis,
 )
-from ..store import write_text
+from ..store import output_dir, write_text
+from .page import read_blocks, replace_block
 from .sweep import read_sweep
-from .verdicts import VERDICTS_BLOCK, verdict_table
-
-CASE_STUDIES = ("cs1-disruption", "cs2-adversary", "cs3-polarization")
+from .verdicts import CASE_STUDIES, VERDICTS_BLOCK, verdict_table
 
 
 def _fmt(values: list[float]) -> str:
@@ -70,6 +69,9 @@ def _seeds_note(result: SweepAnalysis) -> str:
         text += f" Not finished: {', '.join(pending)}."
     if failed:
         text += f" Failed: {', '.join(failed)}."
+    missing = [f"{e['condition']} seed {e['seed']}" for e in result.missing]
+    if missing:
+        text += f" Missing (done, but the run folder is gone): {', '.join(missing)}."
     return text
 
 
@@ -269,19 +271,6 @@ TABLES: dict[str, Callable[[SweepAnalysis], str]] = {
 }
 
 
-_BLOCK = re.compile(r"<!-- BEGIN (?P<name>[^\s>]+)(?: upto=(?P<upto>\d+))? -->")
-
-
-def replace_block(text: str, name: str, content: str, upto: int | None = None) -> str:
-    """Replace what lies between ``<!-- BEGIN name -->`` (or ``<!-- BEGIN name upto=N -->``)
-    and ``<!-- END name -->``."""
-    begin = f"<!-- BEGIN {name}{f' upto={upto}' if upto is not None else ''} -->"
-    pattern = re.compile(rf"({re.escape(begin)}\n).*?(<!-- END {re.escape(name)} -->)", re.S)
-    if not pattern.search(text):
-        raise InputError(f"no block markers for {name!r}", field="doc")
-    return pattern.sub(lambda m: m.group(1) + content.rstrip() + "\n" + m.group(2), text)
-
-
 def _sweep_folder(runs_dir: Path, name: str, scale: str) -> Path | None:
     """The sweep of a block: ``runs_dir/name`` (e.g. an ablation) or ``runs_dir/name-scale``,
     of the given scale."""
@@ -301,13 +290,25 @@ def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None
     return None
 
 
-def _judge(text: str, found: list[str]) -> str:
+def _publish(result: SweepAnalysis, name: str, figures: Path) -> None:
+    """Write the sweep's analysis and copy its figures next to the page as ``name-*.png``."""
+    write_sweep_analysis(result)
+    output_dir(figures)
+    for png in sorted((result.sweep_dir / ANALYSIS_DIR).glob("*.png")):
+        shutil.copyfile(png, figures / f"{name}-{png.name}")
+    for condition, runs in result.runs.items():
+        if runs:
+            src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
+            shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
+
+
+def _judge(text: str, found: list[str], source: str) -> str:
     """The page with its verdict block (if it has one) judged anew on all its tables, so
     blocks whose runs are gone still count."""
-    if f"<!-- BEGIN {VERDICTS_BLOCK} -->" not in text:
+    if not any(b.name == VERDICTS_BLOCK for b in read_blocks(text, source)):
         return text
     found.append(VERDICTS_BLOCK)
-    return replace_block(text, VERDICTS_BLOCK, verdict_table(text))
+    return replace_block(text, VERDICTS_BLOCK, verdict_table(text, source), source=source)
 
 
 def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> list[str]:
@@ -324,16 +325,17 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     """
     runs_dir, doc = Path(runs_dir), Path(doc)
     if not runs_dir.is_dir():
-        raise InputError("no such folder (it holds the sweeps)", source=str(runs_dir))
+        what = "not a folder" if runs_dir.exists() else "no such folder"
+        raise InputError(f"{what} (it should hold the sweeps)", source=str(runs_dir))
     if not doc.is_file():
         raise InputError("no such file (the results page to update)", source=str(doc))
     try:
-        text = doc.read_text(encoding="utf-8")
+        text = doc.read_bytes().decode("utf-8")  # as it is: CRLF pages stay CRLF
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", source=str(doc)) from None
     figures = doc.parent / "figures"
     found = []
-    blocks = {(m["name"], m["upto"] and int(m["upto"])): None for m in _BLOCK.finditer(text)}
+    blocks = {(b.name, b.upto): None for b in read_blocks(text, str(doc))}
     for name, upto in blocks:
         folder = _sweep_folder(runs_dir, name, scale)
         if folder is None:
@@ -347,24 +349,27 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
             )
             continue
         result = analyze_sweep(folder, upto=upto)
-        text = replace_block(text, name, table(result), upto)
+        text = replace_block(text, name, table(result), upto, source=str(doc))
         found.append(name if upto is None else f"{name} (t <= {upto})")
         if upto is not None:
             continue
-        write_sweep_analysis(result)
-        figures.mkdir(parents=True, exist_ok=True)
-        for png in sorted((folder / ANALYSIS_DIR).glob("*.png")):
-            shutil.copyfile(png, figures / f"{name}-{png.name}")
-        for condition, runs in result.runs.items():
-            if runs:
-                src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
-                shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
-    text = _judge(text, found)
+        _publish(result, name, figures)
+    swept = bool(found)
+    text = _judge(text, found, str(doc))
+    names = dict.fromkeys(n for n, _ in blocks if n != VERDICTS_BLOCK)
+    looked = ", ".join(f"{n} or {n}-{scale}" for n in names)
     if not found:
+        looked = looked or "nothing: the page has no blocks"
         raise InputError(
-            "no sweep folder for any block of the page "
-            f"(case studies: {', '.join(f'{n}-{scale}' for n in CASE_STUDIES)})",
+            f"no sweep folder of scale {scale!r} for any block of the page (looked for "
+            f"{looked})",
             source=str(runs_dir),
+        )
+    if not swept:
+        warnings.warn(
+            f"{runs_dir}: no sweep folder for any block (looked for {looked}); only the "
+            "verdicts were judged anew, on the page's tables",
+            stacklevel=2,
         )
     write_text(doc, text)
     return found

@@ -149,13 +149,58 @@ def read_sweep(out: str | Path) -> dict:
     p = Path(out) / SWEEP_FILE
     if not p.exists():
         raise InputError("not a sweep folder (no sweep.json)", source=str(out))
+    if not p.is_file():
+        raise InputError("not a file", source=str(p))
     try:
-        record = json.loads(p.read_text())
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=str(p)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg}, line {exc.lineno})", source=str(p)) from None
     if not isinstance(record, dict) or not isinstance(record.get("systems"), list):
         raise InputError("not a sweep record (no list of systems)", source=str(p), field="systems")
+    _check_record(record, p)
     return record
+
+
+_STATUSES = ("pending", "running", "interrupted", "failed", "done")
+
+
+def _check_record(record: dict, path: Path) -> None:
+    """Raise InputError, naming the field and value, for a sweep record that a hand edit or a
+    damaged disk left inconsistent (the analyses would otherwise fail or read elsewhere)."""
+
+    def bad(message: str, field: str, value: object) -> InputError:
+        return InputError(message, source=str(path), field=field, value=value)
+
+    conditions = record.get("conditions")
+    if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
+        raise bad("must be a list of condition names", "conditions", conditions)
+    scale = record.get("scale")
+    if scale is not None and not isinstance(scale, str):
+        raise bad("must be a scale's name or null", "scale", scale)
+    for i, entry in enumerate(record["systems"]):
+        where = f"systems.{i}"
+        if not isinstance(entry, dict):
+            raise bad("must be a record of a system", where, entry)
+        if entry.get("condition") not in conditions:
+            raise bad(
+                "not one of the sweep's conditions", f"{where}.condition", entry.get("condition")
+            )
+        if not isinstance(entry.get("seed"), int) or isinstance(entry.get("seed"), bool):
+            raise bad("must be an integer", f"{where}.seed", entry.get("seed"))
+        if entry.get("status") not in _STATUSES:
+            raise bad(
+                f"must be one of {', '.join(_STATUSES)}", f"{where}.status", entry.get("status")
+            )
+        folder = entry.get("folder")
+        if (
+            not isinstance(folder, str)
+            or not folder
+            or Path(folder).is_absolute()
+            or ".." in Path(folder).parts
+        ):
+            raise bad("must be a folder inside the sweep's folder", f"{where}.folder", folder)
 
 
 def run_sweep(

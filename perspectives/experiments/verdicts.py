@@ -13,14 +13,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import InputError
+from .page import block_body, read_blocks
+
+CASE_STUDIES = ("cs1-disruption", "cs2-adversary", "cs3-polarization")
+
 VERDICTS = ("reproduced", "in direction", "not reproduced")
 VERDICTS_BLOCK = "verdicts"
 
-_BLOCK = re.compile(
-    r"<!-- BEGIN (?P<name>[^\s>]+)(?P<upto> upto=\d+)? -->\n(?P<body>.*?)<!-- END (?P=name) -->",
-    re.S,
-)
-_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+_NUM = r"[-−]?\d+(?:\.\d+)?(?:[eE][-+−]?\d+)?"
+# A numeric cell: "–" (none), a mean with its range over seeds, or a list of values.
+_CELL = re.compile(rf"^(–|{_NUM}(?: \({_NUM}–{_NUM}\))?|{_NUM}(?:, {_NUM})*)$")
+_TEXT_COLUMNS = ("condition",)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Table:
 
     @property
     def seeds(self) -> int:
-        return max((int(r["runs"]) for r in self.rows if r.get("runs", "").isdigit()), default=0)
+        return int(max((value(r, "runs") or 0 for r in self.rows), default=0))
 
 
 def value(row: dict[str, str] | None, header: str) -> float | None:
@@ -49,27 +53,39 @@ def value(row: dict[str, str] | None, header: str) -> float | None:
         return None
     for key, cell in row.items():
         if key.startswith(header):
-            m = _NUMBER.match(cell)
-            return float(m.group(1)) if m else None
+            m = re.match(_NUM, cell)
+            return float(m.group(0).replace("−", "-")) if m else None
     return None
 
 
-def parse_tables(text: str) -> list[Table]:
-    """Every block's markdown table on the page, except comparisons (``upto=``) and the
-    verdict block itself."""
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().removeprefix("|").removesuffix("|").split("|")]
+
+
+def parse_tables(text: str, source: str = "page") -> list[Table]:
+    """The table of every case study's block on the page, except comparisons (``upto=``)
+    and the verdict block itself. Raises InputError naming the block, row and column of a
+    row whose cells do not match the header, or of a cell that is not a number."""
     tables = []
-    for m in _BLOCK.finditer(text):
-        if m["upto"] or m["name"] == VERDICTS_BLOCK:
+    for block in read_blocks(text, source):
+        if block.upto is not None or not block.name.startswith(CASE_STUDIES):
             continue
-        lines = [ln.strip() for ln in m["body"].splitlines() if ln.strip().startswith("|")]
+        lines = [ln for ln in block_body(text, block).splitlines() if ln.strip().startswith("|")]
         if len(lines) < 3:
             continue
-        header = [c.strip() for c in lines[0].strip("|").split("|")]
-        rows = [
-            dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=False))
-            for ln in lines[2:]
-        ]
-        tables.append(Table(m["name"], rows))
+        header, rows = _cells(lines[0]), []
+        for i, line in enumerate(lines[2:], start=1):
+            cells = _cells(line)
+            where = f"{source}, block {block.name}, row {i}"
+            if len(cells) != len(header):
+                raise InputError(
+                    f"{len(cells)} cells, and the header has {len(header)}", source=where
+                )
+            for h, cell in zip(header, cells, strict=True):
+                if h not in _TEXT_COLUMNS and not _CELL.match(cell):
+                    raise InputError("not a number", source=where, field=h, value=cell)
+            rows.append(dict(zip(header, cells, strict=True)))
+        tables.append(Table(block.name, rows))
     return tables
 
 
@@ -368,9 +384,10 @@ def conditions(name: str, study: str) -> str:
     return ", ".join(said) or "the preset"
 
 
-def verdict_table(text: str) -> str:
-    """The markdown of the verdict block, judged on the page ``text``'s tables."""
-    tables = parse_tables(text)
+def verdict_table(text: str, source: str = "page") -> str:
+    """The markdown of the verdict block, judged on the page ``text``'s tables (see
+    ``parse_tables`` for the errors raised)."""
+    tables = parse_tables(text, source)
     lines = [
         "| claim | the paper | verdict | best evidence | holds under | the other tables |",
         "|---|---|---|---|---|---|",

@@ -8,6 +8,7 @@ step); ``write_alarms`` writes them to ``RUN/analysis/alarms.parquet``, one row 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ..analysis.changepoints import change_points
 from ..analysis.monitoring import CHARTS, run_chart
 from ..analysis.trajectories import z_columns
 from ..errors import InputError
-from ..store import write_parquet
+from ..store import output_dir, write_parquet
 from .run_analysis import ANALYSIS_DIR, RunAnalysis
 
 ALARMS_FILE = "alarms.parquet"
@@ -49,28 +50,52 @@ class MonitorSettings:
     window: int | None = None
     burn_in: int | None = None
     reference: int | None = None
-    k: float = 3.0
+    k: float | None = None  # None: 3
     alpha: float = 0.05
     min_size: int = 2
     n_permutations: int = 999
     seed: int = 0
 
     def __post_init__(self) -> None:
+        """Raises InputError for an unknown chart, a value out of range, or a setting the
+        chart does not use (it would be ignored without a word)."""
         if self.chart not in CHARTS:
             raise InputError(f"one of {CHARTS}", field="chart", value=self.chart)
         if not 0 < self.alpha <= 1:
             raise InputError("must be in (0, 1]", field="alpha", value=self.alpha)
+        if self.k is not None and not (math.isfinite(self.k) and self.k > 0):
+            raise InputError("must be a positive number", field="k", value=self.k)
+        unused = {
+            "adaptive": ("reference",),
+            "fixed": ("window", "burn_in"),
+            "ewma": ("window", "burn_in"),
+            "cusum": ("window", "burn_in", "k"),
+        }[self.chart]
+        for name in unused:
+            if getattr(self, name) is not None:
+                raise InputError(
+                    f"not used by the {self.chart} chart", field=name, value=getattr(self, name)
+                )
+
+    @property
+    def width(self) -> float:
+        """The band's half-width in σ (fixed, adaptive, EWMA charts)."""
+        return 3.0 if self.k is None else self.k
 
     def params(self, n: int) -> dict:
         """The chart's parameters for a series of ``n`` snapshots."""
         default = max(2, min(100, n // 3))
         if self.chart == "adaptive":
             window = self.window or default
-            return {"window": window, "burn_in": self.burn_in or window, "k": self.k}
+            return {"window": window, "burn_in": self.burn_in or window, "k": self.width}
         params: dict = {"reference": self.reference or default}
         if self.chart in ("fixed", "ewma"):
-            params["k"] = self.k
+            params["k"] = self.width
         return params
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 @dataclass
@@ -124,7 +149,7 @@ def monitor_run(result: RunAnalysis, settings: MonitorSettings | None = None) ->
         start = params.get("burn_in", params.get("reference"))
         if len(series) <= start:
             notes.append(
-                f"{name}: {len(series)} snapshots, too few for a {s.chart} chart "
+                f"{name}: {len(series)} snapshots, too few for {_article(s.chart)} chart "
                 f"(it watches from snapshot {start + 1} on)"
             )
             continue
@@ -186,7 +211,7 @@ def monitor_run(result: RunAnalysis, settings: MonitorSettings | None = None) ->
 def write_alarms(result: RunAnalysis, monitor: Monitor) -> Path:
     """Write ``RUN/analysis/alarms.parquet`` (the events); returns its path."""
     out = result.run_dir / ANALYSIS_DIR
-    out.mkdir(exist_ok=True)
+    output_dir(out)
     path = out / ALARMS_FILE
     write_parquet(path, monitor.events)
     return path

@@ -32,7 +32,7 @@ from ..simulation.config import RunConfig, build_policy
 from ..simulation.databases import database_change_points
 from ..simulation.history import load_history
 from ..simulation.rundir import RunFolder
-from ..store import write_csv, write_json, write_parquet
+from ..store import output_dir, write_csv, write_json, write_parquet
 
 ANALYSIS_DIR = "analysis"
 
@@ -298,7 +298,7 @@ def write_run_analysis(result: RunAnalysis) -> Path:
     from .figures import clusters_png, isomirror_png, polarization_png, trajectories_png
 
     out = result.run_dir / ANALYSIS_DIR
-    out.mkdir(exist_ok=True)
+    output_dir(out)
     write_parquet(out / "perspectives.parquet", result.perspectives)
     write_csv(out / "perspectives.csv", result.perspectives)
     write_parquet(out / "isomirror.parquet", result.isomirror)
@@ -346,6 +346,7 @@ class SweepAnalysis:
     runs: dict[str, list[RunAnalysis]]
     failed: list[dict]
     pending: list[dict]
+    missing: list[dict] = field(default_factory=list)  # marked done, but no run folder
 
 
 def analyze_sweep(
@@ -360,20 +361,23 @@ def analyze_sweep(
     record = read_sweep(sweep_dir)
     runs: dict[str, list[RunAnalysis]] = {c: [] for c in record["conditions"]}
     failed, pending = [], []
+    missing = []
     for entry in record["systems"]:
         folder = sweep_dir / entry["folder"]
         if entry["status"] == "failed":
             failed.append(entry)
         elif entry["status"] != "done":
             pending.append(entry)
-        if RunFolder(folder).last_complete_step() < 0:
+        if not folder.is_dir() or RunFolder(folder).last_complete_step() < 0:
+            if entry["status"] == "done":
+                missing.append(entry)
             continue
         result = analyze_run(folder, upto=upto)
         result.summary["seed"] = entry["seed"]
         if write and upto is None:
             write_run_analysis(result)
         runs[entry["condition"]].append(result)
-    return SweepAnalysis(sweep_dir, record, runs, failed, pending)
+    return SweepAnalysis(sweep_dir, record, runs, failed, pending, missing)
 
 
 def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
@@ -414,7 +418,7 @@ def write_sweep_analysis(result: SweepAnalysis) -> Path:
     from .figures import clusters_png, isomirror_png, polarization_png
 
     out = result.sweep_dir / ANALYSIS_DIR
-    out.mkdir(exist_ok=True)
+    output_dir(out)
     for metric in ("polarization", "clusters", "isomirror", "dispersion", "diversity"):
         table = sweep_table(result, metric)
         if not table.empty:

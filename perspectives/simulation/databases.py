@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, field_validator
 
 from ..bundled import BUNDLED_MODEL
 from ..config import Strict
@@ -51,6 +51,13 @@ class Grant(Strict):
     since: StrictInt = Field(0, ge=0)
     until: StrictInt | None = Field(None, ge=1)
     every: StrictInt = Field(1, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("names no model: the edge would reach nobody")
+        return v
 
     def covers(self, t: int) -> bool:
         return (
@@ -270,6 +277,14 @@ def _check_database(cfg: RunConfig, db: DatabaseConfig, label: str, path: str) -
             if g.until is not None and g.until <= g.since:
                 raise ConfigError(
                     f"must come after since ({g.since})",
+                    source=label,
+                    field=f"{where}.until",
+                    value=g.until,
+                )
+            if kind == "write" and g.until is not None and g.until <= 1:
+                raise ConfigError(
+                    "models write from step 1 on (step 0 is the start): the edge would "
+                    "never be present",
                     source=label,
                     field=f"{where}.until",
                     value=g.until,
