@@ -361,7 +361,7 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     if not found:
         looked = looked or "nothing: the page has no blocks"
         raise InputError(
-            f"no sweep folder of scale {scale!r} for any block of the page (looked for {looked})",
+            f"no sweep folder for any block of the page (scale {scale!r}; looked for {looked})",
             source=str(runs_dir),
         )
     if not swept:
