@@ -175,6 +175,13 @@ def _cs1_isomirror(table: Table) -> Judgement | None:
 # ---------------------------------------------------------------- case study 2
 
 
+def _within(row: dict | None, header: str, low: float | None, high: float) -> bool:
+    """Whether the row's number under ``header`` lies in [low, high] (False if it has none;
+    0.0, full capture, is a number like any other)."""
+    x = value(row, header)
+    return x is not None and (low is None or x >= low) and x <= high
+
+
 def _cs2(table: Table, targets: int, every: int | None = 2) -> dict | None:
     return table.find(targets=str(targets), attack_every="–" if targets == 0 else str(every))
 
@@ -315,7 +322,7 @@ CLAIMS: tuple[Claim, ...] = (
         "with one target attacked every 2nd step, polarization stays about stable",
         "reproduced: at T within 0.1 of 1 on z1, and below no target on both measures; in "
         "direction: below no target on both measures",
-        _cs2_pulled(1, lambda row: abs((value(row, "at T") or 9) - 1) <= 0.1),
+        _cs2_pulled(1, lambda row: _within(row, "at T", 0.9, 1.1)),
     ),
     Claim(
         "cs2-adversary",
@@ -323,7 +330,7 @@ CLAIMS: tuple[Claim, ...] = (
         "with two targets, polarization drifts towards 0",
         "reproduced: at T at most 0.5 on z1, and below no target on both measures; in "
         "direction: below no target on z1 and between the data kernels",
-        _cs2_pulled(2, lambda row: (value(row, "at T") or 9) <= 0.5),
+        _cs2_pulled(2, lambda row: _within(row, "at T", None, 0.5)),
     ),
     Claim(
         "cs2-adversary",
@@ -333,7 +340,7 @@ CLAIMS: tuple[Claim, ...] = (
         "direction; in direction: below no target on both measures and not above two targets",
         _cs2_pulled(
             5,
-            lambda row: (value(row, "at T") or 9) <= 0.25 and (value(row, "mean, t ≥") or 9) <= 0.5,
+            lambda row: _within(row, "at T", None, 0.25) and _within(row, "mean, t ≥", None, 0.5),
         ),
     ),
     Claim(
