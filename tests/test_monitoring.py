@@ -251,3 +251,113 @@ def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):
     seen = [int(line.split()[1]) for line in result.output.splitlines() if "complete" in line]
     assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
     assert (tmp_path / "run" / "analysis" / "alarms.parquet").exists()
+
+
+def test_departure_is_the_start_of_the_final_stretch_of_rejections():
+    from perspectives.reporting.control import departure
+
+    p = pd.Series([1.0, 0.01, 0.2, 0.01, 0.03], index=[0, 2, 4, 6, 8])
+    assert departure(p, 0.05) == 6
+    assert departure(p, 0.005) is None  # the last step does not reject
+    assert departure(p, 0.5) == 2
+    assert departure(pd.Series([0.01, 0.02]), 0.05) == 0
+    assert departure(pd.Series([], dtype=float), 0.05) is None
+
+
+def _adversary_config(tiny_config, targets: int) -> dict:
+    """Five fake learners and a fake adversary that reaches ``targets`` of them every 2nd step."""
+    return tiny_config(
+        "fake",
+        steps=6,
+        groups=[
+            {"name": "model", "count": 5, "backend": "fake", "model": "calm"},
+            {
+                "name": "adversary",
+                "count": 1,
+                "backend": "fake",
+                "model": "loud",
+                "learning": False,
+            },
+        ],
+        communication={
+            "type": "adversary",
+            "adversary": "adversary",
+            "targets": targets,
+            "every": 2,
+            "offset": 1,
+        },
+    )
+
+
+@pytest.fixture
+def attacked_and_control(tiny_config, run_to_end, tmp_path):
+    attacked = run_to_end(_adversary_config(tiny_config, 5), tmp_path / "attacked")
+    control = run_to_end(_adversary_config(tiny_config, 0), tmp_path / "control")
+    return attacked, control
+
+
+def test_a_run_against_its_control_departs_where_the_attack_starts(attacked_and_control):
+    from perspectives.reporting.control import compare_to_control
+
+    attacked, control = attacked_and_control
+    cmp = compare_to_control(attacked, control, n_permutations=199)
+    table = cmp.steps.set_index("t")
+    assert cmp.learners == [f"model-{i}" for i in range(1, 6)] and cmp.fixed == ["adversary-1"]
+    assert cmp.exposures == [1, 3, 5]  # every 2nd step from 1, as configured
+    # Same seed, same start: nothing differs before the first attack.
+    assert table.loc[0, "distance"] == 0 and table.loc[0, "p_value"] == 1
+    # The attacked learners are closer to the adversary than the control's at every step.
+    assert (table.loc[1:, "pull:adversary-1"] < 0).all()
+    assert (table.loc[1:, "pull_rel:adversary-1"] < -0.1).all()
+    # 5 against 5 learners: the smallest p-value is about 2/252.
+    assert (table.loc[1:, "p_value"] < 0.05).all()
+    assert cmp.departure == 1 and cmp.delay == 0
+    # The fake learners all start alike: no spread to measure the distance in.
+    assert table["distance_rel"].isna().all() and "start identical" in cmp.notes[0]
+    # A run against itself never departs.
+    same = compare_to_control(attacked, attacked, n_permutations=99)
+    assert (same.steps["distance"] == 0).all() and same.departure is None
+    assert same.exposures == [] and same.delay is None
+
+
+def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_end, tmp_path):
+    from perspectives.reporting.control import compare_to_control
+
+    attacked, control = attacked_and_control
+    with pytest.raises(InputError, match="alpha"):
+        compare_to_control(attacked, control, alpha=0)
+    with pytest.raises(InputError, match="not a run folder"):
+        compare_to_control(attacked, tmp_path)
+    other = _adversary_config(tiny_config, 0)
+    other["evaluation"] = {**other["evaluation"], "n_prompts": 3}
+    with pytest.raises(InputError, match="other prompts"):
+        compare_to_control(attacked, run_to_end(other, tmp_path / "other"))
+    small = run_to_end(tiny_config("fake", steps=2), tmp_path / "small")
+    with pytest.raises(InputError, match="share 0 learning model"):
+        compare_to_control(attacked, small)
+
+
+def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_and_control):
+    from perspectives.reporting.report import run_report
+    from perspectives.reporting.run_analysis import analyze_run
+
+    attacked, control = attacked_and_control
+    result = CliRunner().invoke(app, ["monitor", str(attacked), "--control", str(control)])
+    assert result.exit_code == 0, result.output
+    assert "t=3  distance" in result.output and "toward adversary-1 +" in result.output
+    assert "departed from the control at t=1" in result.output
+    assert "first exposure at t=1, a delay of 0 step(s)" in result.output
+    table = pd.read_parquet(attacked / "analysis" / "control.parquet")
+    assert table["t"].tolist() == list(range(7)) and table["exposed"].sum() == 3
+    events = pd.read_parquet(attacked / "analysis" / "alarms.parquet")
+    dep = events[events["kind"] == "departure"]
+    assert dep["t"].tolist() == [1] and dep["p_value"].iloc[0] < 0.05
+    page = run_report(analyze_run(attacked)).read_text()
+    assert "Against the control" in page and str(control) in page
+    # A damaged comparison file costs its section, not the page.
+    (attacked / "analysis" / "control.parquet").write_text("not parquet")
+    page = run_report(analyze_run(attacked)).read_text()
+    assert "cannot be read" in page and "Control charts" in page
+    missing = CliRunner().invoke(app, ["monitor", str(attacked), "--control", "nowhere"])
+    assert missing.exit_code != 0 and "nowhere" in missing.output
+    assert "Traceback" not in missing.output

@@ -991,6 +991,13 @@ def monitor(
     interval: Annotated[
         float, typer.Option(min=0.1, help="With --follow: seconds between looks.")
     ] = 5.0,
+    control: Annotated[
+        Path | None,
+        typer.Option(
+            help="A control run folder (the same system and seed without the intervention, e.g. "
+            "a sweep's no-target condition): test, step by step, when the run departed from it.",
+        ),
+    ] = None,
 ) -> None:
     """Watch a run: control-chart alarms and change points.
 
@@ -1000,6 +1007,13 @@ def monitor(
     default to a third of the run's snapshots. With --follow, each new step is analysed as it
     lands and its alarms printed. Writes RUN/analysis/alarms.parquet (one row per alarm or
     change point); `perspectives report` shows the charts.
+
+    One run's charts cannot tell an attack from the drift every population shows. With
+    --control, every step is also compared with the control run: the learners' distance to
+    their namesakes there, how much closer they came to each model that does not learn (an
+    adversary), and an energy test of run against control; the run departed at the first step
+    of the final stretch of rejections (a level-alpha decision). Writes
+    RUN/analysis/control.parquet and a "departure" row in alarms.parquet.
     """
     import time
 
@@ -1008,6 +1022,8 @@ def monitor(
     from ..simulation.rundir import RunFolder
 
     _check_run_folder(run_dir, "RUN_DIR")
+    if control is not None:
+        _check_run_folder(control, "--control")
     settings = MonitorSettings(chart, window, burn_in, reference, k, alpha)
     folder = RunFolder(run_dir)
     total = folder.read_config(validate=False).steps
@@ -1040,6 +1056,8 @@ def monitor(
     result, mon = look(None)
     for note in mon.notes:
         out_console.print(f"[dim]{escape(note)}[/]")
+    if control is not None:
+        mon.events = _against_control(run_dir, control, alpha, mon.events)
     path = write_alarms(result, mon)
     n_alarms = int((mon.events["kind"] == "alarm").sum())
     n_changes = int((mon.events["kind"] == "change point").sum())
@@ -1048,6 +1066,28 @@ def monitor(
         f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
         f"at p <= {alpha:g} -> {path}"
     )
+
+
+def _against_control(run_dir: Path, control: Path, alpha: float, events):
+    """Print the run's step-by-step comparison with ``control``, write it, and return
+    ``events`` with the departure added."""
+    from ..reporting.control import (
+        compare_to_control,
+        departure_event,
+        step_line,
+        summary_line,
+        write_control,
+    )
+
+    out_console.print(f"against the control {escape(str(control))}:")
+    against = compare_to_control(run_dir, control, alpha=alpha)
+    for _, row in against.steps.iterrows():
+        out_console.print(escape(step_line(row, against.fixed)))
+    for note in against.notes:
+        out_console.print(f"[dim]{escape(note)}[/]")
+    out_console.print(escape(summary_line(against)))
+    out_console.print(f"per-step comparison -> {escape(str(write_control(against)))}")
+    return departure_event(events, against)
 
 
 def _movement_line(movement: dict) -> str:

@@ -324,6 +324,85 @@ def changes_chart(monitor: Monitor) -> go.Figure:
     return _layout(fig, "Control charts and change points", height=220 * len(names) + 80)
 
 
+def control_chart(table: pd.DataFrame) -> go.Figure:
+    """A run against its control (``analysis/control.parquet``): the learners' distance to
+    their namesakes in the control (in units of its initial spread) and how much closer they
+    came to each non-learning model; red where the energy test rejects, dotted lines at the
+    steps the run exposed its learners to a non-learning model."""
+    pulls = [c.split(":", 1)[1] for c in table.columns if c.startswith("pull_rel:")]
+    titles = ["distance to the control (x initial spread)"] + [
+        f"closer to {m} than the control (%)" for m in pulls
+    ]
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, subplot_titles=titles)
+    series = [table["distance_rel"]] + [-100 * table[f"pull_rel:{m}"] for m in pulls]
+    hit = table["reject"].to_numpy(bool)
+    for i, y in enumerate(series, start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=table["t"],
+                y=y,
+                line=dict(color=to_hex(PALETTE[0]), width=2),
+                name="run - control",
+                showlegend=i == 1,
+            ),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=table["t"][hit],
+                y=y[hit],
+                mode="markers",
+                marker=dict(color="#c00", size=9),
+                name="energy test rejects",
+                showlegend=i == 1,
+            ),
+            row=i,
+            col=1,
+        )
+    if "exposed" in table:
+        for t in table.loc[table["exposed"].astype(bool), "t"]:
+            fig.add_vline(x=t, line_dash="dot", line_color="#888")
+    fig.update_xaxes(title="time step t", row=len(titles), col=1)
+    return _layout(fig, "Against the control", height=220 * len(titles) + 80)
+
+
+def _control_html(result: RunAnalysis) -> list[str]:
+    """The run against its control, when ``perspectives monitor --control`` wrote one."""
+    from .control import CONTROL_FILE
+
+    path = result.run_dir / ANALYSIS_DIR / CONTROL_FILE
+    if not path.exists():
+        return []
+    try:
+        table = pd.read_parquet(path)
+        missing = {"control", "t", "distance_rel", "reject"} - set(table.columns)
+    except Exception as exc:  # a derived file: say so and go on, the rest of the page stands
+        missing, reason = None, f"{type(exc).__name__}: {exc}"
+    if missing is None or missing or table.empty:
+        why = (
+            reason
+            if missing is None
+            else f"columns missing: {sorted(missing)}"
+            if missing
+            else "empty"
+        )
+        return [
+            f"<p class='warn'>{html.escape(str(path))} cannot be read ({html.escape(why)}); "
+            "run <code>perspectives monitor RUN --control CONTROL</code> again.</p>"
+        ]
+    control = html.escape(str(table["control"].iloc[0]))
+    return [
+        "<h3>Against the control</h3>",
+        f"<p>Step by step against the control run <code>{control}</code> (written by "
+        "<code>perspectives monitor --control</code>): the learning models' distance to "
+        "their namesakes there and how much closer they came to each model that does not "
+        "learn; red where the energy test of run against control rejects; dotted lines where "
+        "the run exposed its learners to a model that does not learn.</p>",
+        _chart(control_chart(table), "control"),
+    ]
+
+
 def _changes_html(result: RunAnalysis) -> list[str]:
     """The report's "Changes" section: charts, events, and what could not be charted."""
     monitor = monitor_run(result)
@@ -340,7 +419,7 @@ def _changes_html(result: RunAnalysis) -> list[str]:
     out.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
     if monitor.notes:
         out.append("<p class='note'>" + "<br>".join(html.escape(n) for n in monitor.notes) + "</p>")
-    return out
+    return out + _control_html(result)
 
 
 def run_report(result: RunAnalysis) -> Path:

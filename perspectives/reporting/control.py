@@ -1,0 +1,279 @@
+"""A run against its control: when did a system depart from the same system without the
+intervention (an adversary's access, a disruption), and by how much?
+
+One run's control charts cannot tell an attack from the drift every population of
+interacting models shows (case study 2's control, under memory, raised more alarms than the
+attacked system). A sweep has the answer beside it: the same system, seed and evaluation
+prompts under the control condition. ``compare_to_control`` reads both run folders and, at
+every step both evaluated:
+
+- ``distance``: the mean data-kernel (Frobenius) distance between a learning model and its
+  namesake in the control, and ``distance_rel`` the same in units of the control's initial
+  spread (the mean distance between two of its learning models at the first step);
+- ``pull:<model>``: for every model that does not learn (an adversary, a fixed reference), the
+  learners' mean distance to it in the run minus in the control — negative where the run's
+  population came closer — and ``pull_rel:<model>`` that as a fraction of the control's;
+- ``statistic``, ``p_value``: the energy test (``analysis.inference.energy_test``) of the
+  learners' data kernels, run against control (a learner per sample; at least 4 a side).
+
+The run *departed* at the first step of the final unbroken stretch of rejections at ``alpha``
+that reaches the last step. Under the null of no difference the last step rejects with
+probability at most ``alpha``, so declaring a departure at all is a level-``alpha`` decision
+however many steps were tested; where it happened is the stretch's start. ``exposures`` are
+the steps at which a learner heard a model that does not learn in the run but not in the
+control (an adversary's attacks); the delay is the departure's step minus the first of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.inference import MIN_SAMPLES, energy_test, replicate_kernels
+from ..errors import InputError
+from ..simulation.rundir import RunFolder
+from ..store import output_dir, write_parquet
+from .run_analysis import ANALYSIS_DIR
+
+CONTROL_FILE = "control.parquet"
+
+
+@dataclass
+class ControlComparison:
+    """A run against its control. ``steps``: one row per common step (``t, n_models,
+    distance, distance_rel, statistic, p_value, reject, exposed`` and ``pull:<model>``,
+    ``pull_rel:<model>`` per model that does not learn); ``departure``: the step of
+    departure, or None; ``exposures``: the steps the run exposed its learners to a
+    non-learning model and the control did not; ``delay``: departure minus the first
+    exposure (None without either)."""
+
+    run_dir: Path
+    control_dir: Path
+    alpha: float
+    steps: pd.DataFrame
+    departure: int | None
+    exposures: list[int]
+    learners: list[str]
+    fixed: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delay(self) -> int | None:
+        if self.departure is None or not self.exposures:
+            return None
+        return self.departure - self.exposures[0]
+
+
+def departure(p_values: pd.Series, alpha: float) -> int | None:
+    """The first step of the final unbroken stretch of p-values at most ``alpha`` (indexed by
+    step, in order) that reaches the last step; None if the last step does not reject."""
+    reject = (p_values <= alpha).to_numpy()
+    if len(reject) == 0 or not reject[-1]:
+        return None
+    i = len(reject) - 1
+    while i > 0 and reject[i - 1]:
+        i -= 1
+    return int(p_values.index[i])
+
+
+def _model_kernels(folder: RunFolder) -> tuple[dict[tuple[int, str], np.ndarray], list]:
+    """Each (t, model)'s data kernel (replicates averaged) and the evaluation prompts' ids."""
+    kernels, index = replicate_kernels(folder)
+    out: dict[tuple[int, str], list[np.ndarray]] = {}
+    for (t, model), rows in index.groupby(["t", "model"]).groups.items():
+        out[(int(t), str(model))] = kernels[np.asarray(rows)].mean(axis=0)
+    prompts = sorted(
+        pd.concat([a["question_id"] for a, _ in folder.evaluation_snapshots() if len(a)]).unique()
+    )
+    return out, prompts
+
+
+def _learning_models(folder: RunFolder) -> tuple[set[str], set[str]]:
+    """The names of the models that learn and of those that do not, from the run's config."""
+    cfg = folder.read_config(validate=False)
+    learns, fixed = set(), set()
+    for group in cfg.groups:
+        (learns if group.learning else fixed).update(group.model_names())
+    return learns, fixed
+
+
+def _exposures(folder: RunFolder, fixed: set[str]) -> set[int]:
+    edges = folder.read_parts("edges")
+    if edges.empty:
+        return set()
+    return set(int(t) for t in edges.loc[edges["src"].isin(fixed), "t"].unique())
+
+
+def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return float(np.mean([np.linalg.norm(x - y) for x in a for y in b]))
+
+
+def _step_row(t, learners, fixed, kr, kc, spread: float, test: dict) -> dict:
+    """One step of the comparison (see ``ControlComparison.steps``)."""
+    a = [kr[(t, m)] for m in learners]
+    b = [kc[(t, m)] for m in learners]
+    dist = float(np.mean([np.linalg.norm(x - y) for x, y in zip(a, b, strict=True)]))
+    row = {
+        "t": t,
+        "n_models": len(learners),
+        "distance": dist,
+        "distance_rel": dist / spread if spread > 0 else np.nan,
+    }
+    for m in fixed:
+        if (t, m) in kr and (t, m) in kc:
+            near = _mean_distance(b, [kc[(t, m)]])
+            row[f"pull:{m}"] = _mean_distance(a, [kr[(t, m)]]) - near
+            row[f"pull_rel:{m}"] = row[f"pull:{m}"] / near if near > 0 else np.nan
+    if dist == 0:
+        # Identical populations: every permutation ties, nothing to test.
+        row.update(statistic=0.0, p_value=1.0)
+    else:
+        res = energy_test(np.stack(a), np.stack(b), **test)
+        row.update(statistic=res.statistic, p_value=res.p_value)
+    return row
+
+
+def _read_pair(fr: RunFolder, fc: RunFolder):
+    """Both runs' kernels, checked to share the evaluation prompts."""
+    for f in (fr, fc):
+        if not f.exists():
+            raise InputError("not a run folder", source=str(f.path))
+    kr, prompts_r = _model_kernels(fr)
+    kc, prompts_c = _model_kernels(fc)
+    if prompts_r != prompts_c:
+        raise InputError(
+            f"evaluated on other prompts than the run ({len(prompts_c)} against "
+            f"{len(prompts_r)}; a control must share the run's evaluation set and seed)",
+            source=str(fc.path),
+        )
+    return kr, kc
+
+
+def compare_to_control(
+    run: str | os.PathLike,
+    control: str | os.PathLike,
+    *,
+    alpha: float = 0.05,
+    n_permutations: int = 999,
+    seed: int = 0,
+) -> ControlComparison:
+    """Compare run folder ``run`` with ``control`` step by step (see the module docstring).
+
+    Raises InputError if either is not a run, if they were evaluated on different prompts or
+    share no learning model or no step, if fewer than 4 learners are shared (the test's
+    minimum), or for ``alpha`` outside (0, 1]."""
+    if not 0 < alpha <= 1:
+        raise InputError("must be in (0, 1]", field="alpha", value=alpha)
+    fr, fc = RunFolder(run), RunFolder(control)
+    kr, kc = _read_pair(fr, fc)
+    learns_r, fixed_r = _learning_models(fr)
+    learns_c, fixed_c = _learning_models(fc)
+    learners = sorted(learns_r & learns_c)
+    fixed = sorted(fixed_r & fixed_c)
+    if len(learners) < MIN_SAMPLES:
+        raise InputError(
+            f"the run and its control share {len(learners)} learning model(s); the test needs "
+            f"{MIN_SAMPLES}",
+            source=str(fc.path),
+        )
+    steps = sorted(
+        t
+        for t in {t for t, _ in kr} & {t for t, _ in kc}
+        if all((t, m) in kr and (t, m) in kc for m in learners)
+    )
+    if not steps:
+        raise InputError("no step evaluated in both the run and its control", source=str(fc.path))
+    notes = []
+    dropped = sorted((learns_r | learns_c) - set(learners))
+    if dropped:
+        notes.append(f"not in both runs, left out: {', '.join(dropped)}")
+    first = [kc[(steps[0], m)] for m in learners]
+    pairs = [np.linalg.norm(x - y) for i, x in enumerate(first) for y in first[i + 1 :]]
+    spread = float(np.mean(pairs)) if pairs else 0.0
+    if spread == 0:
+        notes.append("the control's learners start identical: distance_rel is undefined")
+    test = {"n_permutations": n_permutations, "seed": seed}
+    rows = [_step_row(t, learners, fixed, kr, kc, spread, test) for t in steps]
+    table = pd.DataFrame(rows)
+    table["reject"] = table["p_value"] <= alpha
+    exposures = sorted(_exposures(fr, set(fixed_r)) - _exposures(fc, set(fixed_c)))
+    table["exposed"] = table["t"].isin(exposures)
+    return ControlComparison(
+        fr.path,
+        fc.path,
+        alpha,
+        table,
+        departure(table.set_index("t")["p_value"], alpha),
+        exposures,
+        learners,
+        fixed,
+        notes,
+    )
+
+
+def write_control(comparison: ControlComparison) -> Path:
+    """Write ``RUN/analysis/control.parquet`` (the per-step table, with the control's path
+    in the file's metadata column ``control``); returns its path."""
+    out = comparison.run_dir / ANALYSIS_DIR
+    output_dir(out)
+    path = out / CONTROL_FILE
+    table = comparison.steps.copy()
+    table.insert(0, "control", str(comparison.control_dir))
+    write_parquet(path, table)
+    return path
+
+
+def step_line(row: pd.Series, fixed: list[str]) -> str:
+    """One step as a line: ``t=3  distance 0.41 (1.20x spread)  toward adversary-1 +4.1%
+    p=0.008 *`` (the distance to the control in units of its initial spread; how much closer
+    the learners are to a non-learning model than in the control; the energy test's p-value,
+    ``*`` where it rejects)."""
+    rel = "" if pd.isna(row["distance_rel"]) else f" ({row['distance_rel']:.2f}x spread)"
+    pulls = "".join(
+        f"  toward {m} {0.0 - row[f'pull_rel:{m}']:+.1%}"
+        for m in fixed
+        if pd.notna(row.get(f"pull_rel:{m}"))
+    )
+    mark = " *" if row["reject"] else ""
+    head = f"t={int(row['t'])}  distance {row['distance']:.3g}{rel}"
+    return f"{head}{pulls}  p={row['p_value']:.3g}{mark}"
+
+
+def summary_line(comparison: ControlComparison) -> str:
+    """The verdict: departed at t (with the delay after the first exposure) or not."""
+    exposed = f"; first exposure at t={comparison.exposures[0]}" if comparison.exposures else ""
+    if comparison.departure is None:
+        return f"no departure from the control at p <= {comparison.alpha:g}{exposed}"
+    delay = "" if comparison.delay is None else f", a delay of {comparison.delay} step(s)"
+    return (
+        f"departed from the control at t={comparison.departure} (every step from there "
+        f"rejects at p <= {comparison.alpha:g}){exposed}{delay}"
+    )
+
+
+def departure_event(events: pd.DataFrame, comparison: ControlComparison) -> pd.DataFrame:
+    """``events`` (``monitor.EVENT_COLUMNS``) with a ``departure`` row at the departure's step,
+    its p-value and mean distance, when there is one."""
+    if comparison.departure is None:
+        return events
+    row = comparison.steps.set_index("t").loc[comparison.departure]
+    extra = pd.DataFrame(
+        [
+            {
+                "kind": "departure",
+                "series": "control",
+                "chart": "energy",
+                "t": comparison.departure,
+                "value": row["distance"],
+                "statistic": row["statistic"],
+                "p_value": row["p_value"],
+            }
+        ],
+        columns=events.columns,
+    ).astype(events.dtypes.to_dict())
+    out = pd.concat([events, extra], ignore_index=True)
+    return out.sort_values(["t", "kind", "series"], kind="stable").reset_index(drop=True)
