@@ -361,3 +361,41 @@ def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_an
     missing = CliRunner().invoke(app, ["monitor", str(attacked), "--control", "nowhere"])
     assert missing.exit_code != 0 and "nowhere" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_class_tests_at_every_step_by_hand():
+    from perspectives.analysis import class_difference, class_tests
+
+    rng = np.random.default_rng(4)
+    kernels = np.concatenate([rng.normal(0, 1, (8, 3, 2)), rng.normal(3, 1, (8, 3, 2))])
+    points = pd.DataFrame({"t": [0] * 8 + [5] * 8, "model": [f"m{i % 8}" for i in range(16)]})
+    points["class"] = (["a"] * 4 + ["b"] * 4) * 2
+    tests = class_tests(kernels, points, "a", "b", n_permutations=199)
+    assert tests["t"].tolist() == [0, 5] and (tests[["n_a", "n_b"]] == 4).all().all()
+    # Step 0: both classes from one distribution; step 5: all of them shifted alike.
+    one = class_difference(kernels, points, 5, "a", "b", n_permutations=199)
+    assert tests["p_value"].iloc[1] == one.p_value
+    assert tests["p_value"].gt(0.05).all()
+    points["class"] = ["a"] * 4 + ["b"] * 4 + ["a"] * 4 + ["b"] * 4
+    kernels[12:] += 5  # class b moves away at step 5
+    tests = class_tests(kernels, points, "a", "b", n_permutations=199)
+    assert tests["p_value"].iloc[0] > 0.05 and tests["p_value"].iloc[1] < 0.05
+
+
+def test_monitor_tests_a_two_class_run_step_by_step(tiny_config, run_to_end, tmp_path):
+    raw = tiny_config("fake", steps=2)
+    for group in raw["groups"]:
+        group["count"] = 4
+    raw["communication"] = {"type": "intra_class"}
+    run = run_to_end(raw, tmp_path / "run")
+    result = CliRunner().invoke(app, ["monitor", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "classes a vs b (energy test, 4 against 4 models): p = " in result.output
+    tests = pd.read_parquet(run / "analysis" / "class_tests.parquet")
+    assert tests["t"].tolist() == [0, 1, 2] and set(tests["class_a"]) == {"a"}
+    # Two personas that hear only their own class stay apart: 4 against 4 at its floor.
+    assert (tests["p_value"] < 0.05).all()
+    # Two models a class are too few to test, and the monitor says so.
+    small = run_to_end(tiny_config("fake", steps=1), tmp_path / "small")
+    result = CliRunner().invoke(app, ["monitor", str(small)])
+    assert "classes not tested (a 2, b 2 models): a test needs 4 a class" in result.output

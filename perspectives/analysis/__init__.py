@@ -7,7 +7,14 @@ from .changepoints import change_points
 from .clusters import clusters_over_time, count_clusters
 from .dispersion import dispersion
 from .diversity import answer_diversity, collapse_note
-from .inference import TwoSampleResult, class_difference, energy_test, model_change
+from .inference import (
+    TwoSampleResult,
+    class_difference,
+    class_tests,
+    energy_test,
+    model_change,
+    model_kernels,
+)
 from .isomirror import iso_mirror, mirror_distances, separate_embeddings, state_matrices
 from .monitoring import adaptive_chart, alarms, cusum_chart, ewma_chart, fixed_chart, run_chart
 from .polarization import adversarial_polarization, class_polarization
@@ -20,11 +27,13 @@ __all__ = [
     "alarms",
     "change_points",
     "class_difference",
+    "class_tests",
     "cusum_chart",
     "energy_test",
     "ewma_chart",
     "fixed_chart",
     "model_change",
+    "model_kernels",
     "run_chart",
     "answer_diversity",
     "class_movement",

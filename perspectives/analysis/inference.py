@@ -129,6 +129,40 @@ def replicate_kernels(
     return kernels, index
 
 
+def model_kernels(
+    run: str | os.PathLike | RunFolder, steps=None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The data kernel of every (t, model) of a run's evaluations at ``steps`` (default: all),
+    its replicates averaged: an array (n, prompts, p) and a frame ``t, model`` (one row per
+    kernel, sorted). Raises InputError as ``replicate_kernels``."""
+    kernels, index = replicate_kernels(run, steps)
+    rows = index.groupby(["t", "model"], sort=True).indices
+    keys = pd.DataFrame(list(rows), columns=["t", "model"])
+    return np.stack([kernels[r].mean(axis=0) for r in rows.values()]), keys
+
+
+def class_tests(
+    kernels: np.ndarray,
+    points: pd.DataFrame,
+    a: str,
+    b: str,
+    *,
+    n_permutations: int = 999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``class_difference`` of classes ``a`` and ``b`` at every step of ``points`` (columns
+    t, model, class; one row per kernel): a frame ``t, statistic, p_value, n_a, n_b``. Raises
+    InputError as ``class_difference``."""
+    rows = []
+    for t in sorted(points["t"].unique()):
+        res = class_difference(kernels, points, t, a, b, n_permutations=n_permutations, seed=seed)
+        rows.append(
+            {"t": int(t), "statistic": res.statistic, "p_value": res.p_value}
+            | {"n_a": res.n_x, "n_b": res.n_y}
+        )
+    return pd.DataFrame(rows, columns=["t", "statistic", "p_value", "n_a", "n_b"])
+
+
 def model_change(
     run: str | os.PathLike | RunFolder,
     model: str,

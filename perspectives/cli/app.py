@@ -1014,10 +1014,19 @@ def monitor(
     adversary), and an energy test of run against control; the run departed at the first step
     of the final stretch of rejections (a level-alpha decision). Writes
     RUN/analysis/control.parquet and a "departure" row in alarms.parquet.
+
+    A run of two classes (4 models or more each) also has its classes tested against each
+    other at every step (energy test on their data kernels) into
+    RUN/analysis/class_tests.parquet.
     """
     import time
 
-    from ..reporting.monitor import MonitorSettings, event_line, monitor_run, write_alarms
+    from ..reporting.monitor import (
+        MonitorSettings,
+        event_line,
+        monitor_run,
+        write_alarms,
+    )
     from ..reporting.run_analysis import analyze_run
     from ..simulation.rundir import RunFolder
 
@@ -1056,6 +1065,7 @@ def monitor(
     result, mon = look(None)
     for note in mon.notes:
         out_console.print(f"[dim]{escape(note)}[/]")
+    _class_tests(result)
     if control is not None:
         mon.events = _against_control(run_dir, control, alpha, mon.events)
     path = write_alarms(result, mon)
@@ -1066,6 +1076,17 @@ def monitor(
         f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
         f"at p <= {alpha:g} -> {path}"
     )
+
+
+def _class_tests(result) -> None:
+    """Print the test of a two-class run's classes, first and last step, and write it."""
+    from ..reporting.monitor import run_class_tests, write_class_tests
+
+    tests, line = run_class_tests(result)
+    if line:
+        out_console.print(escape(line))
+    if tests is not None:
+        out_console.print(f"class test per step -> {escape(str(write_class_tests(result, tests)))}")
 
 
 def _against_control(run_dir: Path, control: Path, alpha: float, events):

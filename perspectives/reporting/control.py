@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.inference import MIN_SAMPLES, energy_test, replicate_kernels
+from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
 from ..errors import InputError
 from ..simulation.rundir import RunFolder
 from ..store import output_dir, write_parquet
@@ -82,10 +82,10 @@ def departure(p_values: pd.Series, alpha: float) -> int | None:
 
 def _model_kernels(folder: RunFolder) -> tuple[dict[tuple[int, str], np.ndarray], list]:
     """Each (t, model)'s data kernel (replicates averaged) and the evaluation prompts' ids."""
-    kernels, index = replicate_kernels(folder)
-    out: dict[tuple[int, str], list[np.ndarray]] = {}
-    for (t, model), rows in index.groupby(["t", "model"]).groups.items():
-        out[(int(t), str(model))] = kernels[np.asarray(rows)].mean(axis=0)
+    kernels, keys = model_kernels(folder)
+    out = {
+        (int(t), str(m)): k for (t, m), k in zip(keys.itertuples(index=False), kernels, strict=True)
+    }
     prompts = sorted(
         pd.concat([a["question_id"] for a, _ in folder.evaluation_snapshots() if len(a)]).unique()
     )

@@ -208,6 +208,55 @@ def monitor_run(result: RunAnalysis, settings: MonitorSettings | None = None) ->
     return Monitor(charts_df, changes_df, events_df.reset_index(drop=True), notes)
 
 
+CLASS_TESTS_FILE = "class_tests.parquet"
+
+
+def run_class_tests(result: RunAnalysis, seed: int = 0) -> tuple[pd.DataFrame | None, str]:
+    """Do a run's two classes occupy different regions, step by step? The energy test of their
+    models' data kernels (``analysis.inference.class_tests``) at every snapshot, for a run of
+    exactly two classes with at least 4 models each. Returns the table (``t, statistic,
+    p_value, n_a, n_b``; its attributes ``classes``) or None, and a line saying what was
+    found or why nothing was tested."""
+    from ..analysis.inference import MIN_SAMPLES, class_tests, model_kernels
+    from ..errors import BackendUnavailable
+
+    table = result.perspectives
+    labels = table.drop_duplicates("model").set_index("model")["class"]
+    classes = sorted(c for c in labels.unique() if c)
+    if len(classes) != 2:
+        return None, ""
+    sizes = labels.value_counts()
+    if min(sizes.get(c, 0) for c in classes) < MIN_SAMPLES:
+        counts = ", ".join(f"{c} {sizes.get(c, 0)}" for c in classes)
+        return None, f"classes not tested ({counts} models): a test needs {MIN_SAMPLES} a class"
+    kernels, keys = model_kernels(result.run_dir, result.steps)
+    points = keys.assign(**{"class": keys["model"].map(labels).fillna("")})
+    try:
+        tests = class_tests(kernels, points, *classes, seed=seed)
+    except BackendUnavailable as exc:
+        return None, f"classes not tested: {exc}"
+    tests.attrs["classes"] = classes
+    first, last = tests.iloc[0], tests.iloc[-1]
+    line = (
+        f"classes {classes[0]} vs {classes[1]} (energy test, {int(last['n_a'])} against "
+        f"{int(last['n_b'])} models): p = {first['p_value']:.3g} at t={int(first['t'])}, "
+        f"{last['p_value']:.3g} at t={int(last['t'])}"
+    )
+    return tests, line
+
+
+def write_class_tests(result: RunAnalysis, tests: pd.DataFrame) -> Path:
+    """Write ``RUN/analysis/class_tests.parquet``; returns its path."""
+    out = result.run_dir / ANALYSIS_DIR
+    output_dir(out)
+    path = out / CLASS_TESTS_FILE
+    frame = tests.copy()
+    frame.insert(1, "class_a", tests.attrs["classes"][0])
+    frame.insert(2, "class_b", tests.attrs["classes"][1])
+    write_parquet(path, frame)
+    return path
+
+
 def write_alarms(result: RunAnalysis, monitor: Monitor) -> Path:
     """Write ``RUN/analysis/alarms.parquet`` (the events); returns its path."""
     out = result.run_dir / ANALYSIS_DIR
