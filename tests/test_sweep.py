@@ -295,6 +295,12 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
     assert (doc.parent / "figures" / "cs3-polarization-trajectories-intra.png").exists()
     empty = runner.invoke(app, ["results", str(tmp_path / "docs"), "--doc", str(doc)])
     assert empty.exit_code == 2 and "no sweep folder for any block" in empty.output
+    # A comparison beyond the runs' last step would silently end at T: refused.
+    doc.write_text("<!-- BEGIN cs3-polarization upto=99 -->\n<!-- END cs3-polarization -->\n")
+    beyond = runner.invoke(app, ["results", str(tmp_path / "runs"), "--doc", str(doc)])
+    assert beyond.exit_code == 2, beyond.output
+    assert "block 'cs3-polarization' asks for upto=99" in beyond.output
+    assert "the run has steps 0 to" in beyond.output and "Traceback" not in beyond.output
 
 
 def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tmp_path, sweep_yaml):

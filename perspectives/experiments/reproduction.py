@@ -348,7 +348,15 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
                 stacklevel=2,
             )
             continue
-        result = analyze_sweep(folder, upto=upto)
+        try:
+            result = analyze_sweep(folder, upto=upto)
+        except InputError as exc:
+            if exc.field != "upto":
+                raise
+            raise InputError(
+                f"block {name!r} asks for upto={upto}, but {exc.source}: {exc.message}",
+                source=str(doc),
+            ) from None
         text = replace_block(text, name, table(result), upto, source=str(doc))
         found.append(name if upto is None else f"{name} (t <= {upto})")
         if upto is not None:

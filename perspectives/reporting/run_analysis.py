@@ -159,13 +159,19 @@ def analyze_run(
     compute every analysis. The 1-d perspective depends on the history the space is fitted
     on: to compare runs of different lengths, analyse them up to the same step.
 
-    Raises InputError for a folder that is not a run or has no complete snapshot yet,
-    CorruptStateError (or ConfigError) naming a damaged or edited file of the folder.
+    Raises InputError for a folder that is not a run or has no complete snapshot yet, or an
+    ``upto`` outside the run's steps; CorruptStateError (or ConfigError) naming a damaged or
+    edited file of the folder.
     """
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     folder.check(upto)  # a damaged part is named before any analysis starts
     cfg = folder.read_config(validate=False)
+    if upto is not None and not 0 <= upto <= cfg.steps:
+        # Beyond T the analysis would silently end at T and call it t = upto.
+        raise InputError(
+            f"the run has steps 0 to {cfg.steps}", source=str(run_dir), field="upto", value=upto
+        )
     hist = load_history(folder, upto=upto, n_components=n_components)
     if hist is None:
         raise InputError("no complete evaluation snapshot yet", source=str(run_dir))
