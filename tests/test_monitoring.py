@@ -335,6 +335,16 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     small = run_to_end(tiny_config("fake", steps=2), tmp_path / "small")
     with pytest.raises(InputError, match="share 0 learning model"):
         compare_to_control(attacked, small)
+    # The same system embedded by another embedder cannot be compared.
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
+    from perspectives.space.embed import HashingEmbedder
+
+    cfg = parse_run_config(_adversary_config(tiny_config, 0), "test")
+    wide = Simulation.create(cfg, tmp_path / "wide", embedder=HashingEmbedder(64))
+    wide.run()
+    with pytest.raises(InputError, match="embedded in 64 dimensions"):
+        compare_to_control(attacked, tmp_path / "wide")
 
 
 def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_and_control):

@@ -150,6 +150,13 @@ def _read_pair(fr: RunFolder, fc: RunFolder):
             f"{len(prompts_r)}; a control must share the run's evaluation set and seed)",
             source=str(fc.path),
         )
+    shape_r, shape_c = next(iter(kr.values())).shape, next(iter(kc.values())).shape
+    if shape_r != shape_c:
+        raise InputError(
+            f"answers embedded in {shape_c[1]} dimensions, the run's in {shape_r[1]} (a control "
+            "must be embedded by the run's embedder)",
+            source=str(fc.path),
+        )
     return kr, kc
 
 
