@@ -345,6 +345,10 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     wide.run()
     with pytest.raises(InputError, match="embedded in 64 dimensions"):
         compare_to_control(attacked, tmp_path / "wide")
+    # A control created but not run yet: named, not a traceback.
+    Simulation.create(cfg, tmp_path / "unrun", embedder=HashingEmbedder())
+    with pytest.raises(InputError, match="unrun.*no complete evaluation"):
+        compare_to_control(attacked, tmp_path / "unrun")
 
 
 def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_and_control):

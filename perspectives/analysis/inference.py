@@ -103,7 +103,9 @@ def replicate_kernels(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The data kernel of every (t, model, replicate) of a run's evaluations at ``steps``
     (default: all): an array (n, prompts, p) and a frame ``t, model, replicate`` (one row per
-    kernel). Raises InputError if a (t, model, replicate) lacks some prompts."""
+    kernel; ``attrs["prompts"]``: the prompts' ids, in the kernels' row order). Raises
+    InputError if the run has no evaluation at those steps or a (t, model, replicate) lacks
+    some prompts."""
     folder = run if isinstance(run, RunFolder) else RunFolder(run)
     wanted = None if steps is None else set(int(s) for s in steps)
     metas, blocks = [], []
@@ -115,7 +117,12 @@ def replicate_kernels(
         metas.append(answers)
         blocks.append(vectors)
     if not blocks:
-        raise InputError("no evaluation at these steps", field="steps", value=steps)
+        raise InputError(
+            "no complete evaluation at these steps",
+            source=str(folder.path),
+            field="steps",
+            value=steps,
+        )
     ev = pd.concat(metas, ignore_index=True)
     vec = np.concatenate(blocks)
     keys = ["t", "model", "replicate"]
@@ -126,6 +133,7 @@ def replicate_kernels(
     kernels, counts = mean_kernels(pi, qi, vec, len(index), len(prompts))
     if (counts == 0).any():
         raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    index.attrs["prompts"] = prompts
     return kernels, index
 
 
@@ -134,10 +142,12 @@ def model_kernels(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The data kernel of every (t, model) of a run's evaluations at ``steps`` (default: all),
     its replicates averaged: an array (n, prompts, p) and a frame ``t, model`` (one row per
-    kernel, sorted). Raises InputError as ``replicate_kernels``."""
+    kernel, sorted; ``attrs["prompts"]`` as ``replicate_kernels``). Raises InputError as
+    ``replicate_kernels``."""
     kernels, index = replicate_kernels(run, steps)
     rows = index.groupby(["t", "model"], sort=True).indices
     keys = pd.DataFrame(list(rows), columns=["t", "model"])
+    keys.attrs["prompts"] = index.attrs["prompts"]
     return np.stack([kernels[r].mean(axis=0) for r in rows.values()]), keys
 
 

@@ -86,10 +86,7 @@ def _model_kernels(folder: RunFolder) -> tuple[dict[tuple[int, str], np.ndarray]
     out = {
         (int(t), str(m)): k for (t, m), k in zip(keys.itertuples(index=False), kernels, strict=True)
     }
-    prompts = sorted(
-        pd.concat([a["question_id"] for a, _ in folder.evaluation_snapshots() if len(a)]).unique()
-    )
-    return out, prompts
+    return out, list(keys.attrs["prompts"])
 
 
 def _learning_models(folder: RunFolder) -> tuple[set[str], set[str]]:
