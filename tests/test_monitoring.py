@@ -413,3 +413,33 @@ def test_monitor_tests_a_two_class_run_step_by_step(tiny_config, run_to_end, tmp
     small = run_to_end(tiny_config("fake", steps=1), tmp_path / "small")
     result = CliRunner().invoke(app, ["monitor", str(small)])
     assert "classes not tested (a 2, b 2 models): a test needs 4 a class" in result.output
+
+
+def test_monitor_a_sweep_against_its_control_condition(tiny_config, run_to_end, tmp_path):
+    import json
+
+    sweep = tmp_path / "sweep"
+    systems = []
+    for condition, targets in (("targets-0", 0), ("targets-5", 5), ("targets-2", 2)):
+        folder = f"{condition}/seed-0"
+        if condition != "targets-2":  # a system not run yet
+            run_to_end(_adversary_config(tiny_config, targets), sweep / folder)
+        status = "pending" if condition == "targets-2" else "done"
+        systems.append({"condition": condition, "seed": 0, "folder": folder, "status": status})
+    record = {"conditions": ["targets-0", "targets-5", "targets-2"], "systems": systems}
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(app, ["monitor", str(sweep), "--control", "targets-0"])
+    assert result.exit_code == 0, result.output
+    assert "departed" in result.output and "targets-5" in result.output
+    assert "targets-2 seed 0: no complete step yet" in result.output
+    table = pd.read_parquet(sweep / "analysis" / "control.parquet")
+    assert table["condition"].tolist() == ["targets-5"] and table["departure"].tolist() == [1]
+    assert table["closer_at_T:adversary-1"].iloc[0] > 0.1 and set(table["control"]) == {"targets-0"}
+    assert (sweep / "targets-5" / "seed-0" / "analysis" / "control.parquet").exists()
+    for args, words in (
+        ([], "give --control CONDITION"),
+        (["--control", "targets-9"], "not a condition of this sweep"),
+    ):
+        bad = CliRunner().invoke(app, ["monitor", str(sweep), *args])
+        assert bad.exit_code == 2 and words in bad.output, bad.output
+        assert "Traceback" not in bad.output

@@ -995,7 +995,9 @@ def monitor(
         Path | None,
         typer.Option(
             help="A control run folder (the same system and seed without the intervention, e.g. "
-            "a sweep's no-target condition): test, step by step, when the run departed from it.",
+            "a sweep's no-target condition): test, step by step, when the run departed from it. "
+            "On a sweep folder: the control's condition name, every other run compared with it "
+            "seed by seed.",
         ),
     ] = None,
 ) -> None:
@@ -1018,19 +1020,20 @@ def monitor(
     A run of two classes (4 models or more each) also has its classes tested against each
     other at every step (energy test on their data kernels) into
     RUN/analysis/class_tests.parquet.
-    """
-    import time
 
-    from ..reporting.monitor import (
-        MonitorSettings,
-        event_line,
-        monitor_run,
-        write_alarms,
-    )
+    On a sweep folder, --control names a condition (e.g. targets-0): every other condition's
+    run is compared with the control's run of the same seed, and the departures are tabled
+    in SWEEP/analysis/control.parquet.
+    """
+    from ..experiments.sweep import SWEEP_FILE
+    from ..reporting.monitor import MonitorSettings, event_line, monitor_run, write_alarms
     from ..reporting.run_analysis import analyze_run
     from ..simulation.rundir import RunFolder
 
     _check_run_folder(run_dir, "RUN_DIR")
+    if (run_dir / SWEEP_FILE).exists():
+        _sweep_against_control(run_dir, control, alpha)
+        return
     if control is not None:
         _check_run_folder(control, "--control")
     settings = MonitorSettings(chart, window, burn_in, reference, k, alpha)
@@ -1048,20 +1051,8 @@ def monitor(
                 out_console.print(escape(event_line(e)))
         return result, mon
 
-    last = -1
     if follow:
-        try:
-            while True:
-                now = folder.last_complete_step()
-                if now != last and now >= 1:
-                    out_console.print(f"[dim]step {now} of {total} complete[/]")
-                    look(now)
-                    last = now
-                if now >= total:
-                    break
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            out_console.print("stopped following")
+        _follow(folder, total, interval, look)
     result, mon = look(None)
     for note in mon.notes:
         out_console.print(f"[dim]{escape(note)}[/]")
@@ -1076,6 +1067,69 @@ def monitor(
         f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
         f"at p <= {alpha:g} -> {path}"
     )
+
+
+def _follow(folder, total: int, interval: float, look) -> None:
+    """Call ``look(t)`` at each newly complete step t of a run until its last (or Ctrl-C)."""
+    import time
+
+    last = -1
+    try:
+        while True:
+            now = folder.last_complete_step()
+            if now != last and now >= 1:
+                out_console.print(f"[dim]step {now} of {total} complete[/]")
+                look(now)
+                last = now
+            if now >= total:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        out_console.print("stopped following")
+
+
+def _sweep_against_control(sweep_dir: Path, control: Path | None, alpha: float) -> None:
+    """``monitor SWEEP --control CONDITION``: every run against its seed's control run."""
+    from ..reporting.control import compare_sweep_to_control, write_sweep_control
+
+    if control is None:
+        raise InputError(
+            "a sweep folder is monitored against one of its conditions: give --control "
+            "CONDITION (e.g. the no-target one), or monitor a run folder inside it",
+            source=str(sweep_dir),
+        )
+    table, notes = compare_sweep_to_control(sweep_dir, str(control), alpha=alpha)
+    closer = [c for c in table.columns if c.startswith("closer_at_T:")]
+    shown = Table(title=f"against {control}, seed by seed (energy test, alpha {alpha:g})")
+    for col in ("condition", "seed", "departed", "distance at T", "p at T"):
+        shown.add_column(col)
+    for col in closer:
+        shown.add_column(f"closer to {col.split(':', 1)[1]}")
+    for _, r in table.iterrows():
+        shown.add_row(
+            escape(str(r["condition"])),
+            str(r["seed"]),
+            _departed(r),
+            f"{r['distance_rel_at_T']:.2f}x",
+            f"{r['p_at_T']:.3g}",
+            *(f"{r[c]:+.1%}" for c in closer),
+        )
+    out_console.print(shown)
+    for note in notes:
+        out_console.print(f"[dim]{escape(note)}[/]")
+    path = write_sweep_control(sweep_dir, table, str(control))
+    out_console.print(f"{len(table)} run(s) against {escape(str(control))} -> {escape(str(path))}")
+
+
+def _departed(row) -> str:
+    """'t=11 (10 after t=1)', 't=3', or 'no' for a row of the sweep's control table."""
+    import pandas as pd
+
+    if pd.isna(row["departure"]):
+        return "no"
+    if pd.isna(row["first_exposure"]):
+        return f"t={row['departure']}"
+    return f"t={row['departure']} ({row['delay']} after t={row['first_exposure']})"
 
 
 def _class_tests(result) -> None:

@@ -281,3 +281,90 @@ def departure_event(events: pd.DataFrame, comparison: ControlComparison) -> pd.D
     ).astype(events.dtypes.to_dict())
     out = pd.concat([events, extra], ignore_index=True)
     return out.sort_values(["t", "kind", "series"], kind="stable").reset_index(drop=True)
+
+
+SWEEP_CONTROL_COLUMNS = [
+    "condition",
+    "seed",
+    "steps",
+    "first_exposure",
+    "departure",
+    "delay",
+    "distance_rel_at_T",
+    "p_at_T",
+]
+
+
+def compare_sweep_to_control(
+    sweep_dir: str | os.PathLike,
+    control: str,
+    *,
+    alpha: float = 0.05,
+    n_permutations: int = 999,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every run of a sweep against the run of condition ``control`` with the same seed
+    (``compare_to_control``; each run's ``analysis/control.parquet`` is written). Returns one
+    row per (condition, seed) (``SWEEP_CONTROL_COLUMNS`` plus ``closer_at_T:<model>``, how
+    much closer than the control the learners end to each non-learning model) and notes on
+    the systems left out. Raises InputError for a folder that is not a sweep or a
+    ``control`` that is not one of its conditions."""
+    from ..experiments.sweep import read_sweep
+
+    sweep_dir = Path(sweep_dir)
+    record = read_sweep(sweep_dir)
+    if control not in record["conditions"]:
+        raise InputError(
+            f"not a condition of this sweep ({', '.join(record['conditions'])})",
+            source=str(sweep_dir),
+            field="control",
+            value=control,
+        )
+    folders, notes = {}, []
+    for e in record["systems"]:
+        folder = sweep_dir / e["folder"]
+        if folder.is_dir() and RunFolder(folder).last_complete_step() >= 0:
+            folders[(e["condition"], e["seed"])] = folder
+        else:
+            notes.append(f"{e['condition']} seed {e['seed']}: no complete step yet")
+    rows = []
+    for (condition, s), folder in sorted(folders.items(), key=lambda kv: str(kv[0])):
+        if condition == control:
+            continue
+        if (control, s) not in folders:
+            notes.append(f"{condition} seed {s}: no {control} run of seed {s} to compare with")
+            continue
+        cmp = compare_to_control(
+            folder, folders[(control, s)], alpha=alpha, n_permutations=n_permutations, seed=seed
+        )
+        write_control(cmp)
+        last = cmp.steps.iloc[-1]
+        row = {
+            "condition": condition,
+            "seed": s,
+            "steps": int(last["t"]),
+            "first_exposure": cmp.exposures[0] if cmp.exposures else None,
+            "departure": cmp.departure,
+            "delay": cmp.delay,
+            "distance_rel_at_T": last["distance_rel"],
+            "p_at_T": last["p_value"],
+        }
+        for m in cmp.fixed:
+            row[f"closer_at_T:{m}"] = -last.get(f"pull_rel:{m}", np.nan)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        table = pd.DataFrame(columns=SWEEP_CONTROL_COLUMNS)
+    for col in ("first_exposure", "departure", "delay"):
+        table[col] = table[col].astype("Int64")
+    return table, notes
+
+
+def write_sweep_control(sweep_dir: str | os.PathLike, table: pd.DataFrame, control: str) -> Path:
+    """Write ``SWEEP/analysis/control.parquet`` (the table, with the control condition in a
+    column ``control``); returns its path."""
+    out = Path(sweep_dir) / ANALYSIS_DIR
+    output_dir(out)
+    path = out / CONTROL_FILE
+    write_parquet(path, table.assign(control=control))
+    return path
