@@ -40,7 +40,7 @@ DeviceOption = Annotated[
 ]
 
 
-RAY_PANEL = "Many machines (Ray; pip install 'perspectives[ray]')"
+RAY_PANEL = "Many processes or machines (Ray: pip install 'perspectives[ray]')"
 
 
 def _on_ray(help: str, **kw):
@@ -546,12 +546,17 @@ def run(
     ] = 2,
     placement: Annotated[
         str,
-        _on_ray(
-            "Where one system's models live: `local` (this process) or `ray` (--actors Ray "
-            "actors, each holding a share of the models; the same tables)."
+        typer.Option(
+            help="Where one system's models live: `local` (this process), `processes` "
+            "(--actors processes of this machine, each a share of the models with the cores "
+            "shared among them: on a CPU, where one small model rarely keeps two cores busy, "
+            "usually faster; the same tables) or `ray` (--actors Ray actors).",
+            rich_help_panel=RAY_PANEL,
         ),
     ] = "local",
-    actors: Annotated[int, _on_ray("With --placement ray: how many actors.", min=1)] = 2,
+    actors: Annotated[
+        int, _on_ray("With --placement processes or ray: how many hosts.", min=1)
+    ] = 2,
     cpus_per_actor: Annotated[
         float, _on_ray("With --placement ray: CPUs each actor takes (its torch threads).", min=0)
     ] = 1.0,
@@ -630,9 +635,10 @@ def run(
 
 
 def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int) -> None:
-    for name, value in (("--executor", executor), ("--placement", placement)):
-        if value not in ("local", "ray"):
-            raise typer.BadParameter(f"{name} is `local` or `ray`, not {value!r}")
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter(f"--executor is `local` or `ray`, not {executor!r}")
+    if placement not in ("local", "processes", "ray"):
+        raise typer.BadParameter(f"--placement is `local`, `processes` or `ray`, not {placement!r}")
     if executor == "ray" and not sweep:
         raise typer.BadParameter(
             "--executor ray runs a sweep's systems on a cluster: add --sweep (one system's "
@@ -640,15 +646,20 @@ def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int
         )
     if executor == "ray" and jobs > 1:
         raise typer.BadParameter("--jobs is for --executor local; Ray runs what its nodes fit")
-    if placement == "ray" and sweep:
+    if placement != "local" and sweep:
         raise typer.BadParameter(
-            "--placement ray places one system's models; a sweep's systems go to a cluster "
-            "with --executor ray"
+            f"--placement {placement} places one system's models; a sweep shares the cores "
+            "among its systems with --jobs (or a cluster's with --executor ray)"
         )
 
 
 def _placed(sim, placement: str, address: str | None, **actor):
-    """The simulation with its models in Ray actors if ``placement`` is ``ray``."""
+    """The simulation with its models in processes of this machine (``processes``) or in
+    Ray actors (``ray``)."""
+    if placement == "processes":
+        from ..simulation.placement import ProcessPlacement
+
+        sim.placement = ProcessPlacement(sim.cfg, sim.out, hosts=actor["actors"])
     if placement == "ray":
         from ..cluster import RayPlacement, require_ray
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import yaml
 
+from ..simulation.placement import available_cores
+
 if TYPE_CHECKING:
     from ..simulation.engine import Simulation
     from .sweep import SweepSystem
@@ -74,12 +76,6 @@ class FunctionExecutor:
 
     def stop(self) -> None:
         """Nothing to stop: the function runs in this process's threads."""
-
-
-def available_cores() -> int:
-    """The cores this process may use."""
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all the cores
-    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 @dataclass

@@ -269,8 +269,8 @@ class Simulation:
             )
         if self.placement is not None and cfg.databases:
             raise InputError(
-                "databases are not yet supported with agents placed on a cluster; run this "
-                "system in one process",
+                "databases are not yet supported with agents placed in other processes or on "
+                "a cluster; run this system in one process",
                 field="databases",
             )
         self.db_edges = database_edges(cfg, policy_context(cfg))
