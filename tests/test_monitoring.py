@@ -394,6 +394,12 @@ def test_class_tests_at_every_step_by_hand():
     kernels[12:] += 5  # class b moves away at step 5
     tests = class_tests(kernels, points, "a", "b", n_permutations=199)
     assert tests["p_value"].iloc[0] > 0.05 and tests["p_value"].iloc[1] < 0.05
+    # A step at which a class has fewer than 4 models (it left) is not tested.
+    late = pd.DataFrame({"t": 9, "model": ["m0", "m1", "m2", "m3", "m4", "m5"]})
+    late["class"] = ["a"] * 4 + ["b"] * 2
+    more = np.concatenate([kernels, rng.normal(0, 1, (6, 3, 2))])
+    tests = class_tests(more, pd.concat([points, late], ignore_index=True), "a", "b")
+    assert tests["t"].tolist() == [0, 5]
 
 
 def test_monitor_tests_a_two_class_run_step_by_step(tiny_config, run_to_end, tmp_path):
@@ -443,3 +449,24 @@ def test_monitor_a_sweep_against_its_control_condition(tiny_config, run_to_end, 
         bad = CliRunner().invoke(app, ["monitor", str(sweep), *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output
         assert "Traceback" not in bad.output
+
+
+def test_a_control_comparison_follows_models_that_join(tiny_config, run_to_end, tmp_path):
+    from perspectives.reporting.control import compare_to_control
+
+    def raw(targets: int) -> dict:
+        cfg = _adversary_config(tiny_config, targets)
+        cfg["groups"][0]["count"] = 3
+        cfg["groups"].insert(
+            1, {"name": "late", "count": 2, "backend": "fake", "model": "calm", "join_at": 2}
+        )
+        return cfg
+
+    attacked = run_to_end(raw(2), tmp_path / "attacked")
+    control = run_to_end(raw(0), tmp_path / "control")
+    cmp = compare_to_control(attacked, control, n_permutations=99)
+    # Steps 0 and 1 have 3 learners in both runs, too few to test; from 2 on, 5.
+    assert cmp.steps["t"].tolist() == [2, 3, 4, 5, 6]
+    assert (cmp.steps["n_models"] == 5).all()
+    assert any("left out: 0, 1" in n for n in cmp.notes)
+    assert cmp.exposures == [1, 3, 5]  # the attack at t = 1 is counted, though not tested

@@ -161,10 +161,14 @@ def class_tests(
     seed: int = 0,
 ) -> pd.DataFrame:
     """``class_difference`` of classes ``a`` and ``b`` at every step of ``points`` (columns
-    t, model, class; one row per kernel): a frame ``t, statistic, p_value, n_a, n_b``. Raises
-    InputError as ``class_difference``."""
+    t, model, class; one row per kernel) at which both have at least 4 models (classes
+    join and leave): a frame ``t, statistic, p_value, n_a, n_b``, empty if there is no
+    such step."""
     rows = []
+    counts = points.groupby(["t", "class"]).size()
     for t in sorted(points["t"].unique()):
+        if min(counts.get((t, a), 0), counts.get((t, b), 0)) < MIN_SAMPLES:
+            continue
         res = class_difference(kernels, points, t, a, b, n_permutations=n_permutations, seed=seed)
         rows.append(
             {"t": int(t), "statistic": res.statistic, "p_value": res.p_value}

@@ -63,11 +63,14 @@ DtypeOption = Annotated[
 def _use_device(device: str, dtype: str = "auto") -> None:
     import os
 
-    from ..models.device import PRECISION_ENV, set_device, set_precision
+    from ..models.device import DEVICE_ENV, PRECISION_ENV, set_device, set_precision
 
     set_precision(dtype)
-    os.environ[PRECISION_ENV] = dtype  # a sweep's system processes inherit it
     set_device(device)
+    # A sweep's system processes and a placement's hosts inherit them.
+    os.environ[PRECISION_ENV] = dtype
+    if device != "auto":
+        os.environ[DEVICE_ENV] = device
 
 
 def _friendly_errors(fn):

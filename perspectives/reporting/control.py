@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
-from ..errors import InputError
+from ..errors import InputError, PerspectivesError
 from ..simulation.rundir import RunFolder
 from ..store import output_dir, write_parquet
 from .run_analysis import ANALYSIS_DIR
@@ -98,11 +98,13 @@ def _learning_models(folder: RunFolder) -> tuple[set[str], set[str]]:
     return learns, fixed
 
 
-def _exposures(folder: RunFolder, fixed: set[str]) -> set[int]:
+def _exposures(folder: RunFolder, fixed: set[str], learners: set[str]) -> set[tuple[int, str]]:
+    """(t, model): a learner heard the non-learning ``model`` at step t."""
     edges = folder.read_parts("edges")
     if edges.empty:
         return set()
-    return set(int(t) for t in edges.loc[edges["src"].isin(fixed), "t"].unique())
+    heard = edges[edges["src"].isin(fixed) & edges["dst"].isin(learners)]
+    return {(int(t), str(m)) for t, m in zip(heard["t"], heard["src"], strict=True)}
 
 
 def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -110,7 +112,9 @@ def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def _step_row(t, learners, fixed, kr, kc, spread: float, test: dict) -> dict:
-    """One step of the comparison (see ``ControlComparison.steps``)."""
+    """One step of the comparison (see ``ControlComparison.steps``), on the ``learners``
+    evaluated at step t in both runs."""
+    learners = [m for m in learners if (t, m) in kr and (t, m) in kc]
     a = [kr[(t, m)] for m in learners]
     b = [kc[(t, m)] for m in learners]
     dist = float(np.mean([np.linalg.norm(x - y) for x, y in zip(a, b, strict=True)]))
@@ -167,9 +171,9 @@ def compare_to_control(
 ) -> ControlComparison:
     """Compare run folder ``run`` with ``control`` step by step (see the module docstring).
 
-    Raises InputError if either is not a run, if they were evaluated on different prompts or
-    share no learning model or no step, if fewer than 4 learners are shared (the test's
-    minimum), or for ``alpha`` outside (0, 1]."""
+    Raises InputError if either is not a run, if they were evaluated on different prompts,
+    share fewer than 4 learning models (the test's minimum) or no step at which 4 of them
+    were evaluated in both, or for ``alpha`` outside (0, 1]."""
     if not 0 < alpha <= 1:
         raise InputError("must be in (0, 1]", field="alpha", value=alpha)
     fr, fc = RunFolder(run), RunFolder(control)
@@ -184,18 +188,28 @@ def compare_to_control(
             f"{MIN_SAMPLES}",
             source=str(fc.path),
         )
-    steps = sorted(
-        t
-        for t in {t for t, _ in kr} & {t for t, _ in kc}
-        if all((t, m) in kr and (t, m) in kc for m in learners)
-    )
+    # A step is compared on the learners evaluated in both runs (models join and leave),
+    # if there are enough of them for the test.
+    common = {t for t, _ in kr} & {t for t, _ in kc}
+    shared = {t: sum((t, m) in kr and (t, m) in kc for m in learners) for t in common}
+    steps = sorted(t for t, n in shared.items() if n >= MIN_SAMPLES)
     if not steps:
-        raise InputError("no step evaluated in both the run and its control", source=str(fc.path))
+        raise InputError(
+            f"no step at which both the run and its control evaluated {MIN_SAMPLES} of the "
+            "same learning models",
+            source=str(fc.path),
+        )
     notes = []
     dropped = sorted((learns_r | learns_c) - set(learners))
     if dropped:
         notes.append(f"not in both runs, left out: {', '.join(dropped)}")
-    first = [kc[(steps[0], m)] for m in learners]
+    few = sorted(t for t, n in shared.items() if n < MIN_SAMPLES)
+    if few:
+        notes.append(
+            f"steps with fewer than {MIN_SAMPLES} learners in both runs, left out: "
+            f"{', '.join(map(str, few))}"
+        )
+    first = [kc[(steps[0], m)] for m in learners if (steps[0], m) in kc]
     pairs = [np.linalg.norm(x - y) for i, x in enumerate(first) for y in first[i + 1 :]]
     spread = float(np.mean(pairs)) if pairs else 0.0
     if spread == 0:
@@ -204,7 +218,8 @@ def compare_to_control(
     rows = [_step_row(t, learners, fixed, kr, kc, spread, test) for t in steps]
     table = pd.DataFrame(rows)
     table["reject"] = table["p_value"] <= alpha
-    exposures = sorted(_exposures(fr, set(fixed_r)) - _exposures(fc, set(fixed_c)))
+    heard = _exposures(fr, fixed_r, set(learners)) - _exposures(fc, fixed_c, set(learners))
+    exposures = sorted({t for t, _ in heard})
     table["exposed"] = table["t"].isin(exposures)
     return ControlComparison(
         fr.path,
@@ -307,8 +322,8 @@ def compare_sweep_to_control(
     (``compare_to_control``; each run's ``analysis/control.parquet`` is written). Returns one
     row per (condition, seed) (``SWEEP_CONTROL_COLUMNS`` plus ``closer_at_T:<model>``, how
     much closer than the control the learners end to each non-learning model) and notes on
-    the systems left out. Raises InputError for a folder that is not a sweep or a
-    ``control`` that is not one of its conditions."""
+    the systems left out or that could not be compared (and why). Raises InputError for a
+    folder that is not a sweep or a ``control`` that is not one of its conditions."""
     from ..experiments.sweep import read_sweep
 
     sweep_dir = Path(sweep_dir)
@@ -323,7 +338,12 @@ def compare_sweep_to_control(
     folders, notes = {}, []
     for e in record["systems"]:
         folder = sweep_dir / e["folder"]
-        if folder.is_dir() and RunFolder(folder).last_complete_step() >= 0:
+        try:
+            started = folder.is_dir() and RunFolder(folder).last_complete_step() >= 0
+        except PerspectivesError as exc:
+            notes.append(f"{e['condition']} seed {e['seed']}: {exc}")
+            continue
+        if started:
             folders[(e["condition"], e["seed"])] = folder
         else:
             notes.append(f"{e['condition']} seed {e['seed']}: no complete step yet")
@@ -334,9 +354,13 @@ def compare_sweep_to_control(
         if (control, s) not in folders:
             notes.append(f"{condition} seed {s}: no {control} run of seed {s} to compare with")
             continue
-        cmp = compare_to_control(
-            folder, folders[(control, s)], alpha=alpha, n_permutations=n_permutations, seed=seed
-        )
+        try:
+            cmp = compare_to_control(
+                folder, folders[(control, s)], alpha=alpha, n_permutations=n_permutations, seed=seed
+            )
+        except PerspectivesError as exc:
+            notes.append(f"{condition} seed {s}: not compared ({exc})")
+            continue
         write_control(cmp)
         last = cmp.steps.iloc[-1]
         row = {

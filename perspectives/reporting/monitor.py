@@ -235,6 +235,8 @@ def run_class_tests(result: RunAnalysis, seed: int = 0) -> tuple[pd.DataFrame | 
         tests = class_tests(kernels, points, *classes, seed=seed)
     except BackendUnavailable as exc:
         return None, f"classes not tested: {exc}"
+    if tests.empty:
+        return None, f"classes not tested: at no step do both have {MIN_SAMPLES} models"
     tests.attrs["classes"] = classes
     first, last = tests.iloc[0], tests.iloc[-1]
     line = (

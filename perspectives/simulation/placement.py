@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -94,9 +95,14 @@ class HostPlacement:
         """``fn(host, item)`` for every host's item, all hosts at once; results by host."""
         if len(work) <= 1:
             return {h: fn(h, item) for h, item in work.items()}
-        with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(work))
+        try:
             futures = {h: pool.submit(fn, h, item) for h, item in work.items()}
             return {h: f.result() for h, f in futures.items()}
+        finally:
+            # On Ctrl-C or a host's error, do not wait here for the other hosts' calls to
+            # end: ``close`` stops the hosts.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def new_agents(self, names: list[str]) -> dict[str, RemoteAgent]:
         groups = self._by_host(names)
@@ -152,6 +158,8 @@ _HOST: AgentHost | None = None
 
 def _start_host(cfg: RunConfig, run_path: str, threads: int, embedder: str | None) -> None:
     global _HOST
+    # Ctrl-C reaches the whole process group: the driver stops the run and then its hosts.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _HOST = AgentHost(cfg, run_path, None, threads, embedder)
 
 
@@ -169,8 +177,10 @@ def available_cores() -> int:
 class ProcessPlacement(HostPlacement):
     """A system's agents in ``hosts`` processes of this machine, ``threads`` torch threads
     each (default: this process's cores shared among them, at least 1). ``embedder``: a
-    ``get_embedder`` name for remembering agents (default: the bundled one). Raises
-    InputError for fewer than 1 host or thread."""
+    ``get_embedder`` name for remembering agents (default: the bundled one, whatever
+    embedder the simulation was given). The hosts are spawned: from a Python script, start
+    the run under ``if __name__ == "__main__":``. Raises InputError for fewer than 1 host
+    or thread."""
 
     cfg: RunConfig
     run_path: str | os.PathLike
@@ -204,11 +214,12 @@ class ProcessPlacement(HostPlacement):
     def call(self, host, method: str, *args):
         try:
             return host.submit(_host_call, method, args).result()
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             raise BackendUnavailable(
-                f"a host process of the placement ended while running {method!r} (killed, or "
-                "out of memory); the run stops at its last complete step"
-            ) from None
+                f"a host process of the placement ended while running {method!r} (killed, out "
+                "of memory, or it failed to start: from a Python script, start the run under "
+                "`if __name__ == '__main__':`); the run stops at its last complete step"
+            ) from exc
 
     def where(self) -> dict:
         """The first host's device, threads and dtypes, and how many hosts there are."""
@@ -216,7 +227,13 @@ class ProcessPlacement(HostPlacement):
         return {**self.call(self._hosts[0], "where"), "placement": f"processes x{self.hosts}"}
 
     def close(self) -> None:
-        """End the host processes (their agents are saved in the run folder's checkpoints)."""
+        """End the host processes at once (their agents are saved in the run folder's
+        checkpoints; a call still running belongs to a step that was not completed)."""
         hosts, self._hosts = self._hosts, []
         for host in hosts:
-            host.shutdown(wait=True, cancel_futures=True)
+            processes = list(getattr(host, "_processes", {}).values())
+            host.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=30)
