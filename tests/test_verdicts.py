@@ -80,7 +80,10 @@ def test_conditions_are_read_from_the_block_name():
         == "100 questions per interview, lr 1e-5"
     )
     assert conditions("cs3-polarization-memory", "cs3-polarization") == "memory update"
-    assert conditions("cs3-polarization-intertwined", "cs3-polarization") == "intertwined"
+    assert conditions("cs3-polarization-intertwined", "cs3-polarization") == (
+        "classes starting intertwined (8 initial pairs a model)"
+    )
+    assert conditions("cs3-polarization-odd", "cs3-polarization") == "odd"
 
 
 def test_each_claim_gets_its_rules_verdict_and_the_strongest_table_wins():

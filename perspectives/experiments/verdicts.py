@@ -373,11 +373,12 @@ CLAIMS: tuple[Claim, ...] = (
 def conditions(name: str, study: str) -> str:
     """What a block's sweep changed from the preset, read from its name (``lr1e-4``: the
     learning rate, ``T48``: the steps, ``q100``: questions per interview, ``memory``: the
-    update rule)."""
+    update rule, ``intertwined``: case study 3's classes from near-identical starts)."""
     rest = name[len(study) :]
     said = []
     for pattern, words in (
         (r"-memory", "memory update"),
+        (r"-intertwined", "classes starting intertwined (8 initial pairs a model)"),
         (r"-q(\d+)", "{} questions per interview"),
         (r"-lr(\d+(?:\.\d+)?e-\d+)", "lr {}"),
         (r"-T(\d+)", "T = {}"),
