@@ -36,8 +36,7 @@ import pandas as pd
 from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
 from ..errors import InputError, PerspectivesError
 from ..simulation.rundir import RunFolder
-from ..store import output_dir, write_parquet
-from .run_analysis import ANALYSIS_DIR
+from .run_analysis import write_analysis_table
 
 CONTROL_FILE = "control.parquet"
 
@@ -55,11 +54,14 @@ class ControlComparison:
     control_dir: Path
     alpha: float
     steps: pd.DataFrame
-    departure: int | None
     exposures: list[int]
     learners: list[str]
     fixed: list[str]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def departure(self) -> int | None:
+        return departure(self.steps.set_index("t")["p_value"], self.alpha)
 
     @property
     def delay(self) -> int | None:
@@ -226,7 +228,6 @@ def compare_to_control(
         fc.path,
         alpha,
         table,
-        departure(table.set_index("t")["p_value"], alpha),
         exposures,
         learners,
         fixed,
@@ -237,13 +238,9 @@ def compare_to_control(
 def write_control(comparison: ControlComparison) -> Path:
     """Write ``RUN/analysis/control.parquet`` (the per-step table, with the control's path
     in the file's metadata column ``control``); returns its path."""
-    out = comparison.run_dir / ANALYSIS_DIR
-    output_dir(out)
-    path = out / CONTROL_FILE
     table = comparison.steps.copy()
     table.insert(0, "control", str(comparison.control_dir))
-    write_parquet(path, table)
-    return path
+    return write_analysis_table(comparison.run_dir, CONTROL_FILE, table)
 
 
 def step_line(row: pd.Series, fixed: list[str]) -> str:
@@ -387,8 +384,4 @@ def compare_sweep_to_control(
 def write_sweep_control(sweep_dir: str | os.PathLike, table: pd.DataFrame, control: str) -> Path:
     """Write ``SWEEP/analysis/control.parquet`` (the table, with the control condition in a
     column ``control``); returns its path."""
-    out = Path(sweep_dir) / ANALYSIS_DIR
-    output_dir(out)
-    path = out / CONTROL_FILE
-    write_parquet(path, table.assign(control=control))
-    return path
+    return write_analysis_table(sweep_dir, CONTROL_FILE, table.assign(control=control))

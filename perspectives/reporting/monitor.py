@@ -19,8 +19,7 @@ from ..analysis.changepoints import change_points
 from ..analysis.monitoring import CHARTS, run_chart
 from ..analysis.trajectories import z_columns
 from ..errors import InputError
-from ..store import output_dir, write_parquet
-from .run_analysis import ANALYSIS_DIR, RunAnalysis
+from .run_analysis import RunAnalysis, write_analysis_table
 
 ALARMS_FILE = "alarms.parquet"
 EVENT_COLUMNS = [
@@ -249,23 +248,15 @@ def run_class_tests(result: RunAnalysis, seed: int = 0) -> tuple[pd.DataFrame | 
 
 def write_class_tests(result: RunAnalysis, tests: pd.DataFrame) -> Path:
     """Write ``RUN/analysis/class_tests.parquet``; returns its path."""
-    out = result.run_dir / ANALYSIS_DIR
-    output_dir(out)
-    path = out / CLASS_TESTS_FILE
     frame = tests.copy()
     frame.insert(1, "class_a", tests.attrs["classes"][0])
     frame.insert(2, "class_b", tests.attrs["classes"][1])
-    write_parquet(path, frame)
-    return path
+    return write_analysis_table(result.run_dir, CLASS_TESTS_FILE, frame)
 
 
 def write_alarms(result: RunAnalysis, monitor: Monitor) -> Path:
     """Write ``RUN/analysis/alarms.parquet`` (the events); returns its path."""
-    out = result.run_dir / ANALYSIS_DIR
-    output_dir(out)
-    path = out / ALARMS_FILE
-    write_parquet(path, monitor.events)
-    return path
+    return write_analysis_table(result.run_dir, ALARMS_FILE, monitor.events)
 
 
 def event_line(e: dict | pd.Series) -> str:

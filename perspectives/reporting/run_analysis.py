@@ -299,6 +299,14 @@ def _isomirror(table: pd.DataFrame, hist, d: int) -> tuple[pd.DataFrame, dict]:
     return out[["t", "psi_frobenius", "psi_spectral"]], attrs
 
 
+def write_analysis_table(folder: str | Path, name: str, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` to ``FOLDER/analysis/<name>`` (a run's or a sweep's); returns its path."""
+    out = Path(folder) / ANALYSIS_DIR
+    output_dir(out)
+    write_parquet(out / name, frame)
+    return out / name
+
+
 def write_run_analysis(result: RunAnalysis) -> Path:
     """Write the tables, ``summary.json`` and the figures to ``RUN/analysis/``."""
     from .figures import clusters_png, isomirror_png, polarization_png, trajectories_png
