@@ -550,13 +550,16 @@ def run(
     placement: Annotated[
         str,
         typer.Option(
-            help="Where one system's models live: `local` (this process), `processes` "
-            "(--actors processes of this machine, each a share of the models with the cores "
-            "shared among them: on a CPU, where one small model rarely keeps two cores busy, "
-            "usually faster; the same tables) or `ray` (--actors Ray actors).",
+            help="Where one system's models live: `auto` (processes when that pays and "
+            "changes no number: a CPU with 2+ cores, no OMP_NUM_THREADS, fine-tuned "
+            "transformers models of 50M+ parameters, no databases; else local), `local` "
+            "(this process), `processes` (--actors processes of this machine, each a share "
+            "of the models with the cores shared among them: on a CPU, where one small model "
+            "rarely keeps two cores busy, usually faster; the same tables) or `ray` "
+            "(--actors Ray actors). A sweep's systems are always local.",
             rich_help_panel=RAY_PANEL,
         ),
-    ] = "local",
+    ] = "auto",
     actors: Annotated[
         int, _on_ray("With --placement processes or ray: how many hosts.", min=1)
     ] = 2,
@@ -640,8 +643,10 @@ def run(
 def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int) -> None:
     if executor not in ("local", "ray"):
         raise typer.BadParameter(f"--executor is `local` or `ray`, not {executor!r}")
-    if placement not in ("local", "processes", "ray"):
-        raise typer.BadParameter(f"--placement is `local`, `processes` or `ray`, not {placement!r}")
+    if placement not in ("auto", "local", "processes", "ray"):
+        raise typer.BadParameter(
+            f"--placement is `auto`, `local`, `processes` or `ray`, not {placement!r}"
+        )
     if executor == "ray" and not sweep:
         raise typer.BadParameter(
             "--executor ray runs a sweep's systems on a cluster: add --sweep (one system's "
@@ -649,7 +654,7 @@ def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int
         )
     if executor == "ray" and jobs > 1:
         raise typer.BadParameter("--jobs is for --executor local; Ray runs what its nodes fit")
-    if placement != "local" and sweep:
+    if placement not in ("auto", "local") and sweep:
         raise typer.BadParameter(
             f"--placement {placement} places one system's models; a sweep shares the cores "
             "among its systems with --jobs (or a cluster's with --executor ray)"
@@ -657,8 +662,17 @@ def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int
 
 
 def _placed(sim, placement: str, address: str | None, **actor):
-    """The simulation with its models in processes of this machine (``processes``) or in
-    Ray actors (``ray``)."""
+    """The simulation with its models in processes of this machine (``processes``, or
+    ``auto`` where ``auto_placement`` says so) or in Ray actors (``ray``)."""
+    if placement == "auto":
+        from ..simulation.placement import auto_placement
+
+        placement, why = auto_placement(sim.cfg)
+        if placement == "processes":
+            console.print(
+                f"models in {actor['actors']} processes ({why}; --placement local keeps them "
+                "in this one)"
+            )
     if placement == "processes":
         from ..simulation.placement import ProcessPlacement
 

@@ -173,6 +173,61 @@ def available_cores() -> int:
     return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
+# A host process takes ~5 s to start and load its network; below this size a model's step
+# is too short to repay it (and the tests' tiny models stay in one process).
+HOSTS_WORTH_PARAMETERS = 50_000_000
+
+
+def _body_parameters(model: str) -> int | None:
+    """About how many parameters the transformer blocks of ``model`` hold (from its config
+    alone), or None when that cannot be read."""
+    try:
+        from transformers import AutoConfig
+
+        from ..models.hf import resolve_model_path
+
+        config = AutoConfig.from_pretrained(resolve_model_path(model))
+        h, layers = config.hidden_size, config.num_hidden_layers
+        inner = getattr(config, "intermediate_size", None) or 4 * h
+    except Exception:  # noqa: BLE001 - any failure means: do not guess, stay in one process
+        return None
+    return layers * (4 * h * h + 3 * h * inner)
+
+
+def auto_placement(
+    cfg: RunConfig, *, cores: int | None = None, device: str | None = None
+) -> tuple[str, str]:
+    """Where ``--placement auto`` puts one system's models: ``("processes", why)`` when two
+    one-thread processes will finish its steps sooner with the same tables — a CPU with at
+    least 2 cores, fine-tuned transformers models of at least ``HOSTS_WORTH_PARAMETERS``,
+    no databases, threads not set by the user — else ``("local", why)``. Remembering models
+    stay in one process because their sampled answers depend on which agents share a batch."""
+    cores = available_cores() if cores is None else cores
+    if device is None:
+        from ..models.device import current_device
+
+        device = current_device().type
+    if device != "cpu":
+        return "local", f"models on {device}"
+    if cores < 2:
+        return "local", "one core"
+    if os.environ.get("OMP_NUM_THREADS"):
+        return "local", "OMP_NUM_THREADS is set"
+    if cfg.databases:
+        return "local", "the system has databases"
+    if sum(g.count for g in cfg.groups) < 2:
+        return "local", "one model"
+    for g in cfg.groups:
+        if g.backend != "hf":
+            return "local", f"{g.name} models are served by {g.backend}"
+        if (g.update or cfg.update).method == "memory":
+            return "local", f"{g.name} models remember"
+    sizes = {g.model: _body_parameters(g.model) for g in cfg.groups}
+    if any(n is None or n < HOSTS_WORTH_PARAMETERS for n in sizes.values()):
+        return "local", "models too small to repay a process each"
+    return "processes", f"{cores} cores, fine-tuned models"
+
+
 @dataclass
 class ProcessPlacement(HostPlacement):
     """A system's agents in ``hosts`` processes of this machine, ``threads`` torch threads
