@@ -95,4 +95,23 @@ def test_bundled_model_converts_and_answers_offline_in_a_fresh_process(tmp_path)
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Paris" in out.stdout
-    assert list((tmp_path / "cache" / "models").glob("*/model.safetensors"))
+    [weights] = (tmp_path / "cache" / "models").glob("*/model.safetensors")
+    # The conversion (transformers' GGUF reader, sped up by reading the file once) keeps the
+    # GGUF's weights exactly: checked against the gguf package's own de-quantization.
+    import gguf
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from perspectives.bundled import bundled_gguf
+
+    converted = load_file(weights)
+    tensors = {t.name: t for t in gguf.GGUFReader(bundled_gguf()).tensors}
+    for gguf_name, name in (
+        ("token_embd.weight", "model.embed_tokens.weight"),
+        ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
+        ("blk.29.ffn_gate.weight", "model.layers.29.mlp.gate_proj.weight"),
+        ("output_norm.weight", "model.norm.weight"),
+    ):
+        tensor = tensors[gguf_name]
+        direct = gguf.dequantize(tensor.data, tensor.tensor_type)
+        np.testing.assert_array_equal(converted[name].numpy(), direct)

@@ -1,0 +1,136 @@
+"""Benchmark the README's main job as a new user runs it: ``perspectives run quickstart`` then
+``perspectives report``, from an empty cache (the bundled model converted, the initial models
+fine-tuned), in float32 (the path of CPUs without native bfloat16).
+
+The run uses its default placement (``auto``); the baseline, measured in the same process
+right after, is the same job with ``--placement local`` (one process). Both must give the
+same tables. Also recorded: what the job shows — how far each class's mean travelled against
+its within-class spread, and the two-class polarization at every step — so a change that
+makes it faster but shows nothing is seen.
+
+Writes ``benchmarks/results/main_job.json``.
+
+    python benchmarks/bench_main_job.py [--dtype float32] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "main_job.json"
+TARGET_S = 600.0  # the issue's target: the main job within 10 minutes on 2 cores
+
+
+def cli(args: list[str], env: dict) -> float:
+    """Seconds ``perspectives ARGS`` took; raises with its output when it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "perspectives.cli", *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"perspectives {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - start
+
+
+def main_job(name: str, placement: list[str], dtype: str, work: Path) -> dict:
+    import pandas as pd
+
+    from perspectives.simulation.rundir import read_parts
+
+    out = work / name
+    env = {**os.environ, "PERSPECTIVES_CACHE": str(work / f"cache-{name}")}
+    run_s = cli(["run", "quickstart", "--out", str(out), "--dtype", dtype, *placement], env)
+    report_s = cli(["report", str(out)], env)
+    events = read_parts(out, "events")
+    phases: dict[str, float] = {}
+    where = {}
+    for detail in events.loc[events["kind"] == "timing", "detail"]:
+        record = json.loads(detail)
+        where = {k: record.get(k) for k in ("placement", "threads", "answer_dtype", "train_dtype")}
+        for key, value in record.items():
+            if isinstance(value, float) and key != "threads":
+                phases[key] = round(phases.get(key, 0.0) + value, 2)
+    movement = pd.read_parquet(out / "analysis" / "class_movement.parquet")
+    polarization = pd.read_parquet(out / "analysis" / "polarization.parquet")
+    return {
+        "variant": name,
+        "run_s": round(run_s, 1),
+        "report_s": round(report_s, 1),
+        "wall_s": round(run_s + report_s, 1),
+        "phases_s": phases,
+        "where": where,
+        "class_movement_ratio": dict(
+            zip(movement["class"], movement["ratio"].round(2), strict=True)
+        ),
+        "polarization_z1": polarization["polarization"].round(3).tolist(),
+        "polarization_kernel": polarization["polarization_kernel"].round(3).tolist(),
+        "folder": out,
+    }
+
+
+def same_tables(a: Path, b: Path) -> bool:
+    from perspectives.simulation.rundir import read_parts
+
+    return all(read_parts(a, t).equals(read_parts(b, t)) for t in ("responses", "edges"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "auto", "bfloat16"])
+    parser.add_argument("--no-baseline", action="store_true", help="skip the one-process run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    import torch
+
+    from perspectives.models.device import use_bf16
+
+    load = os.getloadavg()
+    variants = {"default": []}
+    if not args.no_baseline:
+        variants["local"] = ["--placement", "local"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, placement in variants.items():
+            row = main_job(name, placement, args.dtype, Path(tmp))
+            rows.append(row)
+            print(
+                f"{name:>8}: run {row['run_s']:6.1f} s + report {row['report_s']:5.1f} s "
+                f"({row['where'].get('placement') or 'local'}); moved "
+                f"{row['class_movement_ratio']}; polarization {row['polarization_z1']}"
+            )
+        same = len(rows) < 2 or same_tables(rows[0]["folder"], rows[1]["folder"])
+    for row in rows:
+        row.pop("folder")
+    result = {
+        "what": "perspectives run quickstart + perspectives report, empty cache",
+        "dtype": args.dtype,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_native": use_bf16(torch.device("cpu")),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "loadavg_before": [round(x, 2) for x in load],
+        "target_s": TARGET_S,
+        "rows": rows,
+        "same_tables": same,
+    }
+    if len(rows) == 2:
+        result["local_over_default"] = round(rows[1]["wall_s"] / rows[0]["wall_s"], 2)
+        print(f"local / default: {result['local_over_default']}; same tables: {same}")
+    print(f"default within {TARGET_S:.0f} s: {rows[0]['wall_s'] <= TARGET_S}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
