@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script, this folder is on sys.path: the placement benchmark's readers are shared.
+from bench_placement import same_tables, timings
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "main_job.json"
 TARGET_S = 600.0  # the target: the main job within 10 minutes on 2 cores
@@ -44,21 +47,12 @@ def cli(args: list[str], env: dict) -> float:
 def main_job(name: str, placement: list[str], dtype: str, work: Path) -> dict:
     import pandas as pd
 
-    from perspectives.simulation.rundir import read_parts
-
     out = work / name
     env = {**os.environ, "PERSPECTIVES_CACHE": str(work / f"cache-{name}")}
     run_s = cli(["run", "quickstart", "--out", str(out), "--dtype", dtype, *placement], env)
     report_s = cli(["report", str(out)], env)
-    events = read_parts(out, "events")
-    phases: dict[str, float] = {}
-    where = {}
-    for detail in events.loc[events["kind"] == "timing", "detail"]:
-        record = json.loads(detail)
-        where = {k: record.get(k) for k in ("placement", "threads", "answer_dtype", "train_dtype")}
-        for key, value in record.items():
-            if isinstance(value, float) and key != "threads":
-                phases[key] = round(phases.get(key, 0.0) + value, 2)
+    phases, record = timings(out)
+    where = {k: record.get(k) for k in ("placement", "threads", "answer_dtype", "train_dtype")}
     movement = pd.read_parquet(out / "analysis" / "class_movement.parquet")
     polarization = pd.read_parquet(out / "analysis" / "polarization.parquet")
     return {
@@ -75,12 +69,6 @@ def main_job(name: str, placement: list[str], dtype: str, work: Path) -> dict:
         "polarization_kernel": polarization["polarization_kernel"].round(3).tolist(),
         "folder": out,
     }
-
-
-def same_tables(a: Path, b: Path) -> bool:
-    from perspectives.simulation.rundir import read_parts
-
-    return all(read_parts(a, t).equals(read_parts(b, t)) for t in ("responses", "edges"))
 
 
 def main() -> None:

@@ -41,15 +41,24 @@ def run_variant(name: str, dtype: str, work: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    phases, _ = timings(out)
+    return {"variant": name, "wall_s": round(wall, 2), "phases_s": phases, "folder": out}
+
+
+def timings(out: Path) -> tuple[dict[str, float], dict]:
+    """A run's seconds per phase summed over its steps, and its last step's timing record
+    (where and how it computed: placement, threads, dtypes)."""
     from perspectives.simulation.rundir import read_parts
 
     events = read_parts(out, "events")
     phases: dict[str, float] = {}
+    record: dict = {}
     for detail in events.loc[events["kind"] == "timing", "detail"]:
-        for key, value in json.loads(detail).items():
+        record = json.loads(detail)
+        for key, value in record.items():
             if isinstance(value, float) and key != "threads":
                 phases[key] = round(phases.get(key, 0.0) + value, 2)
-    return {"variant": name, "wall_s": round(wall, 2), "phases_s": phases, "folder": out}
+    return phases, record
 
 
 def same_tables(a: Path, b: Path) -> bool:
