@@ -304,6 +304,8 @@ def test_a_run_against_its_control_departs_where_the_attack_starts(attacked_and_
     table = cmp.steps.set_index("t")
     assert cmp.learners == [f"model-{i}" for i in range(1, 6)] and cmp.fixed == ["adversary-1"]
     assert cmp.exposures == [1, 3, 5]  # every 2nd step from 1, as configured
+    assert cmp.graph_changes == [1, 3, 5] and cmp.onset == 1  # the vulnerable steps' graphs
+    assert table["graph_differs"].tolist() == [False, True, False, True, False, True, False]
     # Same seed, same start: nothing differs before the first attack.
     assert table.loc[0, "distance"] == 0 and table.loc[0, "p_value"] == 1
     # The attacked learners are closer to the adversary than the control's at every step.
@@ -318,6 +320,56 @@ def test_a_run_against_its_control_departs_where_the_attack_starts(attacked_and_
     same = compare_to_control(attacked, attacked, n_permutations=99)
     assert (same.steps["distance"] == 0).all() and same.departure is None
     assert same.exposures == [] and same.delay is None
+    assert same.graph_changes == [] and same.onset is None
+
+
+def _disruption_config(tiny_config, at: int | None) -> dict:
+    """Three calm and two loud fake learners on a complete graph; from step ``at`` (None:
+    never) each may only interview its nearest neighbour, as in case study 1."""
+    communication = (
+        {"type": "complete"}
+        if at is None
+        else {
+            "type": "switch",
+            "at": at,
+            "before": {"type": "complete"},
+            "after": {"type": "nearest_neighbor"},
+        }
+    )
+    return tiny_config(
+        "fake",
+        steps=6,
+        groups=[
+            {"name": "calm", "count": 3, "backend": "fake", "model": "calm"},
+            {"name": "loud", "count": 2, "backend": "fake", "model": "loud"},
+        ],
+        communication=communication,
+    )
+
+
+def test_a_disruption_of_the_graph_is_the_onset_when_no_adversary_is_exposed(
+    tiny_config, run_to_end, tmp_path
+):
+    from perspectives.reporting.control import compare_to_control, summary_line
+
+    disrupted = run_to_end(_disruption_config(tiny_config, 3), tmp_path / "disrupted")
+    control = run_to_end(_disruption_config(tiny_config, None), tmp_path / "control")
+    cmp = compare_to_control(disrupted, control, n_permutations=199)
+    table = cmp.steps.set_index("t")
+    assert cmp.fixed == [] and cmp.exposures == []
+    # The same system up to t* = 3: same graphs and answers; nearest neighbours from then on.
+    assert cmp.graph_changes == [3, 4, 5, 6] and cmp.onset == 3
+    assert (table.loc[:2, "distance"] == 0).all() and not table.loc[:2, "graph_differs"].any()
+    assert table.loc[3:, "graph_differs"].all() and (table.loc[3:, "distance"] > 0).all()
+    # Five fake learners a side: the runs differ, the test cannot tell at every step.
+    assert cmp.departure is None and cmp.delay is None
+    assert "graph first differs from the control's at t=3" in summary_line(cmp)
+    from perspectives.reporting.report import control_chart
+
+    fig = control_chart(cmp.steps)
+    marks = [s for s in fig.layout.shapes if s.line.dash == "dot"]
+    assert [s.x0 for s in marks] == [3]  # one line at the onset, not one per changed step
+    assert any(a.text == "graph differs from here" for a in fig.layout.annotations)
 
 
 def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_end, tmp_path):

@@ -1155,9 +1155,9 @@ def _departed(row) -> str:
 
     if pd.isna(row["departure"]):
         return "no"
-    if pd.isna(row["first_exposure"]):
+    if pd.isna(row["onset"]):
         return f"t={row['departure']}"
-    return f"t={row['departure']} ({row['delay']} after t={row['first_exposure']})"
+    return f"t={row['departure']} ({row['delay']} after t={row['onset']})"
 
 
 def _class_tests(result) -> None:

@@ -21,7 +21,9 @@ that reaches the last step. Under the null of no difference the last step reject
 probability at most ``alpha``, so declaring a departure at all is a level-``alpha`` decision
 however many steps were tested; where it happened is the stretch's start. ``exposures`` are
 the steps at which a learner heard a model that does not learn in the run but not in the
-control (an adversary's attacks); the delay is the departure's step minus the first of them.
+control (an adversary's attacks); ``graph_changes`` the steps at which the run's communication
+graph differs from the control's at all (an attack, a disruption of the graph). The delay is
+the departure's step minus the intervention's onset, the first of either.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ CONTROL_FILE = "control.parquet"
 @dataclass
 class ControlComparison:
     """A run against its control. ``steps``: one row per common step (``t, n_models,
-    distance, distance_rel, statistic, p_value, reject, exposed`` and ``pull:<model>``,
-    ``pull_rel:<model>`` per model that does not learn); ``departure``: the step of
-    departure, or None; ``exposures``: the steps the run exposed its learners to a
-    non-learning model and the control did not; ``delay``: departure minus the first
-    exposure (None without either)."""
+    distance, distance_rel, statistic, p_value, reject, exposed, graph_differs`` and
+    ``pull:<model>``, ``pull_rel:<model>`` per model that does not learn); ``departure``:
+    the step of departure, or None; ``exposures``: the steps the run exposed its learners to a
+    non-learning model and the control did not; ``graph_changes``: the steps at which the
+    run's edges differ from the control's; ``onset``: the first step of either (None
+    without); ``delay``: departure minus onset (None without either)."""
 
     run_dir: Path
     control_dir: Path
@@ -58,16 +61,22 @@ class ControlComparison:
     learners: list[str]
     fixed: list[str]
     notes: list[str] = field(default_factory=list)
+    graph_changes: list[int] = field(default_factory=list)
 
     @property
     def departure(self) -> int | None:
         return departure(self.steps.set_index("t")["p_value"], self.alpha)
 
     @property
+    def onset(self) -> int | None:
+        steps = self.exposures[:1] + self.graph_changes[:1]
+        return min(steps) if steps else None
+
+    @property
     def delay(self) -> int | None:
-        if self.departure is None or not self.exposures:
+        if self.departure is None or self.onset is None:
             return None
-        return self.departure - self.exposures[0]
+        return self.departure - self.onset
 
 
 def departure(p_values: pd.Series, alpha: float) -> int | None:
@@ -107,6 +116,27 @@ def _exposures(folder: RunFolder, fixed: set[str], learners: set[str]) -> set[tu
         return set()
     heard = edges[edges["src"].isin(fixed) & edges["dst"].isin(learners)]
     return {(int(t), str(m)) for t, m in zip(heard["t"], heard["src"], strict=True)}
+
+
+def _graph_changes(run: RunFolder, control: RunFolder) -> list[int]:
+    """The steps (recorded in both runs) at which the run's edges differ from the control's."""
+    graphs = []
+    for folder in (run, control):
+        edges = folder.read_parts("edges")
+        if edges.empty:
+            graphs.append({})
+            continue
+        graphs.append(
+            {
+                int(t): set(zip(g["src"], g["dst"], strict=True))
+                for t, g in edges.groupby("t", sort=True)
+            }
+        )
+    # A step's edges are only written when it has any: a step missing from one run's table
+    # but recorded by the other's (within both runs' completed steps) is an empty graph there.
+    last = min(run.last_complete_step(), control.last_complete_step())
+    steps = sorted(t for t in set(graphs[0]) | set(graphs[1]) if t <= last)
+    return [t for t in steps if graphs[0].get(t, set()) != graphs[1].get(t, set())]
 
 
 def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -223,6 +253,8 @@ def compare_to_control(
     heard = _exposures(fr, fixed_r, set(learners)) - _exposures(fc, fixed_c, set(learners))
     exposures = sorted({t for t, _ in heard})
     table["exposed"] = table["t"].isin(exposures)
+    changes = _graph_changes(fr, fc)
+    table["graph_differs"] = table["t"].isin(changes)
     return ControlComparison(
         fr.path,
         fc.path,
@@ -232,6 +264,7 @@ def compare_to_control(
         learners,
         fixed,
         notes,
+        changes,
     )
 
 
@@ -260,8 +293,13 @@ def step_line(row: pd.Series, fixed: list[str]) -> str:
 
 
 def summary_line(comparison: ControlComparison) -> str:
-    """The verdict: departed at t (with the delay after the first exposure) or not."""
-    exposed = f"; first exposure at t={comparison.exposures[0]}" if comparison.exposures else ""
+    """The verdict: departed at t (with the delay after the intervention's onset) or not."""
+    if comparison.exposures:
+        exposed = f"; first exposure at t={comparison.exposures[0]}"
+    elif comparison.graph_changes:
+        exposed = f"; the graph first differs from the control's at t={comparison.onset}"
+    else:
+        exposed = ""
     if comparison.departure is None:
         return f"no departure from the control at p <= {comparison.alpha:g}{exposed}"
     delay = "" if comparison.delay is None else f", a delay of {comparison.delay} step(s)"
@@ -300,6 +338,7 @@ SWEEP_CONTROL_COLUMNS = [
     "seed",
     "steps",
     "first_exposure",
+    "onset",
     "departure",
     "delay",
     "distance_rel_at_T",
@@ -365,6 +404,7 @@ def compare_sweep_to_control(
             "seed": s,
             "steps": int(last["t"]),
             "first_exposure": cmp.exposures[0] if cmp.exposures else None,
+            "onset": cmp.onset,
             "departure": cmp.departure,
             "delay": cmp.delay,
             "distance_rel_at_T": last["distance_rel"],
@@ -376,7 +416,7 @@ def compare_sweep_to_control(
     table = pd.DataFrame(rows)
     if table.empty:
         table = pd.DataFrame(columns=SWEEP_CONTROL_COLUMNS)
-    for col in ("first_exposure", "departure", "delay"):
+    for col in ("first_exposure", "onset", "departure", "delay"):
         table[col] = table[col].astype("Int64")
     return table, notes
 

@@ -328,7 +328,8 @@ def control_chart(table: pd.DataFrame) -> go.Figure:
     """A run against its control (``analysis/control.parquet``): the learners' distance to
     their namesakes in the control (in units of its initial spread) and how much closer they
     came to each non-learning model; red where the energy test rejects, dotted lines at the
-    steps the run exposed its learners to a non-learning model."""
+    steps the run exposed its learners to a non-learning model (without any, one at the first
+    step its graph differs from the control's: a disruption)."""
     pulls = [c.split(":", 1)[1] for c in table.columns if c.startswith("pull_rel:")]
     titles = ["distance to the control (x initial spread)"] + [
         f"closer to {m} than the control (%)" for m in pulls
@@ -360,9 +361,14 @@ def control_chart(table: pd.DataFrame) -> go.Figure:
             row=i,
             col=1,
         )
-    if "exposed" in table:
-        for t in table.loc[table["exposed"].astype(bool), "t"]:
-            fig.add_vline(x=t, line_dash="dot", line_color="#888")
+    exposed = table.loc[table["exposed"].astype(bool), "t"] if "exposed" in table else []
+    for t in exposed:
+        fig.add_vline(x=t, line_dash="dot", line_color="#888")
+    if not len(exposed) and table.get("graph_differs", pd.Series(dtype=bool)).any():
+        onset = table.loc[table["graph_differs"].astype(bool), "t"].min()
+        fig.add_vline(
+            x=onset, line_dash="dot", line_color="#888", annotation_text="graph differs from here"
+        )
     fig.update_xaxes(title="time step t", row=len(titles), col=1)
     return _layout(fig, "Against the control", height=220 * len(titles) + 80)
 
