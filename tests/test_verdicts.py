@@ -163,3 +163,38 @@ def test_numbers_are_read_whole_and_a_crlf_page_stays_crlf(tmp_path):
         regenerate(tmp_path / "runs", doc)
     data = doc.read_bytes()
     assert b"| CS3.1 |" in data and data.count(b"\n") == data.count(b"\r\n")
+
+
+def test_a_sweep_with_no_complete_step_leaves_its_block_as_it_is(tmp_path):
+    import json
+
+    # A sweep started again in the folder of one the page reports: its numbers must stay.
+    sweep = tmp_path / "runs" / "cs3-polarization"
+    (sweep / "intra-class" / "seed-0").mkdir(parents=True)
+    record = {
+        "preset": "cs3-polarization",
+        "conditions": ["intra-class"],
+        "systems": [
+            {
+                "condition": "intra-class",
+                "seed": 0,
+                "folder": "intra-class/seed-0",
+                "status": "pending",
+            }
+        ],
+    }
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- BEGIN verdicts -->\n<!-- END verdicts -->\n" + CS3)
+    with pytest.warns(UserWarning, match="no step of any run is complete yet; block 'cs3-pol"):
+        assert regenerate(tmp_path / "runs", doc) == ["verdicts"]
+    text = doc.read_text()
+    assert text.endswith(CS3) and "No step of any run is complete yet" not in text
+    assert "| CS3.1 | intra-class communication" in text  # judged on the kept table
+    page = tmp_path / "no-verdicts.md"
+    page.write_text(CS3)
+    unchanged = "the page is unchanged: no block's sweep could be read (cs3-polarization)"
+    with pytest.raises(InputError, match=re.escape(unchanged)):
+        with pytest.warns(UserWarning):
+            regenerate(tmp_path / "runs", page)
+    assert page.read_text() == CS3

@@ -1298,7 +1298,8 @@ def results(
 
     Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
     folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the
-    sweep's figures are copied to DOC's figures/ folder. Blocks without a sweep are kept.
+    sweep's figures are copied to DOC's figures/ folder. Blocks without a sweep, or whose
+    sweep has no complete step yet, are kept.
     Then the block <!-- BEGIN verdicts --> is judged anew: each of the paper's claims, by a
     stated rule, on every table of the page (so it runs without any sweep too).
     """

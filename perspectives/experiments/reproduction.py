@@ -311,6 +311,47 @@ def _judge(text: str, found: list[str], source: str) -> str:
     return replace_block(text, VERDICTS_BLOCK, verdict_table(text, source), source=source)
 
 
+def _sweep_of_block(folder: Path, name: str, upto: int | None, doc: Path):
+    """The table function and analysis of the sweep in ``folder`` behind block ``name``, or
+    None (with a warning) when the block is to be left as it is: the folder is not a sweep
+    of a case study, or no run of it has a complete step yet."""
+    table = _table_for(name, folder)
+    if table is None:
+        warnings.warn(
+            f"{folder}: not a sweep of a case study ({', '.join(CASE_STUDIES)}); "
+            f"block {name!r} left as it is",
+            stacklevel=3,
+        )
+        return None
+    try:
+        result = analyze_sweep(folder, upto=upto)
+    except InputError as exc:
+        if exc.field != "upto":
+            raise
+        raise InputError(
+            f"block {name!r} asks for upto={upto}, but {exc.source}: {exc.message}",
+            source=str(doc),
+        ) from None
+    if not any(run.steps for runs in result.runs.values() for run in runs):
+        # A sweep started again (or just begun) in the folder of one the page reports would
+        # otherwise wipe its numbers, and the verdicts' evidence with them.
+        warnings.warn(
+            f"{folder}: no step of any run is complete yet; block {name!r} left as it is",
+            stacklevel=3,
+        )
+        return None
+    return table, result
+
+
+def _read_page(doc: Path) -> str:
+    if not doc.is_file():
+        raise InputError("no such file (the results page to update)", source=str(doc))
+    try:
+        return doc.read_bytes().decode("utf-8")  # as it is: CRLF pages stay CRLF
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=str(doc)) from None
+
+
 def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> list[str]:
     """Analyse the sweep behind every block of ``doc``, rewrite the block and copy the sweep's
     figures to ``<doc folder>/figures/<block>-*.png``.
@@ -319,60 +360,46 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
     (an ablation, say), else ``runs_dir/name-scale`` (a case study's sweep); its table is the
     one of the sweep's preset. ``<!-- BEGIN name upto=N -->`` analyses the runs' steps up to
     N only (to compare with a shorter sweep; no figures). Blocks without a sweep are left
-    alone. Then the block ``<!-- BEGIN verdicts -->``, if the page has one, is judged anew on
-    all the page's tables (``verdicts.verdict_table``). Returns the blocks rewritten. Raises
-    InputError if there are none.
+    alone; so, with a warning, are blocks whose sweep has no complete step yet. Then the
+    block ``<!-- BEGIN verdicts -->``, if the page has one, is judged anew on all the page's
+    tables (``verdicts.verdict_table``). Returns the blocks rewritten. Raises InputError if
+    there are none.
     """
     runs_dir, doc = Path(runs_dir), Path(doc)
     if not runs_dir.is_dir():
         what = "not a folder" if runs_dir.exists() else "no such folder"
         raise InputError(f"{what} (it should hold the sweeps)", source=str(runs_dir))
-    if not doc.is_file():
-        raise InputError("no such file (the results page to update)", source=str(doc))
-    try:
-        text = doc.read_bytes().decode("utf-8")  # as it is: CRLF pages stay CRLF
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", source=str(doc)) from None
-    figures = doc.parent / "figures"
-    found = []
+    text = _read_page(doc)
+    found, kept = [], []
     blocks = {(b.name, b.upto): None for b in read_blocks(text, str(doc))}
     for name, upto in blocks:
         folder = _sweep_folder(runs_dir, name, scale)
         if folder is None:
             continue
-        table = _table_for(name, folder)
-        if table is None:
-            warnings.warn(
-                f"{folder}: not a sweep of a case study ({', '.join(CASE_STUDIES)}); "
-                f"block {name!r} left as it is",
-                stacklevel=2,
-            )
+        sweep = _sweep_of_block(folder, name, upto, doc)
+        if sweep is None:
+            kept.append(name)
             continue
-        try:
-            result = analyze_sweep(folder, upto=upto)
-        except InputError as exc:
-            if exc.field != "upto":
-                raise
-            raise InputError(
-                f"block {name!r} asks for upto={upto}, but {exc.source}: {exc.message}",
-                source=str(doc),
-            ) from None
+        table, result = sweep
         text = replace_block(text, name, table(result), upto, source=str(doc))
         found.append(name if upto is None else f"{name} (t <= {upto})")
-        if upto is not None:
-            continue
-        _publish(result, name, figures)
+        if upto is None:
+            _publish(result, name, doc.parent / "figures")
     swept = bool(found)
     text = _judge(text, found, str(doc))
     names = dict.fromkeys(n for n, _ in blocks if n != VERDICTS_BLOCK)
-    looked = ", ".join(f"{n} or {n}-{scale}" for n in names)
+    looked = ", ".join(f"{n} or {n}-{scale}" for n in names) or "nothing: the page has no blocks"
     if not found:
-        looked = looked or "nothing: the page has no blocks"
+        unread = ", ".join(dict.fromkeys(kept))
+        what = f"the page is unchanged: no block's sweep could be read ({unread})"
         raise InputError(
-            f"no sweep folder for any block of the page (scale {scale!r}; looked for {looked})",
+            what
+            if kept
+            else f"no sweep folder for any block of the page (scale {scale!r}; looked for "
+            f"{looked})",
             source=str(runs_dir),
         )
-    if not swept:
+    if not swept and not kept:
         warnings.warn(
             f"{runs_dir}: no sweep folder for any block (looked for {looked}); only the "
             "verdicts were judged anew, on the page's tables",
