@@ -101,7 +101,8 @@ def test_each_claim_gets_its_rules_verdict_and_the_strongest_table_wins():
     # CS3: the comparison block (upto=12, absurd numbers) is not evidence.
     assert _row(text, "CS3.1")[2:4] == [
         "**in direction**",
-        "intra-class at T: 1.20 on z1, 1.14 in the whole space, 0.98 between the data kernels",
+        "intra-class at T: 1.20 on z1, 1.14 in the whole space, 0.98 between the data "
+        "kernels; above unrestricted on 3 of 3",
     ]
     assert "below on 3 of 3" in _row(text, "CS3.2")[3]
     assert _row(text, "CS1.1")[2] == "not tested"  # no CS1 table on the page
@@ -116,6 +117,58 @@ def test_each_claim_gets_its_rules_verdict_and_the_strongest_table_wins():
     assert _row(text, "CS2.1")[2] == "**reproduced**"  # 1.40 and 1.10
     # CS2.5 needs two attack periods: only the preset has them.
     assert _row(text, "CS2.5")[4] == "the preset (2 seeds)"
+
+
+CS1_HEAD = (
+    "| condition | runs | clusters at T | count changes, t > 5 | mean ARI, t < 5 | "
+    "mean ARI, t > 5 | iso-mirror step, t ≤ 5 | iso-mirror step, t ≥ 5 | spread at T | "
+    "locality, T ÷ t = 5 |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _cs1(name: str, clusters: tuple[str, str], changes: tuple[str, str]) -> str:
+    return f"""
+<!-- BEGIN {name} -->
+{CS1_HEAD}
+| disruption | 1 | {clusters[0]} | {changes[0]} | 0.75 | 1.00 | 0.10 | 0.07 | 1.19 | 0.99 |
+| no-disruption | 1 | {clusters[1]} | {changes[1]} | 0.75 | 1.00 | 0.12 | 0.06 | 1.18 | 1.03 |
+<!-- END {name} -->
+"""
+
+
+def test_one_cluster_throughout_is_a_settled_count_but_not_the_papers_sinks():
+    text = verdict_table(_cs1("cs1-disruption-memory", ("1.00", "1.00"), ("0.00", "0.00")))
+    assert _row(text, "CS1.2")[2:4] == [
+        "**in direction**",
+        "count changes after t*: 0.00 with, 0.00 without the disruption; clusters at T: "
+        "1.00 and 1.00",
+    ]
+    text = verdict_table(_cs1("cs1-disruption-memory", ("3.00", "1.00"), ("0.00", "0.14")))
+    assert _row(text, "CS1.2")[2] == "**reproduced**"
+    text = verdict_table(_cs1("cs1-disruption-memory", ("3.00", "2.00"), ("0.50", "0.43")))
+    assert _row(text, "CS1.2")[2] == "**not reproduced**"
+
+
+def test_intra_class_polarization_that_unrestricted_beats_is_not_its_effect():
+    # Case study 3 under the memory update: the classes start on top of each other on z1,
+    # so both conditions' ratios there are large, and unrestricted communication's larger.
+    memory = f"""
+<!-- BEGIN cs3-polarization-memory -->
+{CS3_HEAD}
+| intra-class | 1 | 10.44 | 6.50 | 10.44 | 1.44 | 0.93 |
+| unrestricted | 1 | 54.02 | 38.12 | 54.02 | 2.58 | 1.21 |
+<!-- END cs3-polarization-memory -->
+"""
+    row = _row(verdict_table(memory), "CS3.1")
+    assert row[2] == "**not reproduced**"
+    assert row[3].endswith("; above unrestricted on 0 of 3")
+    # Above unrestricted on two of three (not on z1) still counts as the contrast.
+    row = _row(verdict_table(memory.replace("| 2.58 | 1.21 |", "| 0.60 | 0.67 |")), "CS3.1")
+    assert row[2] == "**reproduced**" and row[3].endswith("above unrestricted on 2 of 3")
+    # The memory table is judged beside the preset's: the preset's verdict stands.
+    row = _row(verdict_table(CS3 + memory), "CS3.1")
+    assert row[2] == "**in direction**"
+    assert row[5] == "memory update (1 seed): not reproduced"
 
 
 def test_results_judges_the_verdicts_from_the_page_even_without_runs(tmp_path):

@@ -141,9 +141,14 @@ def _cs1_clusters(table: Table) -> Judgement | None:
     if None in changes:
         return None
     stable = [c <= 0.2 for c in changes]
+    counts = [value(r, "clusters at T") for r in rows]
+    # One cluster in both systems is a settled population, not the paper's sinks to count.
+    single = all(c is not None and c <= 1 for c in counts)
+    clusters = " and ".join("?" if c is None else _f(c) for c in counts)
     return Judgement(
-        _grade(all(stable), any(stable)),
-        f"count changes after t*: {_f(changes[0])} with, {_f(changes[1])} without the disruption",
+        _grade(all(stable) and not single, any(stable)),
+        f"count changes after t*: {_f(changes[0])} with, {_f(changes[1])} without the "
+        f"disruption; clusters at T: {clusters}",
     )
 
 
@@ -247,14 +252,25 @@ _CS3_MEASURES = ("polarization at T", "whole space, at T", "data kernels, at T")
 
 
 def _cs3_intra(table: Table) -> Judgement | None:
-    row = table.find(condition="intra-class")
+    row, free = table.find(condition="intra-class"), table.find(condition="unrestricted")
     z, whole = value(row, _CS3_MEASURES[0]), value(row, _CS3_MEASURES[1])
     if None in (z, whole):
         return None
-    return Judgement(
-        _grade(z >= 10 and whole > 1, z > 1 and whole > 1),
+    evidence = (
         f"intra-class at T: {_f(z)} on z1, {_f(whole)} in the whole space, "
-        f"{_f(value(row, _CS3_MEASURES[2]))} between the data kernels",
+        f"{_f(value(row, _CS3_MEASURES[2]))} between the data kernels"
+    )
+    # The claim is that intra-class communication polarizes: a rise that unrestricted
+    # communication matches or beats (a ratio over a near-zero starting gap on z1, say) is
+    # not its effect. The contrast is counted as CS3.2 counts it, on two of three measures.
+    pairs = [(value(row, m), value(free, m)) for m in _CS3_MEASURES]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    above = sum(a > b for a, b in pairs)
+    contrast = len(pairs) < 2 or above >= 2
+    if len(pairs) >= 2:
+        evidence += f"; above unrestricted on {above} of {len(pairs)}"
+    return Judgement(
+        _grade(z >= 10 and whole > 1 and contrast, z > 1 and whole > 1 and contrast), evidence
     )
 
 
@@ -288,7 +304,8 @@ CLAIMS: tuple[Claim, ...] = (
         "CS1.2",
         "the number of clusters stabilises in both systems",
         "reproduced: the count changes at no more than 1 in 5 steps after t* in both "
-        "systems; in direction: in one of them",
+        "systems, and is above 1 at T in at least one; in direction: it changes that rarely "
+        "in one of them",
         _cs1_clusters,
     ),
     Claim(
@@ -355,8 +372,9 @@ CLAIMS: tuple[Claim, ...] = (
         "cs3-polarization",
         "CS3.1",
         "intra-class communication polarizes the classes (15× on average)",
-        "reproduced: at T at least 10 on z1 and above 1 in the whole space; in direction: "
-        "above 1 on both",
+        "reproduced: at T at least 10 on z1 and above 1 in the whole space, and above "
+        "unrestricted on at least two of the three measures (where the table has both); in "
+        "direction: above 1 on both, with the same contrast",
         _cs3_intra,
     ),
     Claim(
