@@ -138,3 +138,17 @@ def test_help_explains_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "compare" in result.output and "figure2" in result.output
+
+
+def test_a_commands_help_reads_as_paragraphs_on_an_80_column_terminal():
+    # The docstring's line breaks fall after "data-kernel" and before "--control"; kept,
+    # each source line wrapped in two on 80 columns and sentences broke mid-phrase.
+    result = runner.invoke(app, ["monitor", "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "the data-kernel spread, each class's mean z1" in text
+    lines = [ln.strip() for ln in result.output.splitlines()]
+    start = lines.index("Watch a run: control-chart alarms and change points.")
+    paragraph = lines[start + 2 : lines.index("", start + 2)]
+    # Filled lines: every line but the last of the paragraph is more than half the width.
+    assert len(paragraph) >= 3 and all(len(ln) > 40 for ln in paragraph[:-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -1307,6 +1308,17 @@ def results(
 
     found = regenerate(runs_dir, doc, scale)
     out_console.print(f"updated {doc} from {', '.join(found)}")
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Join the single line breaks inside each command's docstring paragraphs. Typer keeps
+    them, so on a terminal narrower than the source's lines every line wrapped in two."""
+    for info in typer_app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+
+
+_reflow_help(app)
 
 
 def main() -> None:  # pragma: no cover - console entry
