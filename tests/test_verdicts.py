@@ -83,6 +83,7 @@ def test_conditions_are_read_from_the_block_name():
     assert conditions("cs3-polarization-intertwined", "cs3-polarization") == (
         "classes starting intertwined (8 initial pairs a model)"
     )
+    assert conditions("cs1-disruption-lr1e-4-rerun", "cs1-disruption") == "lr 1e-4, rerun"
     assert conditions("cs3-polarization-odd", "cs3-polarization") == "odd"
 
 

@@ -391,7 +391,8 @@ CLAIMS: tuple[Claim, ...] = (
 def conditions(name: str, study: str) -> str:
     """What a block's sweep changed from the preset, read from its name (``lr1e-4``: the
     learning rate, ``T48``: the steps, ``q100``: questions per interview, ``memory``: the
-    update rule, ``intertwined``: case study 3's classes from near-identical starts)."""
+    update rule, ``intertwined``: case study 3's classes from near-identical starts,
+    ``rerun``: the same command run again, by a later build or on another CPU)."""
     rest = name[len(study) :]
     said = []
     for pattern, words in (
@@ -400,6 +401,7 @@ def conditions(name: str, study: str) -> str:
         (r"-q(\d+)", "{} questions per interview"),
         (r"-lr(\d+(?:\.\d+)?e-\d+)", "lr {}"),
         (r"-T(\d+)", "T = {}"),
+        (r"-rerun", "rerun"),
     ):
         m = re.search(pattern, rest)
         if m:
