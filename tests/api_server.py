@@ -1,9 +1,9 @@
 """A real OpenAI-compatible server for the tests: llama-cpp-python's, serving the bundled GGUF.
 
-``LlamaServer`` starts ``python -m llama_cpp.server`` on a free port of 127.0.0.1, waits until
-``/v1/models`` answers, and stops (or kills) it on demand. Where llama-cpp-python is not
-installed the tests that need it skip, except with PERSPECTIVES_REQUIRE_SERVER=1 (CI), where
-they fail.
+``LlamaServer`` starts ``python -m llama_cpp.server`` (on a CPU with AMX, without weight
+repacking) on a free port of 127.0.0.1, waits until ``/v1/models`` answers, and stops (or
+kills) it on demand. Where llama-cpp-python is not installed the tests that need it skip,
+except with PERSPECTIVES_REQUIRE_SERVER=1 (CI), where they fail.
 """
 
 from __future__ import annotations
@@ -21,6 +21,26 @@ import pytest
 import requests
 
 MODEL_ALIAS = "smollm2"
+
+# ``python -m llama_cpp.server`` with llama.cpp's extra weight buffers (repacking) turned off,
+# as llama-cli's --no-repack does; the server has no option for it. On CPUs with AMX (Xeon
+# Sapphire Rapids and later) llama.cpp repacks the weights for AMX, and the first answer then
+# dies in a general protection fault inside libggml-cpu (ggml-org/llama.cpp#20824): every
+# server test failed with "the server is unreachable". Elsewhere the server runs as it is.
+LAUNCH_WITHOUT_REPACKING = """
+import runpy
+import llama_cpp.llama_cpp as lib
+
+default_params = lib.llama_model_default_params
+
+def without_repacking():
+    params = default_params()
+    params.use_extra_bufts = False
+    return params
+
+lib.llama_model_default_params = without_repacking
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
 
 
 def free_port() -> int:
@@ -50,6 +70,17 @@ class LlamaServer:
         self.log = log_dir / f"llama-server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
+    @staticmethod
+    def launcher() -> list[str]:
+        """How to start the server module: as it is, or without repacking on an AMX CPU."""
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            flags = ""
+        if " amx_int8" in flags or " amx_tile" in flags:
+            return ["-c", LAUNCH_WITHOUT_REPACKING]
+        return ["-m", "llama_cpp.server"]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
@@ -57,8 +88,7 @@ class LlamaServer:
     def start(self, timeout: float = 120.0) -> LlamaServer:
         cmd = [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            *self.launcher(),
             "--model",
             str(self.gguf),
             "--model_alias",
