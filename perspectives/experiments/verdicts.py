@@ -251,6 +251,12 @@ def _cs2_periods(table: Table) -> Judgement | None:
 _CS3_MEASURES = ("polarization at T", "whole space, at T", "data kernels, at T")
 
 
+def _cs3_pairs(a: dict[str, str] | None, b: dict[str, str] | None) -> list[tuple[float, float]]:
+    """(a's, b's) number on each measure both rows have."""
+    pairs = [(value(a, m), value(b, m)) for m in _CS3_MEASURES]
+    return [(x, y) for x, y in pairs if x is not None and y is not None]
+
+
 def _cs3_intra(table: Table) -> Judgement | None:
     row, free = table.find(condition="intra-class"), table.find(condition="unrestricted")
     z, whole = value(row, _CS3_MEASURES[0]), value(row, _CS3_MEASURES[1])
@@ -263,8 +269,7 @@ def _cs3_intra(table: Table) -> Judgement | None:
     # The claim is that intra-class communication polarizes: a rise that unrestricted
     # communication matches or beats (a ratio over a near-zero starting gap on z1, say) is
     # not its effect. The contrast is counted as CS3.2 counts it, on two of three measures.
-    pairs = [(value(row, m), value(free, m)) for m in _CS3_MEASURES]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    pairs = _cs3_pairs(row, free)
     above = sum(a > b for a, b in pairs)
     contrast = len(pairs) < 2 or above >= 2
     if len(pairs) >= 2:
@@ -276,8 +281,7 @@ def _cs3_intra(table: Table) -> Judgement | None:
 
 def _cs3_unrestricted(table: Table) -> Judgement | None:
     free, intra = table.find(condition="unrestricted"), table.find(condition="intra-class")
-    pairs = [(value(free, m), value(intra, m)) for m in _CS3_MEASURES]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    pairs = _cs3_pairs(free, intra)
     if len(pairs) < 2:
         return None
     z, k = value(free, _CS3_MEASURES[0]), value(free, _CS3_MEASURES[2])

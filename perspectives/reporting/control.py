@@ -109,20 +109,20 @@ def _learning_models(folder: RunFolder) -> tuple[set[str], set[str]]:
     return learns, fixed
 
 
-def _exposures(folder: RunFolder, fixed: set[str], learners: set[str]) -> set[tuple[int, str]]:
-    """(t, model): a learner heard the non-learning ``model`` at step t."""
-    edges = folder.read_parts("edges")
+def _exposures(edges: pd.DataFrame, fixed: set[str], learners: set[str]) -> set[tuple[int, str]]:
+    """(t, model): a learner heard the non-learning ``model`` at step t (``edges``: a run's
+    edges table)."""
     if edges.empty:
         return set()
     heard = edges[edges["src"].isin(fixed) & edges["dst"].isin(learners)]
     return {(int(t), str(m)) for t, m in zip(heard["t"], heard["src"], strict=True)}
 
 
-def _graph_changes(run: RunFolder, control: RunFolder) -> list[int]:
-    """The steps (recorded in both runs) at which the run's edges differ from the control's."""
+def _graph_changes(run_edges: pd.DataFrame, control_edges: pd.DataFrame, last: int) -> list[int]:
+    """The steps up to ``last`` (both runs' last complete step) at which the run's edges
+    differ from the control's."""
     graphs = []
-    for folder in (run, control):
-        edges = folder.read_parts("edges")
+    for edges in (run_edges, control_edges):
         if edges.empty:
             graphs.append({})
             continue
@@ -134,7 +134,6 @@ def _graph_changes(run: RunFolder, control: RunFolder) -> list[int]:
         )
     # A step's edges are only written when it has any: a step missing from one run's table
     # but recorded by the other's (within both runs' completed steps) is an empty graph there.
-    last = min(run.last_complete_step(), control.last_complete_step())
     steps = sorted(t for t in set(graphs[0]) | set(graphs[1]) if t <= last)
     return [t for t in steps if graphs[0].get(t, set()) != graphs[1].get(t, set())]
 
@@ -250,10 +249,11 @@ def compare_to_control(
     rows = [_step_row(t, learners, fixed, kr, kc, spread, test) for t in steps]
     table = pd.DataFrame(rows)
     table["reject"] = table["p_value"] <= alpha
-    heard = _exposures(fr, fixed_r, set(learners)) - _exposures(fc, fixed_c, set(learners))
+    er, ec = fr.read_parts("edges"), fc.read_parts("edges")
+    heard = _exposures(er, fixed_r, set(learners)) - _exposures(ec, fixed_c, set(learners))
     exposures = sorted({t for t, _ in heard})
     table["exposed"] = table["t"].isin(exposures)
-    changes = _graph_changes(fr, fc)
+    changes = _graph_changes(er, ec, min(fr.last_complete_step(), fc.last_complete_step()))
     table["graph_differs"] = table["t"].isin(changes)
     return ControlComparison(
         fr.path,
