@@ -150,6 +150,22 @@ def test_one_cluster_throughout_is_a_settled_count_but_not_the_papers_sinks():
     assert _row(text, "CS1.2")[2] == "**not reproduced**"
 
 
+def test_an_ari_of_one_from_one_cluster_throughout_is_not_the_papers_stable_sinks():
+    # The CS1 lr 1e-4 run repeated: the disrupted system is one cluster at every step
+    # after t*, so its ARI is 1 by definition, while the other system's count moves.
+    rerun = _cs1("cs1-disruption-lr1e-4-rerun", ("1.00", "2.00"), ("0.00", "0.71"))
+    rerun = rerun.replace("| 0.75 | 1.00 | 0.12 |", "| 0.75 | -0.01 | 0.12 |")
+    row = _row(verdict_table(rerun), "CS1.3")
+    assert row[2] == "**in direction**"
+    assert row[3] == (
+        "ARI after t* 1.00 with, -0.01 without; before t* (one system) 0.75 and 0.75; "
+        "with: one cluster at every step after t*"
+    )
+    # Three clusters at T with the same ARIs: stable sinks, the paper's claim.
+    row = _row(verdict_table(rerun.replace("| 1 | 1.00 | 0.00 |", "| 1 | 3.00 | 0.00 |")), "CS1.3")
+    assert row[2] == "**reproduced**" and "one cluster" not in row[3]
+
+
 def test_intra_class_polarization_that_unrestricted_beats_is_not_its_effect():
     # Case study 3 under the memory update: the classes start on top of each other on z1,
     # so both conditions' ratios there are large, and unrestricted communication's larger.
