@@ -313,8 +313,6 @@ def init(
 ) -> None:
     """Fine-tune initial models, each on its own sample of a bank.
 
-    Each on its own random sample of a question bank.
-
     Results are cached by a hash of (base model, data, hyper-parameters), so a second run with
     the same settings is instant; an interrupted run keeps every model it finished.
     """
@@ -571,9 +569,7 @@ def run(
         float, _on_ray("With --placement ray: GPUs each actor takes.", min=0)
     ] = 0.0,
 ) -> None:
-    """Simulate a system of interacting models into a run folder.
-
-    Every step is recorded in the run folder.
+    """Simulate a system of interacting models into a run folder, step by step.
 
     Threads: torch uses one per core. On a machine busy with other work, OMP_NUM_THREADS=1
     (e.g. `OMP_NUM_THREADS=1 perspectives run ...`) avoids fighting for the cores; OpenMP's
