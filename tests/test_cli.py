@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -152,3 +153,18 @@ def test_a_commands_help_reads_as_paragraphs_on_an_80_column_terminal():
     paragraph = lines[start + 2 : lines.index("", start + 2)]
     # Filled lines: every line but the last of the paragraph is more than half the width.
     assert len(paragraph) >= 3 and all(len(ln) > 40 for ln in paragraph[:-1])
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "init", "monitor", "report", "results"])
+def test_every_options_help_has_room_on_an_80_column_terminal(command):
+    # A two-name flag (--x/--no-x) once took a column of its own and left run's help text
+    # 20 characters a line, one or two words each.
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    starts = [
+        re.search(r"<[^>]*>(?:\s+\[[^]]*\])?\s+(\S)", ln)
+        for ln in result.output.splitlines()
+        if re.match(r"│ +--", ln)
+    ]
+    columns = [m.start(1) for m in starts if m]
+    assert columns and max(columns) <= 50, (command, max(columns))

@@ -126,7 +126,10 @@ def compare(
         int | None, typer.Option(help="Dimension of the space (default: Zhu–Ghodsi elbow).")
     ] = None,
     drop_incomplete: Annotated[
-        bool, typer.Option(help="Drop points that lack some prompts instead of failing.")
+        bool,
+        typer.Option(
+            "--drop-incomplete", help="Drop points that lack some prompts instead of failing."
+        ),
     ] = False,
     embedder: Annotated[
         str,
@@ -141,7 +144,9 @@ def compare(
             help="Base URL of an OpenAI-compatible embeddings API, e.g. http://localhost:8000/v1."
         ),
     ] = None,
-    cache: Annotated[bool, typer.Option(help="Cache embeddings on disk.")] = True,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Embed every response again (default: cached).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -180,7 +185,7 @@ def compare(
         check_output_dir(out, [source], files=OUTPUT_FILES[1:])
         not_labels = {"prompt_id", "prompt", "response", "replicate"}
         _check_color_by(color_by, set(table.columns) - not_labels, label)
-    emb = get_embedder(embedder, url=embedding_url, cache=cache)
+    emb = get_embedder(embedder, url=embedding_url, cache=not no_cache)
     comp = compare_responses(
         table,
         embedder=emb,
@@ -498,15 +503,15 @@ def run(
             "share of the CPU cores (output in each system's run.log).",
         ),
     ] = 1,
-    share_steps: Annotated[
+    no_share_steps: Annotated[
         bool,
         typer.Option(
-            "--share-steps/--no-share-steps",
-            help="With --sweep: conditions of a seed that are the same system up to a step "
-            "(before a disruption, between attacks) run those steps once; the others start "
-            "from a copy of that step. Off: every system runs from t = 0.",
+            "--no-share-steps",
+            help="With --sweep: run every system from t = 0. By default, conditions of a "
+            "seed that are the same system up to a step (before a disruption, between "
+            "attacks) run those steps once, and the others start from a copy of that step.",
         ),
-    ] = True,
+    ] = False,
     keep_checkpoint: Annotated[
         list[int] | None,
         typer.Option(
@@ -624,7 +629,7 @@ def run(
             keep_weights,
             jobs,
             device,
-            share_steps,
+            not no_share_steps,
             conditions,
             api,
             cluster,
@@ -987,7 +992,7 @@ def monitor(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow/--once",
+            "--follow",
             help="Follow the run as its steps land, until its last step (Ctrl-C stops).",
         ),
     ] = False,
@@ -1011,10 +1016,14 @@ def monitor(
         typer.Option(help="Fixed, adaptive, EWMA charts: band half-width, in sigma [default: 3]."),
     ] = None,
     alpha: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Level at which change points are reported.")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, metavar="LEVEL", help="Level at which change points are reported."
+        ),
     ] = 0.05,
     interval: Annotated[
-        float, typer.Option(min=0.1, help="With --follow: seconds between looks.")
+        float,
+        typer.Option(min=0.1, metavar="SECONDS", help="With --follow: seconds between looks."),
     ] = 5.0,
     control: Annotated[
         Path | None,
