@@ -168,3 +168,18 @@ def test_every_options_help_has_room_on_an_80_column_terminal(command):
     ]
     columns = [m.start(1) for m in starts if m]
     assert columns and max(columns) <= 50, (command, max(columns))
+
+
+def test_presets_keep_each_items_indent_when_its_text_wraps():
+    result = runner.invoke(app, ["presets"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("cs1-disruption: Case study 1")
+    # After each preset's first line: scale notes and the sweep at 2, reductions at 4.
+    for line in lines:
+        if line.startswith(" ") and line.strip():
+            assert line.startswith("  "), line
+    scale = next(i for i, ln in enumerate(lines) if ln.startswith("  --scale paper"))
+    assert lines[scale + 1].startswith("  ") and not lines[scale + 1].startswith("  --")
+    reduction = next(i for i, ln in enumerate(lines) if ln.startswith("    - question bank"))
+    assert lines[reduction + 1].startswith("    ") and lines[reduction + 1][4] != "-"

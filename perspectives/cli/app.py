@@ -574,7 +574,7 @@ def run(
         float, _on_ray("With --placement ray: GPUs each actor takes.", min=0)
     ] = 0.0,
 ) -> None:
-    """Simulate a system of interacting models into a run folder, step by step.
+    """Simulate a system of interacting models into a run folder.
 
     Threads: torch uses one per core. On a machine busy with other work, OMP_NUM_THREADS=1
     (e.g. `OMP_NUM_THREADS=1 perspectives run ...`) avoids fighting for the cores; OpenMP's
@@ -911,24 +911,30 @@ def _run_sweep(
 def presets() -> None:
     """List the bundled presets."""
     import yaml
+    from rich.padding import Padding
 
     from ..experiments.presets import preset_names, preset_text
+
+    def say(text: str, indent: int = 0) -> None:
+        # Wrapped lines keep their item's indent, so the nesting reads on a narrow terminal.
+        out_console.print(Padding(text, (0, 0, 0, indent), expand=False))
 
     for name in preset_names():
         cfg = yaml.safe_load(preset_text(name))
         note = " ".join(str(cfg.get("notes", "")).split())
-        out_console.print(f"[bold]{name}[/]: {note}")
+        say(f"[bold]{name}[/]: {note}")
         for scale, spec in (cfg.get("scales") or {}).items():
             default = " (default)" if scale == cfg.get("default_scale") else ""
             text = " ".join(str(spec.get("notes", "")).split())
-            out_console.print(f"  --scale {scale}{default}: {text}")
+            say(f"--scale {scale}{default}: {text}", 2)
             for line in spec.get("reductions") or []:
-                out_console.print(f"    - {' '.join(str(line).split())}")
+                say(f"- {' '.join(str(line).split())}", 4)
         if cfg.get("sweep"):
             conds = [c["name"] for c in cfg["sweep"]["conditions"]]
-            out_console.print(
-                f"  --sweep: {len(conds)} conditions ({', '.join(conds)}) x seeds "
-                f"{cfg['sweep'].get('seeds', [0])}"
+            say(
+                f"--sweep: {len(conds)} conditions ({', '.join(conds)}) x seeds "
+                f"{cfg['sweep'].get('seeds', [0])}",
+                2,
             )
 
 
@@ -1265,10 +1271,9 @@ def report(
 ) -> None:
     """Write a self-contained HTML report of a run or a sweep.
 
-    The report is RUN/report.html.
-
-    Runs the analyses first (as `perspectives analyze`, writing RUN/analysis/ with the PNGs the
-    page links to). The page embeds plotly, so it opens offline in any browser.
+    The report is RUN/report.html. It runs the analyses first (as `perspectives analyze`,
+    writing RUN/analysis/ with the PNGs the page links to). The page embeds plotly, so it opens
+    offline in any browser.
     """
     from ..experiments.sweep import SWEEP_FILE
     from ..reporting.report import run_report, sweep_report
