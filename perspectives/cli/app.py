@@ -1303,7 +1303,7 @@ def results(
     ),
     scale: Annotated[str, typer.Option(help="Which scale's sweeps to read.")] = "cpu",
 ) -> None:
-    """Regenerate the reproduction page's tables and figures from its sweeps.
+    """Regenerate the reproduction page's tables and figures.
 
     Each block <!-- BEGIN name --> ... <!-- END name --> of DOC is rewritten from the sweep
     folder RUNS/name (an ablation, say) or RUNS/name-<scale> (a case study's sweep); the
