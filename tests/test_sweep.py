@@ -3,8 +3,10 @@ and sweep analyses on real (tiny) runs, and the bad-input messages."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -383,3 +385,34 @@ def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
     _warn_disk(systems, tmp_path / "out", jobs=2)
     err = " ".join(capsys.readouterr().err.split())
     assert "warning:" in err and "fewer --jobs" in err.lower()
+
+
+def test_the_warning_before_a_sweep_whose_systems_may_not_fit_in_memory(
+    tiny_model_dir, tmp_path, monkeypatch, capsys, sweep_yaml
+):
+    # The module, not the Typer app of the same name that perspectives.cli exports.
+    cli = importlib.import_module("perspectives.cli.app")
+    from perspectives.experiments.sweep import memory_needed
+
+    path = sweep_yaml([{"name": "c", "set": {}}], tiny_model_dir)
+    systems = plan_sweep(load_preset(str(path)), tmp_path / "out")
+    weights = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors"))
+    # Four fine-tuned models of one base share its network: one network, fine-tuning.
+    assert memory_needed(systems[0]) == 10 * weights
+    raw = yaml.safe_load(path.read_text())
+    raw["update"]["method"] = "memory"  # remembering: the network answers, never learns
+    path.write_text(yaml.safe_dump(raw))
+    assert memory_needed(plan_sweep(load_preset(str(path)), tmp_path / "o2")[0]) == 3 * weights
+    monkeypatch.setattr(cli, "_available_memory", lambda: 15 * weights)
+    cli._warn_memory(systems, jobs=1)
+    assert "warning" not in capsys.readouterr().err
+    cli._warn_memory(systems, jobs=2)  # two seeds' systems side by side
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning:" in err and "memory available" in err and "fewer --jobs" in err.lower()
+    # Where the machine does not say, no warning rather than a guess.
+    monkeypatch.setattr(cli, "_available_memory", lambda: None)
+    cli._warn_memory(systems, jobs=2)
+    assert "warning" not in capsys.readouterr().err
+    if sys.platform.startswith("linux"):
+        monkeypatch.undo()
+        assert 0 < cli._available_memory() < 2**50

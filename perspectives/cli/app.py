@@ -708,6 +708,36 @@ def _warn_disk(systems, out: Path, jobs: int) -> None:
         )
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory this machine can give without swapping (Linux's MemAvailable), or
+    None where it does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _warn_memory(systems, jobs: int) -> None:
+    """Warn before a sweep whose systems side by side may not fit in memory (the system
+    the kernel kills for it fails hours later)."""
+    from ..experiments.sweep import memory_needed, system_done
+
+    sizes = sorted((memory_needed(s) for s in systems if not system_done(s)), reverse=True)
+    need, free = sum(sizes[:jobs]), _available_memory()
+    if free is not None and need > free:
+        console.print(
+            f"[yellow]warning:[/] {free / 1e9:.1f} GB of memory available; {jobs} system(s) "
+            f"at a time may need up to {need / 1e9:.1f} GB while they fine-tune, and a "
+            "system killed for memory fails (the same command continues it). Fewer --jobs "
+            "or LoRA updates need less.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -877,6 +907,8 @@ def _run_sweep(
             lambda sim, system: _run_one(sim, label=f"{system.condition} seed {system.seed}  ")
         )
     _warn_disk(systems, out, jobs)
+    if cluster is None:  # on Ray the systems use the nodes' memory, not this machine's
+        _warn_memory(systems, jobs)
     bar = Progress(
         TextColumn("[bold]sweep steps"),
         BarColumn(),

@@ -425,6 +425,27 @@ def disk_needed(system: SweepSystem) -> int:
     )
 
 
+# Resident memory of one system per byte of a float32 copy of its base model's weights,
+# measured on the bundled model (0.54 GB of weights): the training and answering copies and
+# the libraries between phases (1.6 GB: 3x), and with a fine-tuning pass's gradients, AdamW
+# moments and activations on top (5.4 GB at 100 pairs: 10x).
+MEMORY_BETWEEN, MEMORY_LEARNING = 3, 10
+
+
+def memory_needed(system: SweepSystem) -> int:
+    """Bytes of memory a running system may hold at its peak: its agents share one network
+    per local base model, which a full fine-tuning pass multiplies; models behind an API
+    hold none here."""
+    cfg = system.cfg
+    factor: dict[str, int] = {}
+    for g in cfg.groups:
+        if g.backend != "hf":
+            continue
+        tuned = g.learning and (g.update or cfg.update).method == "full"
+        factor[g.model] = max(factor.get(g.model, 0), MEMORY_LEARNING if tuned else MEMORY_BETWEEN)
+    return sum(f * _weights_bytes(model) for model, f in factor.items())
+
+
 def steps_done(system: SweepSystem) -> int:
     """How many of the system's T + 1 snapshots are complete."""
     return system.run.last_complete_step() + 1
