@@ -10,6 +10,7 @@ import pytest
 
 from perspectives.models import heap
 from perspectives.models.hf_agent import HFAgent, clear_backbones
+from perspectives.simulation.hosting import ask_agents, learn_all
 
 PAIRS = [("What is a river?", "Water that flows to the sea."), ("What is rain?", "Water falling.")]
 
@@ -44,19 +45,23 @@ def test_a_trim_returns_freed_pieces_that_the_heap_kept():
     assert float(before) - float(after) > 600, (before, after)
 
 
-def test_learning_and_answering_trim_the_heap(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_phase_of_learning_or_answering_trims_the_heap_once(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     calls = []
     monkeypatch.setattr(heap, "_malloc_trim", lambda: lambda pad: calls.append(pad))
     clear_backbones()
-    agent = HFAgent(
-        "a",
-        str(tiny_model_dir),
-        update={"epochs": 1, "lr": 1e-3, "batch_size": 2, "mixed_precision": "no"},
-        dtype="float32",
-        state_dir=tmp_path / "state",
-    )
-    agent.learn(PAIRS, seed=0)
-    assert calls == [0]  # once, after the pass, not per batch
-    agent.answer(["What is snow?", "What is ice?"])
+    update = {"epochs": 1, "lr": 1e-3, "batch_size": 2, "mixed_precision": "no"}
+    agents = {
+        n: HFAgent(n, str(tiny_model_dir), update=update, dtype="float32", state_dir=tmp_path / n)
+        for n in ("a", "b")
+    }
+    # Each agent's pass alone does not trim: the next pass reuses what it freed.
+    agents["a"].learn(PAIRS, seed=0)
+    agents["a"].answer(["What is snow?"])
+    assert calls == []
+    learn_all(agents, [("a", PAIRS, 0, 1, "b"), ("b", PAIRS, 1, 1, "a")])
+    assert calls == [0]  # once, after both
+    ask_agents(agents, {"a": (["What is snow?"], 0), "b": (["What is ice?"], 1)}, None)
     assert calls == [0, 0]
     clear_backbones()

@@ -15,7 +15,6 @@ from ..errors import BackendUnavailable, InputError
 from .contract import Conversation
 from .device import current_device, current_precision, use_bf16
 from .formats import check_format, render_conversation, render_prompt, stop_token_ids
-from .heap import trim_heap
 from .sources import check_hf_source
 from .spec import Sampling, check_conversations, check_prompts
 
@@ -199,7 +198,6 @@ def generate_texts(
                 on_batch(len(chunk))
     finally:
         tokenizer.padding_side = padding_side
-        trim_heap()  # the batches' caches and logits just freed
     return out
 
 

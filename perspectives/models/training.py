@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from .device import use_bf16
-from .heap import trim_heap
 from .update import TrainStats, UpdateConfig
 
 
@@ -106,6 +105,4 @@ def train_on_examples(
     stats.total_s = time.perf_counter() - start_all
     model.eval()
     optimizer.zero_grad(set_to_none=True)
-    del optimizer
-    trim_heap()  # the gradients, moments and activations just freed
     return stats

@@ -41,7 +41,15 @@ from .databases import (
     probe_of,
 )
 from .history import load_history
-from .hosting import LearnJob, Placement, ask_agents, learn_one, new_agent, saved_agent
+from .hosting import (
+    LearnJob,
+    Placement,
+    ask_agents,
+    learn_all,
+    learn_one,
+    new_agent,
+    saved_agent,
+)
 from .mechanics import MECHANICS, Interview, Mechanic
 from .policies import Edge, Policy, SystemState
 from .rundir import RunFolder
@@ -397,7 +405,7 @@ class Simulation:
             pairs = [(questions.iloc[qi], a) for qi, a in zip(iv.questions, got, strict=True)]
             jobs.append((iv.asker, pairs, int(step.rng.integers(2**31)), step.t, iv.source))
         if self.placement is None:
-            seconds = [learn_one(self.agents[job[0]], *job[1:]) for job in jobs]
+            seconds = learn_all(self.agents, jobs)
         else:
             seconds = self.placement.learn(self.agents, jobs)
         for (asker, _, _, _, source), s in zip(jobs, seconds, strict=True):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.banks import load_bank
 from ..models.contract import Agent, AgentSpec
+from ..models.heap import trim_heap
 from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
 from ..models.memory import answer_jointly
 from ..models.registry import load_agent, make_agent, update_rules
@@ -169,7 +170,15 @@ def ask_agents(agents: dict[str, Agent], calls: Calls, sampling, replicates: int
     for name, (qs, seed) in calls.items():
         if name not in out:
             out[name] = agents[name].answer(qs, sampling, seed=seed, replicates=replicates)
+    trim_heap()
     return out
+
+
+def learn_all(agents: dict[str, Agent], jobs: list[LearnJob]) -> list[float]:
+    """Run the learning jobs in order; the seconds each took."""
+    seconds = [learn_one(agents[n], pairs, seed, t, src) for n, pairs, seed, t, src in jobs]
+    trim_heap()
+    return seconds
 
 
 def take_settings(env: dict[str, str] | None, threads: int | None) -> None:
@@ -229,7 +238,7 @@ class AgentHost:
 
     def learn(self, jobs: list[LearnJob]) -> list[float]:
         """Run the learning jobs in order; the seconds each took."""
-        return [learn_one(self.agents[n], pairs, seed, t, src) for n, pairs, seed, t, src in jobs]
+        return learn_all(self.agents, jobs)
 
     def save(self, names: list[str], checkpoint: str) -> None:
         """Save the agents ``names`` into the checkpoint folder ``checkpoint``."""
