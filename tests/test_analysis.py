@@ -351,6 +351,15 @@ def test_the_cli_warns_when_steps_ran_on_two_dtype_paths():
         _say_warnings(run)
     text = " ".join(out.get().split())
     assert "computed in more than one way" in text and "float32, training float32 (t = 2)" in text
+    assert "cpu: answering bfloat16" in text  # paths recorded without their threads
+    # The same dtypes with another thread count: another path, named by its threads.
+    paths[1] = {**paths[0], "threads": 2, "steps": [2]}
+    paths[0] = {**paths[0], "threads": 1}
+    with console.capture() as out:
+        _say_warnings(run)
+    text = " ".join(out.get().split())
+    assert "cpu 1 thread: answering bfloat16" in text and "cpu 2 threads: answering" in text
+    assert "same OMP_NUM_THREADS" in text
     with console.capture() as out:
         _say_warnings(SimpleNamespace(**{**run.__dict__, "summary": {"compute": paths[:1]}}))
     assert out.get() == ""

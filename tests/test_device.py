@@ -126,7 +126,13 @@ def test_a_run_records_its_dtype_path(tiny_model_dir, tmp_path, isolated_cache):
     assert [(x["answer_dtype"], x["train_dtype"]) for x in timing] == [("float32", "float32")] * 2
     paths = analyze_run(out).summary["compute"]
     assert paths == [
-        {"device": "cpu", "answer_dtype": "float32", "train_dtype": "float32", "steps": [0, 1]}
+        {
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "answer_dtype": "float32",
+            "train_dtype": "float32",
+            "steps": [0, 1],
+        }
     ]
     clear_backbones()
 

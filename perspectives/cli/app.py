@@ -1249,6 +1249,7 @@ def _say_warnings(result) -> None:
     from rich.markup import escape
 
     from ..analysis import collapse_note
+    from ..reporting.run_analysis import threads_note
 
     # Model answers and paths may hold brackets that rich would read as markup.
     where = escape(str(result.run_dir))
@@ -1256,13 +1257,15 @@ def _say_warnings(result) -> None:
     paths = result.summary.get("compute") or []
     if len(paths) > 1:
         shown = "; ".join(
-            f"{p['device']} answering {p['answer_dtype']}, training {p['train_dtype']} "
+            f"{' '.join(filter(None, [p['device'], threads_note(p)]))}: answering "
+            f"{p['answer_dtype']}, training {p['train_dtype']} "
             f"(t = {', '.join(map(str, p['steps']))})"
             for p in paths
         )
         console.print(
             f"[yellow]{where}: steps computed in more than one way ({escape(shown)}); greedy "
-            "answers repeat exactly only on one (use --dtype float32 for portable runs)[/]",
+            "answers repeat exactly only on one (use --dtype float32 for portable runs, and "
+            "the same OMP_NUM_THREADS or --jobs to resume)[/]",
             highlight=False,
         )
     if note:

@@ -26,6 +26,7 @@ from .run_analysis import (
     disruption_steps,
     first_runs,
     sweep_polarization,
+    threads_note,
 )
 
 REPORT_FILE = "report.html"
@@ -490,7 +491,8 @@ def run_report(result: RunAnalysis) -> Path:
     paths = [p for p in s.get("compute") or [] if p["answer_dtype"] is not None]
     if paths:
         sub += "; computed " + ", ".join(
-            f"on {p['device']}, answering in {p['answer_dtype']}, training in {p['train_dtype']}"
+            f"on {' '.join(filter(None, [p['device'], threads_note(p)]))}, answering in "
+            f"{p['answer_dtype']}, training in {p['train_dtype']}"
             for p in paths
         )
     path = result.run_dir / REPORT_FILE

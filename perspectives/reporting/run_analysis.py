@@ -131,10 +131,11 @@ def kernel_table(hist) -> pd.DataFrame:
 
 
 def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
-    """The distinct ways the run's steps were computed: ``device``, ``answer_dtype`` and
-    ``train_dtype`` (None for agents without them), with the ``steps`` of each. Greedy
-    answers repeat exactly only on one path, so a run resumed on another kind of machine
-    has more than one."""
+    """The distinct ways the run's steps were computed: ``device``, torch's ``threads``,
+    ``answer_dtype`` and ``train_dtype`` (None for agents without them), with the ``steps``
+    of each. Greedy answers repeat exactly only on one path (in bfloat16 here, 51 of 144
+    answers of the same models differed between one thread and two), so a run resumed on
+    another kind of machine or with another thread count has more than one."""
     events = folder.read_parts("events", upto)
     if events.empty:
         return []
@@ -144,12 +145,19 @@ def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
             info = json.loads(row.detail)
         except ValueError:
             continue  # a timing record is informative, never needed
-        key = tuple(info.get(k) for k in ("device", "answer_dtype", "train_dtype"))
+        key = tuple(info.get(k) for k in ("device", "threads", "answer_dtype", "train_dtype"))
         paths.setdefault(key, []).append(int(row.t))
     return [
-        {"device": d, "answer_dtype": a, "train_dtype": tr, "steps": steps}
-        for (d, a, tr), steps in paths.items()
+        {"device": d, "threads": n, "answer_dtype": a, "train_dtype": tr, "steps": steps}
+        for (d, n, a, tr), steps in paths.items()
     ]
+
+
+def threads_note(path: dict) -> str:
+    """``"1 thread"`` or ``"N threads"`` of a compute path; empty for runs recorded before the
+    thread count was part of a path."""
+    n = path.get("threads")
+    return "" if n is None else f"{n} thread{'s' if n != 1 else ''}"
 
 
 def analyze_run(
