@@ -687,14 +687,21 @@ def _placed(sim, placement: str, address: str | None, **actor):
     return sim
 
 
+def _most_at_once(systems, jobs: int, needed) -> int:
+    """The most ``needed(system)`` that ``jobs`` unfinished systems may add up to at once."""
+    from ..experiments.sweep import system_done
+
+    sizes = sorted((needed(s) for s in systems if not system_done(s)), reverse=True)
+    return sum(sizes[:jobs])
+
+
 def _warn_disk(systems, out: Path, jobs: int) -> None:
     """Warn before a sweep that may fill the disk (a full error comes only hours later)."""
     import shutil
 
-    from ..experiments.sweep import disk_needed, system_done
+    from ..experiments.sweep import disk_needed
 
-    sizes = sorted((disk_needed(s) for s in systems if not system_done(s)), reverse=True)
-    need = sum(sizes[:jobs])
+    need = _most_at_once(systems, jobs, disk_needed)
     folder = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
     free = shutil.disk_usage(folder).free
     if need > free:
@@ -723,10 +730,9 @@ def _available_memory() -> int | None:
 def _warn_memory(systems, jobs: int) -> None:
     """Warn before a sweep whose systems side by side may not fit in memory (the system
     the kernel kills for it fails hours later)."""
-    from ..experiments.sweep import memory_needed, system_done
+    from ..experiments.sweep import memory_needed
 
-    sizes = sorted((memory_needed(s) for s in systems if not system_done(s)), reverse=True)
-    need, free = sum(sizes[:jobs]), _available_memory()
+    need, free = _most_at_once(systems, jobs, memory_needed), _available_memory()
     if free is not None and need > free:
         console.print(
             f"[yellow]warning:[/] {free / 1e9:.1f} GB of memory available; {jobs} system(s) "
@@ -1249,7 +1255,7 @@ def _say_warnings(result) -> None:
     from rich.markup import escape
 
     from ..analysis import collapse_note
-    from ..reporting.run_analysis import threads_note
+    from ..reporting.run_analysis import compute_where
 
     # Model answers and paths may hold brackets that rich would read as markup.
     where = escape(str(result.run_dir))
@@ -1257,7 +1263,7 @@ def _say_warnings(result) -> None:
     paths = result.summary.get("compute") or []
     if len(paths) > 1:
         shown = "; ".join(
-            f"{' '.join(filter(None, [p['device'], threads_note(p)]))}: answering "
+            f"{compute_where(p)}: answering "
             f"{p['answer_dtype']}, training {p['train_dtype']} "
             f"(t = {', '.join(map(str, p['steps']))})"
             for p in paths

@@ -23,10 +23,10 @@ from .run_analysis import (
     ANALYSIS_DIR,
     RunAnalysis,
     SweepAnalysis,
+    compute_where,
     disruption_steps,
     first_runs,
     sweep_polarization,
-    threads_note,
 )
 
 REPORT_FILE = "report.html"
@@ -491,7 +491,7 @@ def run_report(result: RunAnalysis) -> Path:
     paths = [p for p in s.get("compute") or [] if p["answer_dtype"] is not None]
     if paths:
         sub += "; computed " + ", ".join(
-            f"on {' '.join(filter(None, [p['device'], threads_note(p)]))}, answering in "
+            f"on {compute_where(p)}, answering in "
             f"{p['answer_dtype']}, training in {p['train_dtype']}"
             for p in paths
         )

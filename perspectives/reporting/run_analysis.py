@@ -153,11 +153,11 @@ def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
     ]
 
 
-def threads_note(path: dict) -> str:
-    """``"1 thread"`` or ``"N threads"`` of a compute path; empty for runs recorded before the
-    thread count was part of a path."""
+def compute_where(path: dict) -> str:
+    """Where a compute path ran: ``"cpu 1 thread"``, ``"cpu 2 threads"``, or the device alone
+    for runs recorded before the thread count was part of a path."""
     n = path.get("threads")
-    return "" if n is None else f"{n} thread{'s' if n != 1 else ''}"
+    return path["device"] if n is None else f"{path['device']} {n} thread{'s' if n != 1 else ''}"
 
 
 def analyze_run(
