@@ -392,18 +392,20 @@ def test_the_warning_before_a_sweep_whose_systems_may_not_fit_in_memory(
 ):
     # The module, not the Typer app of the same name that perspectives.cli exports.
     cli = importlib.import_module("perspectives.cli.app")
-    from perspectives.experiments.sweep import memory_needed
+    from perspectives.experiments.sweep import MEMORY_BETWEEN, MEMORY_LEARNING, memory_needed
 
     path = sweep_yaml([{"name": "c", "set": {}}], tiny_model_dir)
     systems = plan_sweep(load_preset(str(path)), tmp_path / "out")
     weights = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors"))
     # Four fine-tuned models of one base share its network: one network, fine-tuning.
-    assert memory_needed(systems[0]) == 10 * weights
+    assert memory_needed(systems[0]) == MEMORY_LEARNING * weights
     raw = yaml.safe_load(path.read_text())
     raw["update"]["method"] = "memory"  # remembering: the network answers, never learns
     path.write_text(yaml.safe_dump(raw))
-    assert memory_needed(plan_sweep(load_preset(str(path)), tmp_path / "o2")[0]) == 3 * weights
-    monkeypatch.setattr(cli, "_available_memory", lambda: 15 * weights)
+    assert memory_needed(plan_sweep(load_preset(str(path)), tmp_path / "o2")[0]) == (
+        MEMORY_BETWEEN * weights
+    )
+    monkeypatch.setattr(cli, "_available_memory", lambda: 1.5 * MEMORY_LEARNING * weights)
     cli._warn_memory(systems, jobs=1)
     assert "warning" not in capsys.readouterr().err
     cli._warn_memory(systems, jobs=2)  # two seeds' systems side by side

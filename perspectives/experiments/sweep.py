@@ -426,10 +426,11 @@ def disk_needed(system: SweepSystem) -> int:
 
 
 # Resident memory of one system per byte of a float32 copy of its base model's weights,
-# measured on the bundled model (0.54 GB of weights): the training and answering copies and
-# the libraries between phases (1.6 GB: 3x), and with a fine-tuning pass's gradients, AdamW
-# moments and activations on top (5.4 GB at 100 pairs: 10x).
-MEMORY_BETWEEN, MEMORY_LEARNING = 3, 10
+# measured on the bundled model (0.54 GB of weights; three CS2 systems at 100 questions per
+# interview sampled every 15 s for an hour): the training and answering copies and the
+# libraries between phases (1.4-2.2 GB: 4x), and with a fine-tuning pass's gradients, AdamW
+# moments and activations on top (at most 6.2 GB at 100 pairs: 12x).
+MEMORY_BETWEEN, MEMORY_LEARNING = 4, 12
 
 
 def memory_needed(system: SweepSystem) -> int:
