@@ -120,6 +120,33 @@ def test_each_claim_gets_its_rules_verdict_and_the_strongest_table_wins():
     assert _row(text, "CS2.5")[4] == "the preset (2 seeds)"
 
 
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Runs per condition: targets-0 1. Not finished: targets-5-every-2 seed 0 (complete to "
+        "t = 5 of 24; the columns at T are at t = 5).",
+        "Runs per condition: targets-0 1. Failed: targets-2-every-2 seed 0.",
+    ],
+)
+def test_a_table_whose_runs_are_not_finished_is_not_judged_until_they_are(note):
+    # Its "at T" is some earlier step: capture half-way must not read as capture at T.
+    unfinished = CS2_CAPTURED.replace("<!-- END", f"\n{note}\n<!-- END")
+    (table,) = [t for t in parse_tables(unfinished) if t.name.endswith("q100-lr1e-4")]
+    assert not table.finished
+    text = verdict_table(CS2_PRESET + unfinished)
+    assert _row(text, "CS2.4")[2:5] == [
+        "**in direction**",
+        "5 targets every 2nd step at T: 1.02 on z1, 1.00 between the data kernels; "
+        "0 targets: 1.06, 1.04",
+        "the preset (2 seeds)",
+    ]
+    assert "100 questions" not in text
+    assert "Not judged until their runs finish: cs2-adversary-q100-lr1e-4 " in text
+    # Finished, the same numbers are judged.
+    assert _row(verdict_table(CS2_PRESET + CS2_CAPTURED), "CS2.4")[2] == "**reproduced**"
+    assert "Not judged" not in verdict_table(CS2_PRESET + CS2_CAPTURED)
+
+
 CS1_HEAD = (
     "| condition | runs | clusters at T | count changes, t > 5 | mean ARI, t < 5 | "
     "mean ARI, t > 5 | iso-mirror step, t ≤ 5 | iso-mirror step, t ≥ 5 | spread at T | "

@@ -28,7 +28,7 @@ from ..reporting.run_analysis import (
 from ..store import output_dir, write_text
 from .page import read_blocks, replace_block
 from .sweep import read_sweep
-from .verdicts import CASE_STUDIES, VERDICTS_BLOCK, verdict_table
+from .verdicts import CASE_STUDIES, UNFINISHED_NOTES, VERDICTS_BLOCK, verdict_table
 
 
 def _fmt(values: list[float]) -> str:
@@ -66,9 +66,9 @@ def _seeds_note(result: SweepAnalysis) -> str:
     failed = [f"{e['condition']} seed {e['seed']}" for e in result.failed]
     text = f"Runs per condition: {', '.join(f'{c} {k}' for c, k in n.items())}."
     if pending:
-        text += f" Not finished: {', '.join(pending)}."
+        text += f" {UNFINISHED_NOTES[0]} {', '.join(pending)}."
     if failed:
-        text += f" Failed: {', '.join(failed)}."
+        text += f" {UNFINISHED_NOTES[1]} {', '.join(failed)}."
     missing = [f"{e['condition']} seed {e['seed']}" for e in result.missing]
     if missing:
         text += f" Missing (done, but the run folder is gone): {', '.join(missing)}."

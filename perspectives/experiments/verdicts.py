@@ -25,6 +25,9 @@ _NUM = r"[-−]?\d+(?:\.\d+)?(?:[eE][-+−]?\d+)?"
 # A numeric cell: "–" (none), a mean with its range over seeds, or a list of values.
 _CELL = re.compile(rf"^(–|{_NUM}(?: \({_NUM}–{_NUM}\))?|{_NUM}(?:, {_NUM})*)$")
 _TEXT_COLUMNS = ("condition",)
+# What ``reproduction._seeds_note`` writes under a table with runs still going or failed:
+# their "at T" columns are at each run's last complete step, which is not the run's T.
+UNFINISHED_NOTES = ("Not finished:", "Failed:")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Table:
 
     name: str
     rows: list[dict[str, str]]
+    finished: bool = True  # False when the block's note names runs not finished yet
 
     def find(self, **match: str) -> dict[str, str] | None:
         """The first row whose cells equal ``match`` (keys: headers, ``_`` for spaces)."""
@@ -64,13 +68,15 @@ def _cells(line: str) -> list[str]:
 
 def parse_tables(text: str, source: str = "page") -> list[Table]:
     """The table of every case study's block on the page, except comparisons (``upto=``)
-    and the verdict block itself. Raises InputError naming the block, row and column of a
+    and the verdict block itself; a block whose note names runs not finished or failed is
+    read with ``finished=False``. Raises InputError naming the block, row and column of a
     row whose cells do not match the header, or of a cell that is not a number."""
     tables = []
     for block in read_blocks(text, source):
         if block.upto is not None or not block.name.startswith(CASE_STUDIES):
             continue
-        lines = [ln for ln in block_body(text, block).splitlines() if ln.strip().startswith("|")]
+        body = block_body(text, block)
+        lines = [ln for ln in body.splitlines() if ln.strip().startswith("|")]
         if len(lines) < 3:
             continue
         header, rows = _cells(lines[0]), []
@@ -85,7 +91,8 @@ def parse_tables(text: str, source: str = "page") -> list[Table]:
                 if h not in _TEXT_COLUMNS and not _CELL.match(cell):
                     raise InputError("not a number", source=where, field=h, value=cell)
             rows.append(dict(zip(header, cells, strict=True)))
-        tables.append(Table(block.name, rows))
+        finished = not any(note in body for note in UNFINISHED_NOTES)
+        tables.append(Table(block.name, rows, finished))
     return tables
 
 
@@ -428,6 +435,8 @@ def verdict_table(text: str, source: str = "page") -> str:
     """The markdown of the verdict block, judged on the page ``text``'s tables (see
     ``parse_tables`` for the errors raised)."""
     tables = parse_tables(text, source)
+    unfinished = [t.name for t in tables if not t.finished]
+    tables = [t for t in tables if t.finished]
     lines = [
         "| claim | the paper | verdict | best evidence | holds under | the other tables |",
         "|---|---|---|---|---|---|",
@@ -457,6 +466,13 @@ def verdict_table(text: str, source: str = "page") -> str:
             f"{'; '.join(holds)} | {'; '.join(others) or '–'} |"
         )
     rules = "\n".join(f"- {c.label}: {c.rule}." for c in CLAIMS)
+    if unfinished:
+        # An unfinished run's "at T" is an earlier step: judging it would read, say, capture
+        # half-way as capture at T, and the verdict would change as the run goes on.
+        lines.append(
+            f"\nNot judged until their runs finish: {', '.join(unfinished)} (see the note "
+            "under each table)."
+        )
     return (
         "\n".join(lines)
         + "\n\nEach verdict is the strongest one any table of the case study on this page "
