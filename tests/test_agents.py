@@ -19,6 +19,7 @@ from perspectives.models.formats import (
     RESPONSE_MARK,
     add_format_tokens,
     encode_pair,
+    render_conversation,
 )
 from perspectives.models.hf_agent import HFAgent, clear_backbones
 
@@ -270,6 +271,30 @@ def test_appendix_a_format_round_trips(tiny_model_dir):
     text = tok.decode(ids)
     assert text == format_appendix_a("Why is the sky blue?", "Because of scattering.")
     assert tok.decode(ids[:n_prompt]) == format_appendix_a("Why is the sky blue?")
+
+
+def test_earlier_turns_render_in_each_prompt_format(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    add_format_tokens(tok, None, "appendix-a")
+    conv = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is rain?"},
+        {"role": "assistant", "content": "Water from clouds."},
+        {"role": "user", "content": "Why is the sky blue?"},
+    ]
+    assert render_conversation(tok, conv, "appendix-a") == (
+        f"{INSTRUCTION_MARK} What is rain?\n{RESPONSE_MARK} Water from clouds.\n{END_MARK}\n"
+        f"{INSTRUCTION_MARK} Be brief.\n\nWhy is the sky blue?\n{RESPONSE_MARK} "
+    )
+    # A system message alone renders as before the turns existed: the instruction's preamble.
+    assert render_conversation(tok, [conv[0], conv[3]], "appendix-a") == (
+        f"{INSTRUCTION_MARK} Be brief.\n\nWhy is the sky blue?\n{RESPONSE_MARK} "
+    )
+    chat = render_conversation(tok, conv, "chat")
+    assert chat.index("Water from clouds.") < chat.index("Why is the sky blue?")
+    assert chat.count("<|im_start|>assistant") == 2 and chat.endswith("<|im_start|>assistant\n")
 
 
 def test_appendix_a_agent_learns_to_stop(tiny_model_dir, tmp_path):

@@ -76,7 +76,11 @@ def agent(**kw) -> MemoryAgent:
         "m1",
         "calm",
         backend="fake",
-        update=UpdateConfig(method="memory", memory_k=kw.pop("k", 2)),
+        update=UpdateConfig(
+            method="memory",
+            memory_k=kw.pop("k", 2),
+            memory_format=kw.pop("memory_format", "system"),
+        ),
         **kw,
     )
     a = make_agent(spec)
@@ -105,6 +109,26 @@ def test_learning_stores_items_and_answers_use_them():
     a.learn([("What is rain?", "water"), ("Why is the sea salty?", "salt")], source="b-2")
     assert a.clock == 5 and len(a.memory) == 3
     assert a.conversations(["What is rain?"], 10)[0][0]["content"].count("Q: ") == 2
+
+
+def test_retrieved_items_can_be_earlier_turns_of_the_chat_most_relevant_last():
+    a = agent(memory_format="turns", system_prompt="Be brief.")
+    a.learn([("What is rain?", "water"), ("Why is the sea salty?", "salt")], t=1, source="b")
+    conv = a.conversations(["Why is the sea salty, really?"], 10)[0]
+    assert [m["role"] for m in conv] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert conv[0]["content"] == "Be brief."  # the system prompt alone: no "Q: … A: …" list
+    assert conv[3:] == [
+        {"role": "user", "content": "Why is the sea salty?"},
+        {"role": "assistant", "content": "salt"},
+        {"role": "user", "content": "Why is the sea salty, really?"},
+    ]
+    assert not any("A: " in m["content"] for m in conv)
+    # The default lists the same memory in the system message: two messages.
+    b = agent(system_prompt="Be brief.")
+    b.learn([("What is rain?", "water"), ("Why is the sea salty?", "salt")], t=1, source="b")
+    assert len(b.conversations(["Why is the sea salty, really?"], 10)[0]) == 2
+    with pytest.raises(ValueError, match="memory_format"):
+        UpdateConfig(method="memory", memory_format="prompt")
 
 
 def test_a_read_database_is_searched_with_the_own_memory_and_followed_as_it_grows():

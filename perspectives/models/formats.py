@@ -63,15 +63,26 @@ def render_conversation(tokenizer, messages: list[dict[str, str]], fmt: str) -> 
     """The text a model continues to answer the last turn of ``messages``.
 
     With the chat format, the tokenizer's chat template; otherwise (no template, or the plain
-    and Appendix-A formats) the earlier turns' texts as a preamble before the last question.
+    and Appendix-A formats) the earlier turns' texts as a preamble before the last question;
+    in the Appendix-A format an earlier question and its answer are one more example of the
+    format (instruction, response, end), and a system message is the last instruction's
+    preamble.
     """
     if fmt == "chat" and tokenizer.chat_template is not None:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     question = messages[-1]["content"]
-    preamble = "\n\n".join(m["content"] for m in messages[:-1] if m["content"])
     if fmt == "appendix-a":
-        text = f"{preamble}\n\n{question}" if preamble else question
-        return f"{INSTRUCTION_MARK} {text}\n{RESPONSE_MARK} "
+        examples, context = "", []
+        for m in messages[:-1]:
+            if m["role"] == "user":
+                examples += f"{INSTRUCTION_MARK} {m['content']}\n"
+            elif m["role"] == "assistant":
+                examples += f"{RESPONSE_MARK} {m['content']}\n{END_MARK}\n"
+            elif m["content"]:
+                context.append(m["content"])
+        text = "\n\n".join([*context, question])
+        return f"{examples}{INSTRUCTION_MARK} {text}\n{RESPONSE_MARK} "
+    preamble = "\n\n".join(m["content"] for m in messages[:-1] if m["content"])
     return f"{preamble}\n\n{question}" if preamble else question
 
 

@@ -366,10 +366,15 @@ class MemoryAgent:
 
     def _conversation(self, question: str, items: pd.DataFrame) -> Conversation:
         parts = [self.system_prompt] if self.system_prompt else []
-        if len(items):
+        turns: Conversation = []
+        if len(items) and self.update.memory_format == "turns":
+            # Most relevant nearest the question; ``items`` come most relevant first.
+            for q, a in zip(items["question"][::-1], items["answer"][::-1], strict=True):
+                turns += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        elif len(items):
             parts.append(render_memories(items))
         system = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
-        return [*system, {"role": "user", "content": question}]
+        return [*system, *turns, {"role": "user", "content": question}]
 
     def _tokens(self, conv: Conversation) -> int:
         # A few tokens per message for the chat template's markers.

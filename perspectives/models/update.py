@@ -16,7 +16,7 @@ from ..errors import InputError
 # Far beyond any update (the paper's: 1 epoch; initial fine-tunes 3): larger is a typo.
 MAX_EPOCHS = 1000
 MAX_MEMORY_K = 100
-LATER_FIELDS = ("memory_k", "memory_decay")
+LATER_FIELDS = ("memory_k", "memory_decay", "memory_format")
 
 
 class UpdateConfig(Strict):
@@ -30,6 +30,9 @@ class UpdateConfig(Strict):
     ``"memory"`` fine-tunes nothing: the agent keeps what it hears in a retrieval database and
     answers with the ``memory_k`` items whose questions are most like the one asked (cosine
     similarity of embeddings, times ``exp(-memory_decay · age in steps)``) in its prompt.
+    ``memory_format``: where the items go: ``"system"`` lists them as "Q: … A: …" in the
+    system message; ``"turns"`` puts them before the question as earlier turns of the chat
+    (a user question, the assistant's answer), the most relevant last.
     """
 
     method: str = "full"
@@ -47,6 +50,7 @@ class UpdateConfig(Strict):
     mixed_precision: str = Field("auto", pattern="^(auto|bf16|no)$")
     memory_k: int = Field(5, ge=1, le=MAX_MEMORY_K)
     memory_decay: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
+    memory_format: str = Field("system", pattern="^(system|turns)$")
 
     def stable_dump(self) -> dict:
         """``model_dump`` without the fields added after run folders existed, where they hold
