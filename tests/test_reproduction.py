@@ -1,6 +1,9 @@
 """The tables of docs/results.md, from hand-made analyses of small sweeps."""
 
+import errno
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -8,7 +11,8 @@ import pandas as pd
 import pytest
 
 from perspectives.errors import InputError
-from perspectives.experiments.reproduction import cs1_table, cs2_table
+from perspectives.experiments import reproduction
+from perspectives.experiments.reproduction import cs1_table, cs2_table, regenerate
 from perspectives.experiments.sweep import read_sweep
 from perspectives.reporting.run_analysis import SweepAnalysis, analyze_sweep
 from perspectives.simulation.config import RunConfig
@@ -195,3 +199,69 @@ def test_an_output_folder_blocked_by_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "alarms.parquet").mkdir()
     with pytest.raises(InputError, match="a folder is where this file should be written"):
         write_text(tmp_path / "alarms.parquet", "x")
+
+
+PAGE = "<!-- BEGIN verdicts -->\nold\n<!-- END verdicts -->\n"
+
+
+def test_a_results_page_that_is_a_folder_is_named_so(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "results.md").mkdir()
+    with pytest.raises(InputError, match="a folder, not a file") as err:
+        regenerate(tmp_path / "runs", tmp_path / "results.md")
+    assert err.value.source == str(tmp_path / "results.md")
+
+
+def _refuse(dst, monkeypatch, real=shutil.copyfile):
+    """Make copying to ``dst`` fail as a write-protected folder does."""
+
+    def copyfile(src, to, *args, **kwargs):
+        if Path(to).parent == dst:
+            raise PermissionError(errno.EACCES, "Permission denied", str(to))
+        return real(src, to, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+
+
+def test_an_unwritable_figures_folder_is_an_input_error_naming_the_file(tmp_path, monkeypatch):
+    sweep = tmp_path / "runs" / "cs3-polarization"
+    (sweep / "analysis").mkdir(parents=True)
+    (sweep / "analysis" / "polarization.png").write_bytes(b"png")
+    figures = tmp_path / "figures"
+    _refuse(figures, monkeypatch)
+    result = SweepAnalysis(sweep, {}, {}, failed=[], pending=[])
+    with pytest.raises(InputError) as err:
+        reproduction._publish(result, "cs3-polarization", figures)
+    assert err.value.source == str(figures / "cs3-polarization-polarization.png")
+    assert "Permission denied" in err.value.message and "'cs3-polarization'" in err.value.message
+
+
+def test_an_unwritable_results_page_is_an_input_error_and_stays_as_it_was(tmp_path, monkeypatch):
+    doc = tmp_path / "results.md"
+    doc.write_text(PAGE)
+    (tmp_path / "runs").mkdir()
+
+    def refuse(path, text):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(reproduction, "write_text", refuse)
+    with pytest.warns(UserWarning), pytest.raises(InputError) as err:
+        regenerate(tmp_path / "runs", doc)
+    assert err.value.source == str(doc) and "cannot write the results page" in str(err.value)
+    assert doc.read_text() == PAGE
+
+
+def test_an_immutable_results_page_is_an_input_error(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text(PAGE)
+    (tmp_path / "runs").mkdir()
+    chattr = shutil.which("chattr")
+    if not chattr or subprocess.run([chattr, "+i", str(doc)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not possible here (not root, or the file system)")
+    try:
+        with pytest.warns(UserWarning), pytest.raises(InputError, match="cannot write") as err:
+            regenerate(tmp_path / "runs", doc)
+    finally:
+        subprocess.run([chattr, "-i", str(doc)], check=True)
+    assert err.value.source == str(doc) and doc.read_text() == PAGE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md", "runs"]  # no temp

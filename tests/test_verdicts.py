@@ -236,6 +236,21 @@ def test_results_judges_the_verdicts_from_the_page_even_without_runs(tmp_path):
         (lambda t: t + "<!-- BEGIN verdicts -->\n", "has no matching <!-- END verdicts -->"),
         (lambda t: t.replace("| 1.14 | 0.98 |", "| 0.98 |", 1), "row 1: 6 cells"),
         (lambda t: t.replace("| 1.14 | 0.98 |", "| abc | 0.98 |", 1), "field 'whole space, at T'"),
+        # Without its |---| line the first row would be taken for it, and lost.
+        (
+            lambda t: t.replace("|\n|---|---|---|---|---|---|---|\n", "|\n", 1),
+            "page.md, block cs3-polarization: the line under the table's header is not its "
+            "separator row",
+        ),
+        (
+            lambda t: t.replace("|---|---|---|---|---|---|---|", "|---|---|x|---|---|---|---|", 1),
+            "block cs3-polarization: the line under",
+        ),
+        # Table.find reads the first row of a condition: a second one would be ignored.
+        (
+            lambda t: t.replace("| unrestricted |", "| intra-class |", 1),
+            "page.md, block cs3-polarization, row 2: the same condition as row 1",
+        ),
     ],
 )
 def test_a_damaged_page_is_refused_with_the_line_or_cell(damage, message):
@@ -295,3 +310,25 @@ def test_a_sweep_with_no_complete_step_leaves_its_block_as_it_is(tmp_path):
         with pytest.warns(UserWarning):
             regenerate(tmp_path / "runs", page)
     assert page.read_text() == CS3
+
+
+def test_a_table_without_its_separator_or_with_a_row_twice_is_refused():
+    no_separator = CS2_CAPTURED.replace("|\n|---|---|---|---|---|---|---|---|\n", "|\n")
+    with pytest.raises(InputError, match="block cs2-adversary-q100-lr1e-4: the line under"):
+        parse_tables(no_separator, "page.md")
+    # Alignment colons are a separator still; only the rows' text is read.
+    aligned = CS2_CAPTURED.replace("|---|---|---|", "|:---|---:|:-:|", 1)
+    (table,) = parse_tables(aligned)
+    assert [(r["targets"], value(r, "at T")) for r in table.rows] == [
+        ("0", 1.4),
+        ("2", 0.45),
+        ("5", 0.2),
+    ]
+    # Case study 2's rows are named by targets and attack period together.
+    twice = CS2_PRESET.replace("| 5 | 5 | 2 | 1.05 |", "| 2 | 2 | 2 | 0.10 |")
+    with pytest.raises(InputError) as err:
+        parse_tables(twice, "page.md")
+    assert str(err.value) == (
+        "page.md, block cs2-adversary, row 6: the same targets and attack every as row 3: one "
+        "row per condition (value: '2 | 2')"
+    )

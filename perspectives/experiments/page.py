@@ -3,7 +3,11 @@
 A block's name is the folder of its sweep under the runs folder (``cs2-adversary-lr1e-4``);
 ``<!-- BEGIN name upto=N -->`` marks a block analysed up to step N only. The markers are read
 strictly, line by line: a damaged marker must stop the rewrite with the line it is on, not
-drop a table from the page without a word.
+drop a table from the page without a word. Markers inside fenced code (```` ``` ```` or
+``~~~``) are text, not blocks: a page may show the syntax.
+
+Lines are split on "\\n" only (a trailing "\\r" is one of a CRLF line's ending), so form feeds,
+U+2028 and the like stay as they are, and every byte outside a rewritten block is kept.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _BEGIN = re.compile(rf"^<!-- BEGIN (?P<name>{_NAME})(?: upto=(?P<upto>0|[1-9]\d*))? -->$")
 _END = re.compile(rf"^<!-- END (?P<name>{_NAME}) -->$")
 _MARKER = re.compile(r"<!--\s*(BEGIN|END)\b")
+# A code fence: 3 or more backticks or tildes, indented any amount and perhaps quoted (in a
+# list item or a quote a fence sits deeper than CommonMark's 3 spaces at the top level).
+_FENCE = re.compile(r"^(?:[ \t]*>)*[ \t]*(?P<fence>`{3,}|~{3,})(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
 class Block:
     """One generated block: its ``name``, ``upto`` step (or None), and the indices of its
-    marker lines in the page's lines."""
+    marker lines in the page's lines (``split_lines``)."""
 
     name: str
     upto: int | None
@@ -34,16 +41,50 @@ class Block:
         return self.name if self.upto is None else f"{self.name} upto={self.upto}"
 
 
+def split_lines(text: str) -> list[str]:
+    """The page's lines, split on "\\n" only; CRLF lines keep their "\\r", so that
+    ``"\\n".join`` gives the page back byte for byte."""
+    return text.split("\n")
+
+
+def _fence_lines(lines: list[str], source: str) -> set[int]:
+    """The indices of the lines inside fenced code, fences included. Raises InputError if a
+    fence left open to the end of the page hides a block marker."""
+    inside: set[int] = set()
+    open_: tuple[str, int] | None = None  # the fence's characters and its line
+    for i, raw in enumerate(lines):
+        m = _FENCE.match(raw.removesuffix("\r"))
+        if open_ is None:
+            # A backtick fence's info string has no backtick (CommonMark): else inline code.
+            if m and not (m["fence"][0] == "`" and "`" in m["rest"]):
+                open_ = (m["fence"], i)
+        elif m and m["fence"][0] == open_[0][0] and len(m["fence"]) >= len(open_[0]):
+            if not m["rest"].strip():
+                inside.update(range(open_[1], i + 1))
+                open_ = None
+    if open_ is not None:
+        hidden = [i for i in range(open_[1] + 1, len(lines)) if _MARKER.search(lines[i])]
+        if hidden:
+            raise InputError(
+                f"a code fence opened on line {open_[1] + 1} is never closed, and hides the "
+                f"block marker on line {hidden[0] + 1}",
+                source=source,
+                value=lines[open_[1]].strip(),
+            )
+    return inside
+
+
 def read_blocks(text: str, source: str = "page") -> list[Block]:
     """The page's blocks, in order. Raises InputError naming ``source`` and the line for a
     marker that is malformed, unmatched or nested, or a name that is not a plain folder
     name."""
-    lines = text.splitlines()
+    lines = split_lines(text)
+    code = _fence_lines(lines, source)
     blocks: list[Block] = []
     open_: tuple[str, int | None, int] | None = None
     for i, raw in enumerate(lines):
         line = raw.strip()
-        if not _MARKER.search(line):
+        if i in code or not _MARKER.search(line):
             continue
         where = f"{source}, line {i + 1}"
         begin, end = _BEGIN.match(line), _END.match(line)
@@ -79,21 +120,30 @@ def read_blocks(text: str, source: str = "page") -> list[Block]:
 
 
 def block_body(text: str, block: Block) -> str:
-    """The lines between a block's markers."""
-    return "\n".join(text.splitlines()[block.begin + 1 : block.end])
+    """The lines between a block's markers, joined by "\\n" (a CRLF line's "\\r" dropped)."""
+    body = split_lines(text)[block.begin + 1 : block.end]
+    return "\n".join(line.removesuffix("\r") for line in body)
+
+
+def _line_ending(text: str) -> str:
+    """The page's line ending: CRLF if most of its lines end so, else LF."""
+    return "\r\n" if 2 * text.count("\r\n") > text.count("\n") else "\n"
 
 
 def replace_block(
     text: str, name: str, content: str, upto: int | None = None, source: str = "page"
 ) -> str:
-    """The page with the body of every block ``name`` (``upto``) replaced by ``content``.
-    Raises InputError if the page has no such block (or its markers are damaged)."""
+    """The page with the body of every block ``name`` (``upto``) replaced by ``content``,
+    written with the page's line ending; every other byte is kept. Raises InputError if the
+    page has no such block (or its markers are damaged)."""
     blocks = [b for b in read_blocks(text, source) if b.name == name and b.upto == upto]
     if not blocks:
         label = name if upto is None else f"{name} upto={upto}"
         raise InputError(f"no block {label!r} on the page", source=source)
-    newline = "\r\n" if "\r\n" in text else "\n"  # keep the page's line endings
-    lines = text.splitlines()
+    cr = "\r" if _line_ending(text) == "\r\n" else ""
+    content = content.rstrip("\r\n")
+    body = [ln.removesuffix("\r") + cr for ln in content.split("\n")] if content else []
+    lines = split_lines(text)
     for b in reversed(blocks):
-        lines[b.begin + 1 : b.end] = content.rstrip("\n").splitlines()
-    return newline.join(lines) + (newline if text.endswith(("\n", "\r")) else "")
+        lines[b.begin + 1 : b.end] = body
+    return "\n".join(lines)

@@ -291,15 +291,22 @@ def _table_for(name: str, folder: Path) -> Callable[[SweepAnalysis], str] | None
 
 
 def _publish(result: SweepAnalysis, name: str, figures: Path) -> None:
-    """Write the sweep's analysis and copy its figures next to the page as ``name-*.png``."""
-    write_sweep_analysis(result)
-    output_dir(figures)
-    for png in sorted((result.sweep_dir / ANALYSIS_DIR).glob("*.png")):
-        shutil.copyfile(png, figures / f"{name}-{png.name}")
-    for condition, runs in result.runs.items():
-        if runs:
-            src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
-            shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
+    """Write the sweep's analysis and copy its figures next to the page as ``name-*.png``.
+    Raises InputError naming the path that cannot be written (or read)."""
+    try:
+        write_sweep_analysis(result)
+        output_dir(figures)
+        for png in sorted((result.sweep_dir / ANALYSIS_DIR).glob("*.png")):
+            shutil.copyfile(png, figures / f"{name}-{png.name}")
+        for condition, runs in result.runs.items():
+            if runs:
+                src = runs[0].run_dir / ANALYSIS_DIR / "trajectories.png"
+                shutil.copyfile(src, figures / f"{name}-trajectories-{condition}.png")
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the analysis and figures of block {name!r} ({exc.strerror or exc})",
+            source=str(exc.filename or figures),
+        ) from None
 
 
 def _judge(text: str, found: list[str], source: str) -> str:
@@ -344,12 +351,25 @@ def _sweep_of_block(folder: Path, name: str, upto: int | None, doc: Path):
 
 
 def _read_page(doc: Path) -> str:
+    if doc.is_dir():
+        raise InputError("a folder, not a file (the results page to update)", source=str(doc))
     if not doc.is_file():
         raise InputError("no such file (the results page to update)", source=str(doc))
     try:
         return doc.read_bytes().decode("utf-8")  # as it is: CRLF pages stay CRLF
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", source=str(doc)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", source=str(doc)) from None
+
+
+def _write_page(doc: Path, text: str) -> None:
+    try:
+        write_text(doc, text)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the results page ({exc.strerror or exc})", source=str(doc)
+        ) from None
 
 
 def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> list[str]:
@@ -405,5 +425,5 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
             "verdicts were judged anew, on the page's tables",
             stacklevel=2,
         )
-    write_text(doc, text)
+    _write_page(doc, text)
     return found

@@ -25,6 +25,9 @@ _NUM = r"[-−]?\d+(?:\.\d+)?(?:[eE][-+−]?\d+)?"
 # A numeric cell: "–" (none), a mean with its range over seeds, or a list of values.
 _CELL = re.compile(rf"^(–|{_NUM}(?: \({_NUM}–{_NUM}\))?|{_NUM}(?:, {_NUM})*)$")
 _TEXT_COLUMNS = ("condition",)
+_SEPARATOR = re.compile(r"^:?-+:?$")  # a cell of a table's |---| row
+# The cells that name a row: what Table.find looks rows up by (case study 2: targets x period).
+_KEYS = (("condition",), ("targets", "attack every"))
 # What ``reproduction._seeds_note`` writes under a table with runs still going or failed:
 # their "at T" columns are at each run's last complete step, which is not the run's T.
 UNFINISHED_NOTES = ("Not finished:", "Failed:")
@@ -70,15 +73,19 @@ def parse_tables(text: str, source: str = "page") -> list[Table]:
     """The table of every case study's block on the page, except comparisons (``upto=``)
     and the verdict block itself; a block whose note names runs not finished or failed is
     read with ``finished=False``. Raises InputError naming the block, row and column of a
-    row whose cells do not match the header, or of a cell that is not a number."""
+    row whose cells do not match the header, of a cell that is not a number, of a table
+    without its ``|---|`` separator row, or of a second row for the same condition."""
     tables = []
     for block in read_blocks(text, source):
         if block.upto is not None or not block.name.startswith(CASE_STUDIES):
             continue
         body = block_body(text, block)
-        lines = [ln for ln in body.splitlines() if ln.strip().startswith("|")]
-        if len(lines) < 3:
+        lines = [ln for ln in body.split("\n") if ln.strip().startswith("|")]
+        if not lines:
             continue
+        _check_separator(lines, f"{source}, block {block.name}")
+        if len(lines) < 3:
+            continue  # a header without rows: nothing to judge
         header, rows = _cells(lines[0]), []
         for i, line in enumerate(lines[2:], start=1):
             cells = _cells(line)
@@ -91,9 +98,41 @@ def parse_tables(text: str, source: str = "page") -> list[Table]:
                 if h not in _TEXT_COLUMNS and not _CELL.match(cell):
                     raise InputError("not a number", source=where, field=h, value=cell)
             rows.append(dict(zip(header, cells, strict=True)))
+        _check_unique(rows, header, f"{source}, block {block.name}")
         finished = not any(note in body for note in UNFINISHED_NOTES)
         tables.append(Table(block.name, rows, finished))
     return tables
+
+
+def _check_separator(lines: list[str], where: str) -> None:
+    """Raise InputError unless the table's second line is its ``|---|`` separator: read as a
+    separator, a first data row would be dropped without a word."""
+    cells = _cells(lines[1]) if len(lines) > 1 else []
+    if not cells or not all(_SEPARATOR.match(c) for c in cells):
+        raise InputError(
+            "the line under the table's header is not its separator row (|---|---|...), "
+            "so the rows cannot be told from it",
+            source=where,
+            value=lines[1].strip() if len(lines) > 1 else lines[0].strip(),
+        )
+
+
+def _check_unique(rows: list[dict[str, str]], header: list[str], where: str) -> None:
+    """Raise InputError naming the row if two rows have the same key cells (``Table.find``
+    reads the first only, so the other would be ignored without a word)."""
+    keys = next((k for k in _KEYS if all(h in header for h in k)), None)
+    if keys is None:
+        return
+    seen: dict[tuple[str, ...], int] = {}
+    for i, row in enumerate(rows, start=1):
+        key = tuple(row[k] for k in keys)
+        if key in seen:
+            raise InputError(
+                f"the same {' and '.join(keys)} as row {seen[key]}: one row per condition",
+                source=f"{where}, row {i}",
+                value=" | ".join(key),
+            )
+        seen[key] = i
 
 
 @dataclass(frozen=True)
