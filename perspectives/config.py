@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, PerspectivesError
 
 
 class Strict(BaseModel):
@@ -98,6 +98,9 @@ def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
         err = exc.errors()[0]
         key = ".".join(_keys(raw, err["loc"])) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, PerspectivesError):  # a check of ours: its text, without its value
+            message = cause.message
         if err["type"] == "union_tag_invalid":
             message = f"unknown type; one of [{err['ctx']['expected_tags']}]"
         elif err["type"] == "union_tag_not_found":

@@ -513,6 +513,7 @@ OTHER_CASES = [
     Case("init-epochs-zero", ["init", "--epochs", "0"], ["--epochs"]),
     Case("init-lr-zero", ["init", "--lr", "0"], ["--lr"]),
     Case("init-lr-text", ["init", "--lr", "fast"], ["--lr"]),
+    Case("init-lr-inf", ["init", "--lr", "inf"], ["--lr", "finite"]),
     Case("init-batch-zero", ["init", "--batch-size", "0"], ["--batch-size"]),
     Case("init-format", ["init", "--prompt-format", "xml"], ["--prompt-format", "xml"]),
     Case("init-prefix-escapes", ["init", "--prefix", "../x"], ["--prefix", "../x"]),
@@ -566,6 +567,12 @@ OTHER_CASES = [
         "instruct-epochs-zero",
         ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "o", "--epochs", "0"],
         ["--epochs"],
+        files={"d.jsonl": "{}\n"},
+    ),
+    Case(
+        "instruct-lr-inf",
+        ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "o", "--lr", "inf"],
+        ["--lr", "finite"],
         files={"d.jsonl": "{}\n"},
     ),
     Case(

@@ -60,6 +60,15 @@ def test_registries_refuse_unknown_names_and_damaged_folders(tmp_path):
         make_model("nope", "x")
     with pytest.raises(ValueError, match="unknown update rule"):
         UpdateConfig(method="nope")
+    # In a config the check's own message is used, with the value said once.
+    from perspectives.config import validate_model
+
+    with pytest.raises(ConfigError) as err:
+        validate_model(UpdateConfig, {"method": "nope"}, "cfg.yaml")
+    assert str(err.value) == (
+        "cfg.yaml, field 'method': unknown update rule; one of ['full', 'lora', 'memory'] "
+        "(value: 'nope')"
+    )
     assert {"full", "lora"} <= set(update_rules.names()) and "hf" in backends
     with pytest.raises(CorruptStateError, match="no agent.json"):
         load_agent(tmp_path)

@@ -234,6 +234,16 @@ def test_resume_refuses_another_config_and_analyze(tmp_path, tiny_config, run_to
     assert sorted(hist.points["t"].unique()) == [0, 1]
     bad = runner.invoke(app, ["analyze", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+    # A complete run resumed (as a finished sweep system, without its weights) is complete:
+    # not a missing checkpoint, and nothing is run or written again.
+    shutil.rmtree(out / "checkpoints")
+    before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*.parquet"))
+    again = runner.invoke(app, ["run", "--resume", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "the run is already complete (t = 0..2)" in " ".join(again.output.split())
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*.parquet")) == (
+        before
+    )
 
 
 def test_disk_full_mid_step_keeps_the_last_complete_step(
@@ -295,6 +305,11 @@ def test_a_model_that_never_learns_resumes_from_a_checkpoint_that_then_goes(
     Simulation.create(cfg, straight, keep_checkpoints=frozenset({1})).run()
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
+    for part in [*resumed.rglob("step-00002*"), *resumed.rglob("step-00003*")]:
+        if part.is_dir():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
     (resumed / "progress.json").write_text(json.dumps({"last_complete_step": 1}))
     Simulation.resume(resumed, cfg).run()  # steps 2 and 3 from the step-1 checkpoint
     assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-00003"]

@@ -90,8 +90,9 @@ def test_numeric_looking_answers_stay_text(tmp_path):
 
 def test_duplicate_rows():
     df = pd.concat([table(), table().iloc[[2]]], ignore_index=True)
-    with pytest.raises(InputError, match=r"duplicate rows for \(model='m0', prompt_id='q2'"):
+    with pytest.raises(InputError, match=r"duplicate rows for \(model='m0', prompt_id='q2'") as e:
         validate_responses(df, "r.csv")
+    assert "replicate=0)" in str(e.value)  # as the file says it, not np.int64(0)
 
 
 def test_single_model_and_varying_label():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -100,6 +101,26 @@ def test_overrides_and_scale_errors():
         plan_sweep(load_preset("quickstart"), "/x")
     alone = runner.invoke(app, ["run", "quickstart", "--jobs", "2"])
     assert alone.exit_code == 2 and "add --sweep" in alone.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--seeds", "0,1,0"], "'--seeds': each seed once (value: '0,1,0')"),
+        (["--conditions", " , "], "'--conditions': name at least one condition"),
+        (["--set", "seed=5"], "a sweep sets each system's seed: use --seeds"),
+        (["--set", "output=elsewhere"], "a sweep sets each system's output: use --out"),
+        (["--out", "FILE"], "is a file, not a folder"),
+    ],
+)
+def test_a_sweep_refuses_options_it_would_silently_override_or_repeat(tmp_path, args, said):
+    (tmp_path / "FILE").write_text("x")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in args]
+    out = ["--out", str(tmp_path / "sweep")] if "--out" not in args else []
+    result = runner.invoke(app, ["run", "cs3-polarization", "--sweep", *out, *args])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not (tmp_path / "sweep").exists()  # nothing started
 
 
 def test_run_sweep_side_by_side_records_failures_interrupts_and_progress(tmp_path):
@@ -304,6 +325,15 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
     assert "block 'cs3-polarization' asks for upto=99" in beyond.output
     assert "the run has steps 0 to" in beyond.output and "Traceback" not in beyond.output
 
+    # A finished system whose folder is gone is named, not silently left out.
+    shutil.rmtree(out / "intra" / "seed-1")
+    gone = runner.invoke(app, ["report", str(out)])
+    assert gone.exit_code == 0, gone.output
+    said = " ".join(gone.output.split())
+    assert "missing system intra seed 1: done, but its folder intra/seed-1 is gone" in said
+    assert "3 runs over 2 conditions analysed (0 unfinished, 2 failed, 1 missing)" in said
+    assert "intra seed 1: done, but its folder is gone" in (out / "report.html").read_text()
+
 
 def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tmp_path, sweep_yaml):
     broken = tmp_path / "broken-model"
@@ -347,7 +377,13 @@ def test_analysis_of_an_interrupted_run_names_the_missing_steps(tmp_path, two_cl
 
     cfg = parse_run_config(two_classes(steps=4), "t")
     Simulation.create(cfg, tmp_path / "run").run()
-    # As if stopped during step 3: its files may be there, but step 2 is the last committed.
+    # As if stopped during step 3: its files may be there, but step 2 is the last committed
+    # (and no later step was begun).
+    for part in sorted((tmp_path / "run").rglob("step-00004*"), reverse=True):
+        if part.is_dir():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
     (tmp_path / "run" / "progress.json").write_text(json.dumps({"last_complete_step": 2}))
     result = analyze_run(tmp_path / "run")
     assert expected_snapshots(cfg) == [0, 1, 2, 3, 4]
@@ -366,7 +402,6 @@ def test_analysis_of_an_interrupted_run_names_the_missing_steps(tmp_path, two_cl
 def test_disk_needed_and_the_warning_before_a_sweep_that_may_fill_the_disk(
     tiny_model_dir, tmp_path, monkeypatch, capsys, sweep_yaml
 ):
-    import shutil
     from collections import namedtuple
 
     from perspectives.cli.app import _warn_disk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -219,8 +220,8 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_positive(option: str, value: float) -> None:
-    if not value > 0:  # NaN too
-        raise InputError("must be above 0", field=option, value=value)
+    if not 0 < value < math.inf:  # NaN too; configs refuse infinities the same way
+        raise InputError("must be a finite number above 0", field=option, value=value)
 
 
 def _check_name(option: str, value: str) -> None:
@@ -818,6 +819,13 @@ def _run_one(sim, label: str = "") -> None:
 
     total = sim.cfg.steps + 1
     done = sim.last_complete_step() + 1
+    if done == total:
+        sim.run()  # checks the folder; runs nothing
+        out_console.print(
+            f"the run is already complete (t = 0..{sim.cfg.steps}): {sim.out}/  (see it with: "
+            f"perspectives report {sim.out})"
+        )
+        return
     columns = (
         TextColumn(label + "[bold]step {task.fields[step]}/{task.fields[T]}"),
         TextColumn("{task.fields[phase]:<22}"),
@@ -1297,11 +1305,18 @@ def _analyze_sweep(result) -> None:
             f"[red]failed system[/] {entry['condition']} seed {entry['seed']}: {entry['error']}",
             highlight=False,
         )
+    for entry in result.missing:
+        console.print(
+            f"[yellow]missing system[/] {entry['condition']} seed {entry['seed']}: done, but "
+            f"its folder {entry['folder']} is gone or empty; left out of the comparison",
+            highlight=False,
+        )
     out = write_sweep_analysis(result)
     n = sum(len(r) for r in result.runs.values())
     out_console.print(
         f"{n} runs over {sum(bool(r) for r in result.runs.values())} conditions analysed "
-        f"({len(result.pending)} unfinished, {len(result.failed)} failed) -> {out}/"
+        f"({len(result.pending)} unfinished, {len(result.failed)} failed, "
+        f"{len(result.missing)} missing) -> {out}/"
     )
 
 

@@ -485,7 +485,9 @@ def prepare_sweep(
     """Plan ``preset``'s sweep as the command line asks for it: ``seeds`` and ``conditions``
     as comma-separated text or lists; ``out`` defaults to ``runs/<name>-<scale>``.
 
-    Raises InputError for seeds that are not integers, or as ``plan_sweep`` does."""
+    Raises InputError for seeds that are not integers or repeat, conditions that are empty,
+    a ``seed`` or ``output`` in ``sets`` (the sweep sets them), an ``out`` that is a file, or
+    as ``plan_sweep`` does."""
     if isinstance(seeds, str):
         try:
             seeds = [int(x) for x in seeds.split(",")]
@@ -493,10 +495,23 @@ def prepare_sweep(
             raise InputError(
                 "a comma-separated list of integers", field="--seeds", value=seeds
             ) from None
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        # Two systems of one seed would share a folder and overwrite each other.
+        raise InputError("each seed once", field="--seeds", value=",".join(map(str, seeds)))
     if isinstance(conditions, str):
-        conditions = [c.strip() for c in conditions.split(",") if c.strip()] or None
+        given = conditions
+        conditions = [c.strip() for c in conditions.split(",") if c.strip()]
+        if not conditions:  # "" would otherwise mean every condition
+            raise InputError("name at least one condition", field="--conditions", value=given)
+    for key, option in (("seed", "--seeds"), ("output", "--out")):
+        if key in (sets or {}):
+            raise InputError(
+                f"a sweep sets each system's {key}: use {option}", field="--set", value=key
+            )
     scale = scale or preset.default_scale
     name = (sets or {}).get("name") or preset.raw.get("name", "sweep")
     out = Path(out) if out else Path("runs") / (f"{name}-{scale}" if scale else name)
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, not a folder", source=str(out), field="--out")
     systems = plan_sweep(preset, out, scale, seeds, sets, share_steps, conditions)
     return SweepPlan(name, scale, out, systems)

@@ -503,12 +503,16 @@ def run_report(result: RunAnalysis) -> Path:
 def sweep_report(result: SweepAnalysis) -> Path:
     """Write ``SWEEP/report.html``: the conditions compared, then each condition's runs."""
     body = []
-    if result.failed or result.pending:
+    if result.failed or result.pending or result.missing:
         items = [
             f"{e['condition']} seed {e['seed']}: failed ({html.escape(str(e['error']))})"
             for e in result.failed
         ]
         items += [f"{e['condition']} seed {e['seed']}: not finished" for e in result.pending]
+        items += [
+            f"{e['condition']} seed {e['seed']}: done, but its folder is gone (left out)"
+            for e in result.missing
+        ]
         body.append("<div class='warn'><b>Not complete:</b><br>" + "<br>".join(items) + "</div>")
     runs = {c: r for c, r in result.runs.items() if r}
     first = first_runs(result)

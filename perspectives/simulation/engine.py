@@ -275,6 +275,9 @@ class Simulation:
             raise ConfigError(
                 "the run folder was made from a different config", source=str(self.folder.path)
             )
+        if last >= cfg.steps:
+            # Complete: nothing to load (a finished sweep system keeps no weights to load).
+            return self.folder
         if self.placement is not None and cfg.databases:
             raise InputError(
                 "databases are not yet supported with agents placed in other processes or on "

@@ -457,7 +457,10 @@ def _check_unique_and_constant_labels(df: pd.DataFrame, keys: list[str], source:
     dup = df.duplicated([*keys, "prompt_id", "replicate"], keep=False)
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        what = ", ".join(f"{k}={df[k].iloc[row]!r}" for k in [*keys, "prompt_id", "replicate"])
+        # .item(): a numpy scalar's repr is np.int64(0), not what the file says
+        cells = {k: df[k].iloc[row] for k in [*keys, "prompt_id", "replicate"]}
+        cells = {k: v.item() if isinstance(v, np.generic) else v for k, v in cells.items()}
+        what = ", ".join(f"{k}={v!r}" for k, v in cells.items())
         raise InputError(f"duplicate rows for ({what})", source=source, field="prompt_id")
     for col in label_columns(df):
         varying = df.groupby(keys, sort=False)[col].nunique(dropna=False)
