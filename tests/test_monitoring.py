@@ -4,6 +4,7 @@ monitor of a run folder."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -397,6 +398,29 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     wide.run()
     with pytest.raises(InputError, match="embedded in 64 dimensions"):
         compare_to_control(attacked, tmp_path / "wide")
+    # A control still running is compared on the steps both have, and says so.
+    running = tmp_path / "running"
+    shutil.copytree(control, running)
+    for part in [p for t in (4, 5, 6) for p in running.rglob(f"step-{t:05d}*")]:
+        if part.is_dir():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
+    (running / "progress.json").write_text('{"last_complete_step": 3}')
+    partial = compare_to_control(attacked, running)
+    assert partial.steps["t"].tolist() == [0, 1, 2, 3]
+    assert "the run's steps t = 4..6 have no counterpart in the other: not compared" in (
+        partial.notes
+    )
+    # Another system as the control departs before the attack: named as such.
+    loud = _adversary_config(tiny_config, 0)
+    loud["groups"][0]["model"] = "loud"
+    odd = compare_to_control(attacked, run_to_end(loud, tmp_path / "loud"))
+    assert odd.onset == 1 and bool(odd.steps["reject"].iloc[0])
+    assert any("differ at t=0, before the intervention at t=1" in n for n in odd.notes)
+    assert not any(
+        "before the intervention" in n for n in compare_to_control(attacked, control).notes
+    )
     # A control created but not run yet: named, not a traceback.
     Simulation.create(cfg, tmp_path / "unrun", embedder=HashingEmbedder())
     with pytest.raises(InputError, match="unrun.*no complete evaluation"):

@@ -138,6 +138,13 @@ def _graph_changes(run_edges: pd.DataFrame, control_edges: pd.DataFrame, last: i
     return [t for t in steps if graphs[0].get(t, set()) != graphs[1].get(t, set())]
 
 
+def _steps_text(steps: list[int]) -> str:
+    """``3..12`` for a range of steps, else ``1, 4, 7``."""
+    if len(steps) > 2 and steps == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}..{steps[-1]}"
+    return ", ".join(map(str, steps))
+
+
 def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.mean([np.linalg.norm(x - y) for x in a for y in b]))
 
@@ -240,6 +247,7 @@ def compare_to_control(
             f"steps with fewer than {MIN_SAMPLES} learners in both runs, left out: "
             f"{', '.join(map(str, few))}"
         )
+    notes += _unmatched_steps(kr, kc)
     first = [kc[(steps[0], m)] for m in learners if (steps[0], m) in kc]
     pairs = [np.linalg.norm(x - y) for i, x in enumerate(first) for y in first[i + 1 :]]
     spread = float(np.mean(pairs)) if pairs else 0.0
@@ -255,17 +263,38 @@ def compare_to_control(
     table["exposed"] = table["t"].isin(exposures)
     changes = _graph_changes(er, ec, min(fr.last_complete_step(), fc.last_complete_step()))
     table["graph_differs"] = table["t"].isin(changes)
-    return ControlComparison(
-        fr.path,
-        fc.path,
-        alpha,
-        table,
-        exposures,
-        learners,
-        fixed,
-        notes,
-        changes,
+    comparison = ControlComparison(
+        fr.path, fc.path, alpha, table, exposures, learners, fixed, notes, changes
     )
+    notes += _differences_before_onset(comparison)
+    return comparison
+
+
+def _unmatched_steps(kr: dict, kc: dict) -> list[str]:
+    """Notes on the steps evaluated in one run only (a control still running, say): the
+    verdict covers the steps both have."""
+    notes = []
+    for one, other, whose in ((kr, kc, "the run's"), (kc, kr, "the control's")):
+        alone = sorted({t for t, _ in one} - {t for t, _ in other})
+        if alone:
+            notes.append(
+                f"{whose} steps t = {_steps_text(alone)} have no counterpart in the other: "
+                "not compared"
+            )
+    return notes
+
+
+def _differences_before_onset(comparison: ControlComparison) -> list[str]:
+    """A note if the two differ before the intervention: then a control is the same system,
+    so such a difference is not the intervention's effect, and later steps carry it."""
+    onset, table = comparison.onset, comparison.steps
+    if onset is None or not (before := table[table["reject"] & (table["t"] < onset)]).size:
+        return []
+    return [
+        f"the two differ at t={int(before['t'].iloc[0])}, before the intervention at "
+        f"t={onset}: is the control the same system (seed, models, initial samples, "
+        "update rule)?"
+    ]
 
 
 def write_control(comparison: ControlComparison) -> Path:
