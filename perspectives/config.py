@@ -63,8 +63,22 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        message = " ".join(str(exc).split())
-        raise ConfigError(f"not valid YAML: {message}", source=source) from None
+        raise ConfigError(f"not valid YAML: {_yaml_problem(exc)}", source=source) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The problem and where it is, by line and column (PyYAML's own text names the source
+    "<unicode string>" and repeats the offending lines)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        where = exc.context_mark
+        text += f" ({exc.context} started on line {where.line + 1}, column {where.column + 1})"
+    elif exc.context:
+        text += f" ({exc.context})"
+    return text
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

@@ -325,8 +325,18 @@ FILE_CASES = [
     Case("yaml-empty", ["run", "cfg.yaml"], ["cfg.yaml"], files={"cfg.yaml": ""}),
     Case("yaml-list", ["run", "cfg.yaml"], ["cfg.yaml", "mapping"], files={"cfg.yaml": "- 1\n"}),
     Case("yaml-scalar", ["run", "cfg.yaml"], ["cfg.yaml"], files={"cfg.yaml": "steps\n"}),
-    Case("yaml-syntax", ["run", "cfg.yaml"], ["cfg.yaml", "yaml"], files={"cfg.yaml": "a: [1\n"}),
-    Case("yaml-tabs", ["run", "cfg.yaml"], ["cfg.yaml"], files={"cfg.yaml": "a:\n\t- 1\n"}),
+    Case(
+        "yaml-syntax",
+        ["run", "cfg.yaml"],
+        ["cfg.yaml", "yaml", "line 2, column 1", "started on line 1, column 4"],
+        files={"cfg.yaml": "a: [1\n"},
+    ),
+    Case(
+        "yaml-tabs",
+        ["run", "cfg.yaml"],
+        ["cfg.yaml", "line 2, column 1", "'\\t'"],
+        files={"cfg.yaml": "a:\n\t- 1\n"},
+    ),
     Case(
         "yaml-not-utf8",
         ["run", "cfg.yaml"],
@@ -514,6 +524,7 @@ OTHER_CASES = [
     Case("init-lr-zero", ["init", "--lr", "0"], ["--lr"]),
     Case("init-lr-text", ["init", "--lr", "fast"], ["--lr"]),
     Case("init-lr-inf", ["init", "--lr", "inf"], ["--lr", "finite"]),
+    Case("results-scale", ["results", "--scale", "laptop"], ["--scale", "laptop", "cpu"]),
     Case("init-batch-zero", ["init", "--batch-size", "0"], ["--batch-size"]),
     Case("init-format", ["init", "--prompt-format", "xml"], ["--prompt-format", "xml"]),
     Case("init-prefix-escapes", ["init", "--prefix", "../x"], ["--prefix", "../x"]),

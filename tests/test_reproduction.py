@@ -169,6 +169,14 @@ def _record(**over):
         (_record(folder="/abs/run"), "systems.0.folder"),
         (_record(status="banana"), "systems.0.status"),
         (_record(seed="0"), "systems.0.seed"),
+        ({**_record(), "systems": _record()["systems"] * 2}, "systems.1.seed"),
+        (
+            {
+                **_record(),
+                "systems": [*_record()["systems"], {**_record()["systems"][0], "seed": 1}],
+            },
+            "systems.1.folder",
+        ),
         ({**_record(), "scale": [1]}, "scale"),
     ],
 )

@@ -1368,8 +1368,12 @@ def results(
     Then the block <!-- BEGIN verdicts --> is judged anew: each of the paper's claims, by a
     stated rule, on every table of the page (so it runs without any sweep too).
     """
+    from ..experiments.presets import load_preset
     from ..experiments.reproduction import regenerate
+    from ..experiments.verdicts import CASE_STUDIES
 
+    scales = sorted({s for name in CASE_STUDIES for s in load_preset(name).scale_names()})
+    _check_choice("--scale", scale, tuple(scales))
     found = regenerate(runs_dir, doc, scale)
     out_console.print(f"updated {doc} from {', '.join(found)}")
 

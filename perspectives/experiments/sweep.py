@@ -179,6 +179,7 @@ def _check_record(record: dict, path: Path) -> None:
     scale = record.get("scale")
     if scale is not None and not isinstance(scale, str):
         raise bad("must be a scale's name or null", "scale", scale)
+    seen: dict[tuple, int] = {}
     for i, entry in enumerate(record["systems"]):
         where = f"systems.{i}"
         if not isinstance(entry, dict):
@@ -201,6 +202,16 @@ def _check_record(record: dict, path: Path) -> None:
             or ".." in Path(folder).parts
         ):
             raise bad("must be a folder inside the sweep's folder", f"{where}.folder", folder)
+        # One system per (condition, seed) and per folder: a repeat would count one run twice.
+        for key, what in (((entry["condition"], entry["seed"]), "seed"), ((folder,), "folder")):
+            if (what, *key) in seen:
+                raise bad(
+                    f"the same {'condition and seed' if what == 'seed' else 'folder'} as "
+                    f"systems.{seen[(what, *key)]}",
+                    f"{where}.{what}",
+                    key[-1],
+                )
+            seen[(what, *key)] = i
 
 
 def run_sweep(
