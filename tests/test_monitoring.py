@@ -521,6 +521,9 @@ def test_monitor_a_sweep_against_its_control_condition(tiny_config, run_to_end, 
     for args, words in (
         ([], "give --control CONDITION"),
         (["--control", "targets-9"], "not a condition of this sweep"),
+        (["--control", "targets-0", "--follow", "--k", "2"], "--follow, --k: for a run folder"),
+        (["--control", "targets-0", "--chart", "cusum"], "--chart: for a run folder"),
+        (["--control", "targets-0", "--interval", "1"], "--interval is the pause between"),
     ):
         bad = CliRunner().invoke(app, ["monitor", str(sweep), *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output

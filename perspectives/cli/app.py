@@ -1117,7 +1117,24 @@ def monitor(
     from ..simulation.rundir import RunFolder
 
     _check_run_folder(run_dir, "RUN_DIR")
+    if interval != 5.0 and not follow:
+        raise typer.BadParameter("--interval is the pause between looks of --follow: add it")
     if (run_dir / SWEEP_FILE).exists():
+        # A sweep is only compared with its control condition: no chart, nothing to follow.
+        given = {
+            "--follow": follow,
+            "--chart": chart != "adaptive",
+            "--window": window is not None,
+            "--burn-in": burn_in is not None,
+            "--reference": reference is not None,
+            "--k": k is not None,
+        }
+        if any(given.values()):
+            raise typer.BadParameter(
+                f"{', '.join(o for o, v in given.items() if v)}: for a run folder; a sweep "
+                "folder is compared with its --control condition (monitor a run inside it "
+                "for its charts)"
+            )
         _sweep_against_control(run_dir, control, alpha)
         return
     if control is not None:
