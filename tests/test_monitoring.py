@@ -254,6 +254,29 @@ def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):
     assert (tmp_path / "run" / "analysis" / "alarms.parquet").exists()
 
 
+def test_following_a_run_no_process_runs_says_so_and_waits(tiny_config, tmp_path):
+    import threading
+
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
+    from perspectives.space.embed import get_embedder
+
+    cfg = parse_run_config(tiny_config("fake", steps=3), "test")
+    sim = Simulation.create(cfg, tmp_path / "run", embedder=get_embedder("hashing"))
+    later = threading.Timer(1.0, sim.run)  # resumed a second after the monitor starts
+    later.start()
+    try:
+        result = CliRunner().invoke(
+            app, ["monitor", str(tmp_path / "run"), "--follow", "--interval", "0.1"]
+        )
+    finally:
+        later.join()
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "no process is running this run now: waiting for its steps all the same" in said
+    assert "step 3 of 3 complete" in said
+
+
 def test_departure_is_the_start_of_the_final_stretch_of_rejections():
     from perspectives.reporting.control import departure
 
