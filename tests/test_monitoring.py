@@ -467,6 +467,11 @@ def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_an
     assert dep["t"].tolist() == [1] and dep["p_value"].iloc[0] < 0.05
     page = run_report(analyze_run(attacked)).read_text()
     assert "Against the control" in page and str(control) in page
+    assert "Compared up to" not in page
+    # A comparison written when the run had fewer steps says so.
+    table[table["t"] <= 4].to_parquet(attacked / "analysis" / "control.parquet")
+    page = run_report(analyze_run(attacked)).read_text()
+    assert "Compared up to t = 4; the run now has steps to t = 6" in page
     # A damaged comparison file costs its section, not the page.
     (attacked / "analysis" / "control.parquet").write_text("not parquet")
     page = run_report(analyze_run(attacked)).read_text()

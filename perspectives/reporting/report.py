@@ -399,6 +399,16 @@ def _control_html(result: RunAnalysis) -> list[str]:
             "run <code>perspectives monitor RUN --control CONTROL</code> again.</p>"
         ]
     control = html.escape(str(table["control"].iloc[0]))
+    compared = int(table["t"].max())
+    stale = (
+        [
+            f"<p class='warn'>Compared up to t = {compared}; the run now has steps to "
+            f"t = {result.steps[-1]}: run <code>perspectives monitor RUN --control CONTROL</code> "
+            "again to compare them all.</p>"
+        ]
+        if result.steps and result.steps[-1] > compared
+        else []
+    )
     return [
         "<h3>Against the control</h3>",
         f"<p>Step by step against the control run <code>{control}</code> (written by "
@@ -406,6 +416,7 @@ def _control_html(result: RunAnalysis) -> list[str]:
         "their namesakes there and how much closer they came to each model that does not "
         "learn; red where the energy test of run against control rejects; dotted lines where "
         "the run exposed its learners to a model that does not learn.</p>",
+        *stale,
         _chart(control_chart(table), "control"),
     ]
 
