@@ -17,14 +17,29 @@ import pandas as pd
 from .errors import InputError
 
 
+def _cannot(what: str, path: Path, exc: OSError) -> InputError:
+    """The InputError for a write the system refused: ``path``, what failed and why."""
+    why = exc.strerror or next(iter(str(exc).strip().splitlines()), "") or type(exc).__name__
+    return InputError(f"cannot {what} ({why})", source=str(path))
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary file or folder; one that cannot go stays (the error at hand is
+    the one to report)."""
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def output_dir(path: str | os.PathLike) -> Path:
     """Make the folder ``path`` (and its parents) for outputs; raises InputError if a file
-    stands in its way."""
+    stands in its way or the folder cannot be made."""
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise InputError("not a folder (outputs are written there)", source=str(p)) from None
+    except OSError as exc:
+        raise _cannot("make this folder for the outputs", p, exc) from None
     return p
 
 
@@ -33,13 +48,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``path``
-    keeps its previous content, if any.
+    keeps its previous content, if any. Raises InputError naming ``path`` when the system
+    refuses the write (no permission, a full disk), also from the caller's writing.
     """
     target = Path(path)
     output_dir(target.parent)
     if target.is_dir():
         raise InputError("a folder is where this file should be written", source=str(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _cannot("write a file in this folder", target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,8 +66,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        _discard(tmp_path)
+        raise _cannot("write this file", target, exc) from None
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        _discard(tmp_path)
         raise
 
 
@@ -56,23 +78,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success rename it to ``path``.
 
-    An existing ``path`` is replaced only after the new folder is complete.
+    An existing ``path`` is replaced only after the new folder is complete. Raises InputError
+    naming ``path`` when the system refuses the write.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    output_dir(target.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise _cannot("write a folder in this folder", target, exc) from None
     try:
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.replace(old, target)  # the previous folder stays where it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+    except OSError as exc:
+        _discard(tmp)
+        raise _cannot("write this folder", target, exc) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise
 
 
@@ -87,8 +121,12 @@ def file_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[None]:
         yield
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "a") as fh:
+    output_dir(target.parent)
+    try:
+        fh = open(target, "a")
+    except OSError as exc:
+        raise _cannot("open this lock file", target, exc) from None
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
@@ -142,17 +180,19 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     ``dst`` is replaced atomically. Returns ``dst``."""
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.link")
-    tmp.unlink(missing_ok=True)
-    if dst.exists() and os.path.samefile(src, dst):
-        return dst  # already the same file (a resumed agent's own weights)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    try:
+        tmp.unlink(missing_ok=True)
+        if dst.exists() and os.path.samefile(src, dst):
+            return dst  # already the same file (a resumed agent's own weights)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+    except OSError as exc:
+        raise _cannot(f"copy {src} here", dst, exc) from None
     finally:
         # A rename onto another hard link of the same file does nothing and leaves ``tmp``
         # (POSIX rename): it would keep a full copy of the weights alive.
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
     return dst

@@ -51,6 +51,8 @@ def _damages(kind: str) -> list[str]:
     """Every file is truncated, filled with garbage and deleted; a table part also loses a
     column, and embeddings a row."""
     extra = {"embeddings": ["rows"], **{table: ["column"] for table in NEEDED}}
+    # A run's records can also be folders (a copy gone wrong, a mistyped mkdir).
+    extra |= {record: ["folder"] for record in ("progress", "config", "run")}
     return ["truncate", "garbage", "delete", *extra.get(kind, [])]
 
 
@@ -70,14 +72,19 @@ def damage(run: Path, kind: str, how: str) -> None:
         pd.read_parquet(path).drop(columns=NEEDED[kind]).to_parquet(path, index=False)
     elif how == "rows":
         np.save(path, np.load(path)[:-1])
+    elif how == "folder":
+        path.unlink()
+        path.mkdir()
     else:  # pragma: no cover - a typo in the table
         raise ValueError(how)
 
 
 def _ok(kind: str, how: str, command: str) -> bool:
-    """Whether the command must succeed: the analyses do not read the agents' weights, and
-    the live state of fake agents is never read (a resume starts from the checkpoint)."""
-    return kind == "agents" or (kind == "checkpoint" and command != "resume")
+    """Whether the command must succeed: the analyses do not read the agents' weights, the
+    live state of fake agents is never read, and a finished run resumed has nothing to
+    load (a finished sweep system keeps no weights). An interrupted run's checkpoint is
+    checked in ``test_a_resume_checks_everything_before_it_removes_anything``."""
+    return kind in ("agents", "checkpoint")
 
 
 def _expected(kind: str, how: str, command: str) -> list[str]:
@@ -149,6 +156,10 @@ def test_a_damaged_run_folder_is_named_and_left_as_it_is(finished, tmp_path, kin
         ('{"last_complete_step": 9}', ["after the run's last step (3)", "progress.json"]),
         ('{"last_complete_step": true}', ["not a step number", "progress.json"]),
         ("[3]", ["damaged progress record", "progress.json"]),
+        # Behind the parts: steps 2 and 3 are complete, and step 2 could be a leftover, but
+        # step 3 cannot. A resume deleted them, an analysis called them missing.
+        ('{"last_complete_step": 1}', ["progress.json", "behind the folder", "steps up to 3"]),
+        ('{"last_complete_step": -1}', ["progress.json", "behind the folder", "step-00003"]),
     ],
 )
 def test_a_progress_record_that_cannot_be_is_refused(finished, tmp_path, progress, words):
@@ -181,7 +192,7 @@ def test_a_config_edited_after_the_run_started_is_refused(finished, tmp_path, co
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, tiny_config_module) -> tuple[Path, Path]:
     """(an interrupted run, the same run finished): the interrupted one was complete up to
-    step 1 and holds leftovers of steps 2 and 3 (as a kill in step 2's commit leaves them)."""
+    step 1 and holds leftovers of step 2 (as a kill in step 2's commit leaves them)."""
     root = tmp_path_factory.mktemp("interrupted")
     cfg = parse_run_config(tiny_config_module("fake", steps=STEPS), "test")
     straight = root / "straight"
@@ -191,6 +202,10 @@ def interrupted(tmp_path_factory, tiny_config_module) -> tuple[Path, Path]:
         cfg, out, embedder=get_embedder("hashing"), keep_checkpoints=frozenset({1})
     ).run()
     (out / "progress.json").write_text(json.dumps({"last_complete_step": 1}))
+    # Step 3 is not begun before step 2 is committed.
+    for part in [*out.glob("tables/*/step-00003.parquet"), out / "embeddings/step-00003.npy"]:
+        part.unlink(missing_ok=True)
+    shutil.rmtree(out / "checkpoints" / "step-00003")
     (out / ".lock").unlink(missing_ok=True)
     return out, straight
 
@@ -227,8 +242,8 @@ def test_an_interrupted_run_resumes_to_the_tables_of_an_uninterrupted_one(interr
 def test_a_resume_checks_everything_before_it_removes_anything(
     interrupted, tmp_path, target, how, words
 ):
-    """Leftovers of steps 2 and 3 would be removed by a resume: not while anything up to the
-    last complete step is damaged or missing (the folder is reported, not "repaired")."""
+    """Leftovers of step 2 would be removed by a resume: not while anything up to the last
+    complete step is damaged or missing (the folder is reported, not "repaired")."""
     run = _copy(interrupted[0], tmp_path)
     path = run / target
     if how == "delete":
@@ -247,14 +262,12 @@ def test_a_resume_checks_everything_before_it_removes_anything(
     assert checksums(run) == before
 
 
-def test_a_finished_run_resumed_by_the_cli_refuses_a_missing_checkpoint(finished, tmp_path):
-    case = Case(
-        "no-checkpoints",
-        COMMANDS["resume"],
-        ["checkpoint of step 3", "missing"],
-        setup=lambda tmp: shutil.rmtree(_copy(finished, tmp) / "checkpoints"),
-    )
-    check_case(case, tmp_path)
+def test_a_finished_run_resumed_by_the_cli_without_its_checkpoints_is_complete(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    shutil.rmtree(run / "checkpoints")  # as a sweep leaves a finished system
+    result = invoke(COMMANDS["resume"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"the run is already complete (t = 0..{STEPS})" in " ".join(result.output.split())
 
 
 def test_a_part_of_another_step_is_refused(finished, tmp_path):
@@ -279,6 +292,108 @@ def test_embeddings_of_another_width_are_refused(finished, tmp_path):
         Case("width", COMMANDS["analyze"], ["step-00002.npy", "dimensional"], setup=setup),
         tmp_path,
     )
+
+
+# ------------------------------------------------------------- damaged values in a table part
+def _set_values(run: Path, column: str, value: object, rows: slice) -> None:
+    """Set ``column`` of the rows ``rows`` of step 1's responses part of ``run`` to ``value``
+    (as a tool other than the engine could write the part)."""
+    path = run / KINDS["responses"]
+    frame = pd.read_parquet(path)
+    values = frame[column].astype(object).to_numpy(copy=True)
+    values[rows] = value
+    frame[column] = pd.Series(list(values), dtype=object)
+    frame.to_parquet(path, index=False)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rows", "words"),
+    [
+        ("text", None, slice(None), ["no text", "row 0"]),  # was an IndexError
+        ("text", None, slice(2, 3), ["1 of", "no text", "row 2"]),  # was left out silently
+        ("question_id", None, slice(0, 1), ["no text", "row 0", "question_id=None"]),
+        ("model", 7, slice(None), ["no text", "row 0", "model=7"]),  # integers: ArrowTypeError
+        ("replicate", None, slice(1, 2), ["no integer", "row 1"]),
+        # The last row is an interview's (one evaluation answer less would leave the
+        # embeddings a row too many).
+        ("phase", "interviews", slice(-1, None), ["1 of", "none of", "'interviews'"]),
+    ],
+    ids=["text-null", "text-partly-null", "question-id-null", "model-int", "replicate", "phase"],
+)
+def test_a_responses_part_of_wrong_values_is_named(finished, tmp_path, column, value, rows, words):
+    def setup(tmp: Path) -> None:
+        _set_values(_copy(finished, tmp), column, value, rows)
+
+    expect = [KINDS["responses"], f"field '{column}'", *words]
+    for command in ("analyze", "report"):
+        check_case(Case(f"{column}-{command}", COMMANDS[command], expect, setup=setup), tmp_path)
+        shutil.rmtree(tmp_path / "run")
+
+
+def test_answers_without_text_are_refused_by_the_measure_itself():
+    """A table of answers from elsewhere than a run folder: no text is no answer to count."""
+    from perspectives.analysis import answer_diversity
+    from perspectives.errors import InputError
+
+    answers = pd.DataFrame({"t": [0, 0, 1], "text": ["yes", None, "no"]})
+    with pytest.raises(InputError, match=r"field 'text': 1 of 3 answers have no text.*row 1"):
+        answer_diversity(answers)
+
+
+@pytest.mark.parametrize("detail", [None, "[1, 2]", '"cpu"', '{"device": ["cpu"]}', "{oops"])
+def test_an_unreadable_timing_record_is_left_out_of_the_compute_paths(finished, tmp_path, detail):
+    """A timing record is informative: the analysis goes on without it, and says so."""
+    run = _copy(finished, tmp_path)
+    path = run / KINDS["events"]
+    events = pd.read_parquet(path)
+    events["detail"] = events["detail"].astype(object)
+    events.loc[events["kind"] == "timing", "detail"] = detail
+    events.to_parquet(path, index=False)
+    result = invoke(COMMANDS["analyze"], tmp_path)
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"warning: run/{KINDS['events']}" in output and "(t = 1)" in output, output
+    summary = json.loads((run / "analysis" / "summary.json").read_text())
+    assert sorted(t for path in summary["compute"] for t in path["steps"]) == [0, 2, 3]
+
+
+# ------------------------------------------------------------------------- unwritable output
+@pytest.mark.parametrize(
+    ("refused", "words"),
+    [
+        ("mkdir", ["run/analysis", "cannot make this folder", "permission denied"]),
+        ("replace", ["run/analysis/summary.json", "cannot write", "permission denied"]),
+    ],
+)
+def test_an_analysis_that_cannot_be_written_is_one_line(
+    finished, tmp_path, monkeypatch, refused, words
+):
+    """As a read-only run folder, or a summary.json that cannot be replaced, refuse it (the
+    tests may run as root, whom permissions do not stop)."""
+    mkdir, replace = Path.mkdir, os.replace
+
+    def no_mkdir(self, *args, **kwargs):
+        if self.name == "analysis":
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    def no_replace(src, dst, *args, **kwargs):
+        if Path(dst).name == "summary.json":
+            raise PermissionError(13, "Permission denied", str(dst))
+        return replace(src, dst, *args, **kwargs)
+
+    def setup(tmp: Path) -> None:
+        run = _copy(finished, tmp)
+        if refused == "mkdir":
+            monkeypatch.setattr(Path, "mkdir", no_mkdir)
+        else:  # an analysis written before, to be replaced
+            (run / "analysis").mkdir()
+            (run / "analysis" / "summary.json").write_text("{}")
+            monkeypatch.setattr(os, "replace", no_replace)
+
+    check_case(Case(refused, COMMANDS["analyze"], words, setup=setup), tmp_path)
+    leftovers = [p.name for p in (tmp_path / "run").rglob(".*.tmp")]
+    assert not leftovers
 
 
 # ------------------------------------------------------------------ where every group leaves

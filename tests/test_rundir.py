@@ -78,10 +78,92 @@ def test_a_damaged_progress_record_is_refused_before_anything_is_removed(
     assert after == files  # nothing removed
 
 
+def _steps(tmp_path, cfg, last: int, written: int) -> RunFolder:
+    """A run folder of ``cfg`` whose steps 0..``written`` are on disk and whose progress
+    record names step ``last`` (the parts of a step: one answer, one edge, its events)."""
+    run = RunFolder(tmp_path / "r")
+    run.create(cfg)
+    row = {"model": "a-1", "phase": "eval", "asker": "", "question_id": "q", "replicate": 0}
+    for t in range(written + 1):
+        run.write_step(
+            t, [row | {"t": t, "text": f"answer {t}"}], {("a-1", "b-1")}, np.ones((1, 3))
+        )
+        run.write_events(t, [])
+        run.commit_step(t)
+    (run.path / "progress.json").write_text(json.dumps({"last_complete_step": last}))
+    return run
+
+
+def _files(run: RunFolder) -> list:
+    return sorted(p for p in run.path.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("last", [-1, 0, 1])
+def test_a_progress_record_behind_the_complete_steps_deletes_nothing(tmp_path, cfg, last):
+    """A lost or restored progress.json that names step ``last`` while steps up to 3 are on
+    disk: a resume removed the complete steps after it, an analysis called them missing."""
+    run = _steps(tmp_path, cfg, last, written=3)
+    files = _files(run)
+    for call in (run.check, run.drop_incomplete):
+        with pytest.raises(CorruptStateError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"{run.progress_file}, field 'last_complete_step'"), message
+        assert "behind the folder" in message and "steps up to 3" in message
+        assert "tables/responses/step-00003.parquet" in message
+    assert _files(run) == files
+
+
+def test_the_step_after_the_last_complete_one_is_a_leftover(tmp_path, cfg):
+    """An interrupted run leaves step last + 1 partial (written, not committed): that is no
+    lagging record, and a resume removes it."""
+    run = _steps(tmp_path, cfg, last=2, written=3)
+    assert run.check() == 2
+    run.drop_incomplete()
+    assert not run.table_file("responses", 3).exists() and run.table_file("edges", 2).exists()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "run.json", "progress.json"])
+def test_a_folder_where_a_record_should_be_is_named(tmp_path, cfg, name):
+    run = _steps(tmp_path, cfg, last=1, written=1)
+    (run.path / name).unlink()
+    (run.path / name).mkdir()
+    readers = {
+        "config.yaml": [run.read_config, run.check],
+        "run.json": [run.info, run.read_config, run.last_complete_step, run.check],
+        "progress.json": [run.last_complete_step, run.check, run.drop_incomplete],
+    }
+    for read in readers[name]:
+        with pytest.raises(CorruptStateError, match="a folder, where the run keeps a file") as e:
+            read()
+        assert str(e.value).startswith(str(run.path / name))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "run.json", "progress.json"])
+def test_a_record_that_cannot_be_read_is_named(tmp_path, cfg, monkeypatch, name):
+    from pathlib import Path
+
+    run = _steps(tmp_path, cfg, last=1, written=1)
+    read = Path.read_bytes
+
+    def refuse(self):
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(InputError) as info:
+        run.check()
+    assert str(info.value) == f"{run.path / name}: cannot be read (Permission denied)"
+
+
 def test_a_resume_with_a_missing_checkpoint_refuses(tmp_path, cfg):
     out = tmp_path / "r"
-    short = cfg.model_copy(update={"steps": 1})
-    Simulation.create(short, out, embedder=get_embedder("hashing")).run()
+    short = cfg.model_copy(update={"steps": 2})
+    keep = frozenset({1})
+    Simulation.create(short, out, embedder=get_embedder("hashing"), keep_checkpoints=keep).run()
+    # Stopped in step 2's commit (a finished run has nothing left to load).
+    (out / "progress.json").write_text(json.dumps({"last_complete_step": 1}))
     shutil.rmtree(RunFolder(out).checkpoint(1) / "a-2")
     with pytest.raises(CorruptStateError, match=r"lacks the agents \['a-2'\]"):
         Simulation.resume(out, embedder=get_embedder("hashing")).run()

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from perspectives.store import atomic_path, write_parquet
+from perspectives.errors import InputError
+from perspectives.store import (
+    atomic_dir,
+    atomic_path,
+    file_lock,
+    link_or_copy,
+    output_dir,
+    write_csv,
+    write_json,
+    write_npy,
+    write_parquet,
+    write_text,
+)
+
+# Tests may run as root, whom permissions do not stop: the system's refusal is simulated.
+DENIED = PermissionError(13, "Permission denied")
 
 
 def test_interrupted_write_keeps_previous_file(tmp_path):
@@ -20,11 +40,87 @@ def test_interrupted_write_keeps_previous_file(tmp_path):
 
 
 def test_file_lock_excludes_a_second_holder_and_is_released(tmp_path):
-    from perspectives.store import file_lock
-
     lock = tmp_path / "deep" / ".lock"
     with file_lock(lock):
         with pytest.raises(BlockingIOError), file_lock(lock, wait=False):
             pass
     with file_lock(lock, wait=False):  # free again once the first holder left
         pass
+
+
+def _refuse(*args, **kwargs):
+    raise DENIED
+
+
+WRITERS = {
+    "text": lambda p: write_text(p, "new"),
+    "json": lambda p: write_json(p, {"a": 1}),
+    "parquet": lambda p: write_parquet(p, pd.DataFrame({"a": [1]})),
+    "csv": lambda p: write_csv(p, pd.DataFrame({"a": [1]})),
+    "npy": lambda p: write_npy(p, np.zeros(2)),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+@pytest.mark.parametrize(
+    ("refused", "what"),
+    [("replace", "cannot write this file"), ("mkstemp", "cannot write a file in this folder")],
+)
+def test_a_write_the_system_refuses_names_the_file(tmp_path, monkeypatch, writer, refused, what):
+    """A file that cannot be replaced (or a folder that takes no new file) is an InputError
+    naming it and what failed; the previous content stays and no temporary file is left."""
+    target = tmp_path / "out" / "summary.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    monkeypatch.setattr(os if refused == "replace" else tempfile, refused, _refuse)
+    with pytest.raises(InputError) as info:
+        WRITERS[writer](target)
+    assert str(info.value) == f"{target}: {what} (Permission denied)"
+    assert target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["summary.json"]
+
+
+def _lock(folder: Path) -> None:
+    with file_lock(folder / ".lock"):
+        pass
+
+
+@pytest.mark.parametrize("make", [output_dir, lambda p: write_text(p / "a.txt", "x"), _lock])
+def test_a_folder_that_cannot_be_made_is_named(tmp_path, monkeypatch, make):
+    monkeypatch.setattr(Path, "mkdir", _refuse)
+    out = tmp_path / "analysis"
+    with pytest.raises(InputError, match=f"{out}: cannot make this folder for the outputs"):
+        make(out)
+
+
+def test_a_write_that_fails_midway_names_the_file(tmp_path):
+    """The caller's own writing into the temporary path (a full disk, say) is named too."""
+    target = tmp_path / "table.parquet"
+    with pytest.raises(InputError, match=r"table.parquet: cannot write this file \(No space"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_or_a_link_the_system_refuses_is_named(tmp_path, monkeypatch):
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"w")
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / "agent.json").write_text("old")
+    replace = os.replace
+
+    def refuse_the_new(src, dst):  # the old folder moves aside, the new one cannot come in
+        if Path(src).name.endswith(".tmp"):
+            raise DENIED
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_the_new)
+    with pytest.raises(InputError, match=r"agent: cannot write this folder \(Permission denied"):
+        with atomic_dir(tmp_path / "agent") as tmp:
+            (tmp / "agent.json").write_text("new")
+    monkeypatch.setattr(os, "replace", _refuse)
+    with pytest.raises(InputError, match=r"copy .*weights.bin here \(Permission denied"):
+        link_or_copy(src, tmp_path / "copy.bin")
+    assert (tmp_path / "agent" / "agent.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent", "weights.bin"]

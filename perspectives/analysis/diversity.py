@@ -23,12 +23,20 @@ def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
     ``top_share``: the fraction of answers that are the most common one, and ``top_answer``
     that answer (ties: the first in sorted order). ``questions``: the questions asked at the
     step; ``top_questions``: how many of them the most common answer was given to. Answers
-    are compared after stripping surrounding whitespace. Raises InputError on missing columns
-    or no rows.
+    are compared after stripping surrounding whitespace. Raises InputError on missing columns,
+    no rows or an answer without text (counting it as no answer would raise ``distinct``).
     """
     _require(responses, ("t", "text"))
     if responses.empty:
         raise InputError("no answers to measure", field="text")
+    missing = responses["text"].isna().to_numpy()
+    if missing.any():
+        i = int(missing.argmax())
+        raise InputError(
+            f"{int(missing.sum())} of {len(responses)} answers have no text (e.g. row {i}, "
+            f"t = {responses['t'].iloc[i]})",
+            field="text",
+        )
     by_question = "question_id" in responses.columns
     rows = []
     for t, snap in responses.groupby("t", sort=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,17 +141,47 @@ def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
     if events.empty:
         return []
     paths: dict[tuple, list[int]] = {}
+    unreadable: list[int] = []
     for row in events[events["kind"] == "timing"].itertuples():
-        try:
-            info = json.loads(row.detail)
-        except ValueError:
-            continue  # a timing record is informative, never needed
-        key = tuple(info.get(k) for k in ("device", "threads", "answer_dtype", "train_dtype"))
-        paths.setdefault(key, []).append(int(row.t))
+        key = _compute_key(row.detail)
+        if key is None:
+            unreadable.append(int(row.t))
+        else:
+            paths.setdefault(key, []).append(int(row.t))
+    if unreadable:
+        # A timing record is informative, never needed: the analysis goes on without it,
+        # but the steps it leaves out of the compute paths are named.
+        warnings.warn(
+            f"{folder.table_file('events', unreadable[0])}: the timing record of "
+            f"{len(unreadable)} step(s) (t = {_steps(unreadable)}) is not a JSON object of "
+            "scalars; the compute paths leave those steps out",
+            stacklevel=2,
+        )
     return [
         {"device": d, "threads": n, "answer_dtype": a, "train_dtype": tr, "steps": steps}
         for (d, n, a, tr), steps in paths.items()
     ]
+
+
+def _steps(steps: list[int], shown: int = 5) -> str:
+    """``1, 2, 3`` or ``1, 2, 3, 4, 5, ...`` for a long list."""
+    return ", ".join(map(str, steps[:shown])) + (", ..." if len(steps) > shown else "")
+
+
+def _compute_key(detail: object) -> tuple | None:
+    """A timing record's ``device, threads, answer_dtype, train_dtype`` (None for those it
+    lacks), or None when its detail is no JSON object of such scalars."""
+    if not isinstance(detail, str):
+        return None
+    try:
+        info = json.loads(detail)
+    except ValueError:
+        return None
+    if not isinstance(info, dict):
+        return None
+    key = tuple(info.get(k) for k in ("device", "threads", "answer_dtype", "train_dtype"))
+    scalar = (str, int, float, bool, type(None))
+    return key if all(isinstance(v, scalar) for v in key) else None
 
 
 def compute_where(path: dict) -> str:

@@ -56,6 +56,21 @@ COLUMNS = {
     "db_items": ITEM_COLUMNS,
     "db_access": ACCESS_COLUMNS,
 }
+# The kind of value every row holds where the analyses key on it (missing is none).
+VALUES = {
+    "responses": {
+        "t": "integer",
+        "model": "text",
+        "phase": "text",
+        "asker": "text",
+        "question_id": "text",
+        "replicate": "integer",
+        "text": "text",
+    },
+}
+ALLOWED = {"responses": {"phase": ("eval", "interview")}}
+# The columns that say which row of a part an error is about.
+ROW_KEYS = ("t", "model", "phase", "question_id")
 # Parts that hold one file per step (the agents' checkpoints are folders per step).
 STEP_PARTS = (
     "tables/responses",
@@ -85,6 +100,52 @@ def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _read_bytes(path: Path) -> bytes:
+    """``path``'s bytes. A missing file raises FileNotFoundError (its caller knows what that
+    means); a folder in its place or a file that cannot be read is named."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise CorruptStateError("a folder, where the run keeps a file", source=str(path)) from None
+    except OSError as exc:
+        raise InputError(
+            f"cannot be read ({exc.strerror or _reason(exc)})", source=str(path)
+        ) from None
+
+
+def _wrong_rows(values: pd.Series, kind: str) -> np.ndarray:
+    """Which of ``values`` are not of ``kind`` (``text`` or ``integer``; missing is wrong)."""
+    if kind == "text":
+        if isinstance(values.dtype, pd.StringDtype):
+            return values.isna().to_numpy()
+        return np.array([not isinstance(v, str) for v in values.tolist()], dtype=bool)
+    if pd.api.types.is_integer_dtype(values.dtype) and not isinstance(
+        values.dtype, pd.api.extensions.ExtensionDtype
+    ):
+        return np.zeros(len(values), dtype=bool)  # numpy integers hold no missing value
+    return np.array([not _is_integer(v) for v in values.tolist()], dtype=bool)
+
+
+def _is_integer(value: object) -> bool:
+    """An integer, or a float that is one (pandas reads integers beside a missing value as
+    floats: the missing one is the row to name)."""
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, float | np.floating):
+        return bool(np.isfinite(value)) and float(value).is_integer()
+    return isinstance(value, int | np.integer)
+
+
+def _shown(value: object) -> str:
+    """A cell's value, short, as Python writes it (no numpy wrapper; None for missing)."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return "None"
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class RunFolder:
@@ -143,7 +204,7 @@ class RunFolder:
         Raises InputError for a folder that is no run, CorruptStateError for a damaged or
         missing record of a folder that holds a run's other files."""
         try:
-            info = json.loads(self.run_file.read_text(encoding="utf-8"))
+            data = _read_bytes(self.run_file)
         except FileNotFoundError:
             if self.config_file.exists() or self.progress_file.exists():
                 raise CorruptStateError(
@@ -151,6 +212,8 @@ class RunFolder:
                     source=str(self.run_file),
                 ) from None
             raise InputError("not a run folder (no run.json)", source=str(self.path)) from None
+        try:
+            info = json.loads(data.decode("utf-8"))
         except ValueError as exc:  # also UnicodeDecodeError
             raise CorruptStateError(
                 f"not valid JSON ({_reason(exc)})", source=str(self.run_file)
@@ -169,7 +232,7 @@ class RunFolder:
         info = self.info()
         source = str(self.config_file)
         try:
-            data = self.config_file.read_bytes()
+            data = _read_bytes(self.config_file)
             raw = yaml.safe_load(data.decode("utf-8"))
         except FileNotFoundError:
             raise CorruptStateError("missing from the run folder", source=source) from None
@@ -199,16 +262,11 @@ class RunFolder:
         Raises CorruptStateError if ``progress.json`` is damaged, names a step after the
         run's last, or is missing from a folder that holds later steps."""
         try:
-            text = self.progress_file.read_text(encoding="utf-8")
+            text = _read_bytes(self.progress_file).decode("utf-8")
         except FileNotFoundError:
             # Parts of step 1 or later are written only after step 0 is committed: then the
             # record is lost, not yet to be written (an interrupted step 0 holds step 0 only).
-            later = sorted(
-                p
-                for sub in (*STEP_PARTS, "checkpoints")
-                for p in (self.path / sub).glob("step-*")
-                if step_of(p) >= 1
-            )
+            later = [p for p in self._step_files() if step_of(p) >= 1]
             if later:
                 raise CorruptStateError(
                     f"missing, though the folder holds {len(later)} part(s) of complete steps "
@@ -252,9 +310,14 @@ class RunFolder:
         evaluation answer). Reads the Parquet footers and one column, not the tables.
 
         Returns the last complete step. Raises InputError for a folder that is no run,
-        CorruptStateError (or ConfigError) naming the first damaged file."""
+        CorruptStateError (or ConfigError) naming the first damaged file, or ``progress.json``
+        when it is behind the parts on disk."""
+        # Listed before progress.json is read: a run writing meanwhile only adds parts of
+        # steps after the record it commits, so none listed here is wrongly "later".
+        found = self._step_files()
         cfg = self.read_config(validate=False)
         last = self.last_complete_step()
+        self._check_not_behind(last, found)
         tables = ("edges", "events", *(DATABASE_TABLES if cfg.databases else ()))
         for t in range((last if upto is None else min(last, upto)) + 1):
             for table in tables:
@@ -262,6 +325,32 @@ class RunFolder:
             phase = self._check_part("responses", t, ["phase"])["phase"]
             self._check_embeddings(t, int((phase == "eval").sum()), mmap=True)
         return last
+
+    def _step_files(self) -> list[Path]:
+        """The part files and checkpoint folders of every step, in step order."""
+        found = [
+            p
+            for sub in (*STEP_PARTS, "checkpoints")
+            for p in (self.path / sub).glob("step-*")
+            if step_of(p) >= 0
+        ]
+        return sorted(found, key=lambda p: (step_of(p), str(p)))
+
+    def _check_not_behind(self, last: int, found: list[Path]) -> None:
+        """Refuse a progress record behind the parts ``found``: step t + 1 is written only
+        after step t is committed, so an interruption leaves step ``last + 1`` partial and
+        never a later one. Later parts mean a lost or restored record, and steps it does not
+        name may be complete: a resume would delete them, an analysis call them missing."""
+        later = [p for p in found if step_of(p) > last + 1]
+        if later:
+            raise CorruptStateError(
+                f"behind the folder, which holds parts of steps up to {step_of(later[-1])} "
+                f"(e.g. {later[-1].relative_to(self.path)}), while only step {last + 1} can be "
+                "unfinished; restore the record of the last complete step",
+                source=str(self.progress_file),
+                field="last_complete_step",
+                value=last,
+            )
 
     def _check_part(self, table: str, t: int, extra: Iterable[str] = ()) -> pd.DataFrame:
         """Check step ``t``'s part of ``table`` from its footer (it exists and has its
@@ -311,8 +400,35 @@ class RunFolder:
         with self._parquet(path, t):
             frame = pd.read_parquet(path)
         self._check_columns(path, table, frame.columns)
+        self._check_values(path, table, frame)
         self._check_step(path, frame, t)
         return frame
+
+    def _check_values(self, path: Path, table: str, frame: pd.DataFrame) -> None:
+        """Every row of ``frame`` holds a value of its column's kind (``VALUES``, ``ALLOWED``):
+        a part written by another tool or damaged is named, never read as other rows or none."""
+        for column, kind in VALUES.get(table, {}).items():
+            wrong = _wrong_rows(frame[column], kind)
+            if wrong.any():
+                raise self._wrong_values(path, frame, column, wrong, f"hold no {kind}")
+        for column, allowed in ALLOWED.get(table, {}).items():
+            wrong = ~frame[column].isin(allowed).to_numpy()
+            if wrong.any():
+                raise self._wrong_values(path, frame, column, wrong, f"hold none of {allowed}")
+
+    def _wrong_values(
+        self, path: Path, frame: pd.DataFrame, column: str, wrong: np.ndarray, what: str
+    ) -> CorruptStateError:
+        """The error for the rows ``wrong`` of ``column``, with the first as an example."""
+        i = int(np.flatnonzero(wrong)[0])
+        row = frame.iloc[i]
+        shown = [f"{c}={_shown(row[c])}" for c in ROW_KEYS if c in frame.columns and c != column]
+        shown.append(f"{column}={_shown(row[column])}")
+        return CorruptStateError(
+            f"{int(wrong.sum())} of {len(frame)} row(s) {what} (e.g. row {i}: {', '.join(shown)})",
+            source=str(path),
+            field=column,
+        )
 
     def _check_embeddings(self, t: int, n_eval: int, mmap: bool = False) -> np.ndarray | None:
         """Step ``t``'s embeddings, checked to hold ``n_eval`` rows (None when there are none).
@@ -352,8 +468,9 @@ class RunFolder:
             self._check_foreign(cfg)
         if not self.exists() and self.progress_file.exists() and self.config_file.exists():
             # A fork writes its config last, with run.json: this is a run that lost run.json.
+            data = _read_bytes(self.config_file)
             try:
-                raw = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+                raw = yaml.safe_load(data.decode("utf-8"))
                 same = RunConfig.model_validate(raw).fingerprint() == cfg.fingerprint()
             except (ValueError, yaml.YAMLError):  # also pydantic's ValidationError
                 same = False
@@ -397,7 +514,7 @@ class RunFolder:
         if (
             self.config_file.exists()
             and not self.progress_file.exists()
-            and self.config_file.read_bytes() != ours.encode("utf-8")
+            and _read_bytes(self.config_file) != ours.encode("utf-8")
         ):
             # Only a run started this instant has its config.yaml and no run.json yet: this
             # one is the user's own (comments, scales) and would be written over.
