@@ -333,6 +333,12 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
     assert "missing system intra seed 1: done, but its folder intra/seed-1 is gone" in said
     assert "3 runs over 2 conditions analysed (0 unfinished, 2 failed, 1 missing)" in said
     assert "intra seed 1: done, but its folder is gone" in (out / "report.html").read_text()
+    # A dimension asked for holds for every run of the sweep (the elbow gives 2 here).
+    fixed = runner.invoke(app, ["analyze", str(out), "--n-components", "3"])
+    assert fixed.exit_code == 0, fixed.output
+    for run in ("complete/seed-0", "complete/seed-1", "intra/seed-0"):
+        summary = json.loads((out / run / "analysis" / "summary.json").read_text())
+        assert summary["dimension"] == 3, run
 
 
 def test_sweep_jobs_run_systems_side_by_side_with_the_same_results(tmp_path, sweep_yaml):

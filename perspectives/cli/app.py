@@ -1008,7 +1008,7 @@ def analyze(
 
     _check_run_folder(run_dir, "RUN_DIR")
     if (run_dir / SWEEP_FILE).exists():
-        _analyze_sweep(analyze_sweep(run_dir))
+        _analyze_sweep(analyze_sweep(run_dir, n_components=n_components))
         return
     result = analyze_run(run_dir, n_components=n_components)
     out = write_run_analysis(result)

@@ -403,11 +403,15 @@ class SweepAnalysis:
 
 
 def analyze_sweep(
-    sweep_dir: str | Path, write: bool = True, upto: int | None = None
+    sweep_dir: str | Path,
+    write: bool = True,
+    upto: int | None = None,
+    n_components: int | None = None,
 ) -> SweepAnalysis:
     """Analyse every run of a sweep that has at least one snapshot, up to step ``upto``
-    (default: all; then each run's ``analysis/`` is written when ``write``); failed and
-    unfinished systems are listed, not fatal."""
+    (default: all; then each run's ``analysis/`` is written when ``write``), each in a joint
+    space of ``n_components`` dimensions (default: the elbow); failed and unfinished systems
+    are listed, not fatal."""
     from ..experiments.sweep import read_sweep
 
     sweep_dir = Path(sweep_dir)
@@ -425,7 +429,7 @@ def analyze_sweep(
             if entry["status"] == "done":
                 missing.append(entry)
             continue
-        result = analyze_run(folder, upto=upto)
+        result = analyze_run(folder, n_components=n_components, upto=upto)
         result.summary["seed"] = entry["seed"]
         if write and upto is None:
             write_run_analysis(result)
