@@ -330,6 +330,34 @@ def test_a_responses_part_of_wrong_values_is_named(finished, tmp_path, column, v
         shutil.rmtree(tmp_path / "run")
 
 
+@pytest.mark.parametrize(
+    ("rename", "words"),
+    [
+        ({"a-1": "intruder"}, ["t = 1 of a model the run's config does not have", "intruder"]),
+        ("all-a-1", ["evaluation answers of 'a-1' at t = 1 to question", "where every model"]),
+    ],
+    ids=["unknown-model", "one-model-for-all"],
+)
+def test_evaluation_answers_of_other_models_are_named(finished, tmp_path, rename, words):
+    """Rows of a model the run does not have, or every row given to one model, are damage:
+    not a class of their own, and not averaged into one point."""
+
+    def setup(tmp: Path) -> None:
+        path = _copy(finished, tmp) / KINDS["responses"]
+        frame = pd.read_parquet(path)
+        evals = frame["phase"] == "eval"
+        if rename == "all-a-1":
+            frame.loc[evals, "model"] = "a-1"
+        else:
+            frame.loc[evals, "model"] = frame.loc[evals, "model"].replace(rename)
+        frame.to_parquet(path, index=False)
+
+    expect = ["tables/responses", *words]
+    for command in ("analyze", "report"):
+        check_case(Case(f"{rename}-{command}", COMMANDS[command], expect, setup=setup), tmp_path)
+        shutil.rmtree(tmp_path / "run")
+
+
 def test_answers_without_text_are_refused_by_the_measure_itself():
     """A table of answers from elsewhere than a run folder: no text is no answer to count."""
     from perspectives.analysis import answer_diversity

@@ -75,6 +75,15 @@ def load_history(
     ev = pd.concat(meta, ignore_index=True)
     prompt_ids = sorted(ev["question_id"].unique())
     points, kernels = _kernels(ev, np.concatenate(blocks), prompt_ids, folder)
+    unknown = sorted(set(points["model"]) - set(classes))
+    if unknown:  # a part of another run, or edited: its rows are no model of this one
+        t = int(points.loc[points["model"] == unknown[0], "t"].iloc[0])
+        raise CorruptStateError(
+            f"evaluation answers at t = {t} of a model the run's config does not have",
+            source=str(folder.path / "tables" / "responses"),
+            field="model",
+            value=unknown[0],
+        )
     points["class"] = points["model"].map(classes).fillna("")
     if len(points) < 2:
         return None
@@ -94,6 +103,16 @@ def _kernels(
     kernels, counts = mean_kernels(pi, qi, vectors, len(points), len(prompt_ids))
     if (counts == 0).any():
         raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    if counts.min() != counts.max():
+        # Every model answers every prompt the same number of times (its replicates): more
+        # means rows of another model or step, which a mean would silently blend in.
+        i, q = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        raise CorruptStateError(
+            f"{int(counts.max())} evaluation answers of {points['model'].iloc[i]!r} at "
+            f"t = {int(points['t'].iloc[i])} to question {prompt_ids[q]!r}, where every model "
+            f"has {int(counts.min())}",
+            source=str(folder.path / "tables" / "responses"),
+        )
     return points, kernels
 
 
