@@ -4,6 +4,7 @@ monitor of a run folder."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
 
 import numpy as np
@@ -406,8 +407,12 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
         compare_to_control(attacked, tmp_path)
     other = _adversary_config(tiny_config, 0)
     other["evaluation"] = {**other["evaluation"], "n_prompts": 3}
-    with pytest.raises(InputError, match="other prompts"):
+    with pytest.raises(InputError, match="other prompts") as err:
         compare_to_control(attacked, run_to_end(other, tmp_path / "other"))
+    assert re.search(
+        r"\(3 against \d+: \d only in the control, e\.g\. 'nt-\d+'; \d only in the run",
+        str(err.value),
+    )
     small = run_to_end(tiny_config("fake", steps=2), tmp_path / "small")
     with pytest.raises(InputError, match="share 0 learning model"):
         compare_to_control(attacked, small)

@@ -184,9 +184,17 @@ def _read_pair(fr: RunFolder, fc: RunFolder):
     kr, prompts_r = _model_kernels(fr)
     kc, prompts_c = _model_kernels(fc)
     if prompts_r != prompts_c:
+        only_c = sorted(set(prompts_c) - set(prompts_r))
+        only_r = sorted(set(prompts_r) - set(prompts_c))
+        which = "; ".join(
+            f"{len(ids)} only in the {whose}, e.g. {ids[0]!r}"
+            for ids, whose in ((only_c, "control"), (only_r, "run"))
+            if ids
+        )
         raise InputError(
             f"evaluated on other prompts than the run ({len(prompts_c)} against "
-            f"{len(prompts_r)}; a control must share the run's evaluation set and seed)",
+            f"{len(prompts_r)}: {which or 'the same ones in another order'}; a control must "
+            "share the run's evaluation set and seed)",
             source=str(fc.path),
         )
     shape_r, shape_c = next(iter(kr.values())).shape, next(iter(kc.values())).shape
