@@ -524,7 +524,6 @@ OTHER_CASES = [
     Case("init-lr-zero", ["init", "--lr", "0"], ["--lr"]),
     Case("init-lr-text", ["init", "--lr", "fast"], ["--lr"]),
     Case("init-lr-inf", ["init", "--lr", "inf"], ["--lr", "finite"]),
-    Case("results-scale", ["results", "--scale", "laptop"], ["--scale", "laptop", "cpu"]),
     Case("init-batch-zero", ["init", "--batch-size", "0"], ["--batch-size"]),
     Case("init-format", ["init", "--prompt-format", "xml"], ["--prompt-format", "xml"]),
     Case("init-prefix-escapes", ["init", "--prefix", "../x"], ["--prefix", "../x"]),
