@@ -358,6 +358,17 @@ def test_evaluation_answers_of_other_models_are_named(finished, tmp_path, rename
         shutil.rmtree(tmp_path / "run")
 
 
+def test_an_edge_without_its_source_is_named(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    path = run / KINDS["edges"]
+    frame = pd.read_parquet(path)
+    frame["src"] = frame["src"].astype(object)
+    frame.loc[0, "src"] = None
+    frame.to_parquet(path, index=False)
+    with pytest.raises(CorruptStateError, match=r"field 'src': 1 of \d+ row\(s\) hold no text"):
+        RunFolder(run).read_parts("edges")
+
+
 def test_answers_without_text_are_refused_by_the_measure_itself():
     """A table of answers from elsewhere than a run folder: no text is no answer to count."""
     from perspectives.analysis import answer_diversity

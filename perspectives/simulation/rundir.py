@@ -67,6 +67,7 @@ VALUES = {
         "replicate": "integer",
         "text": "text",
     },
+    "edges": {"t": "integer", "src": "text", "dst": "text"},
 }
 ALLOWED = {"responses": {"phase": ("eval", "interview")}}
 # The columns that say which row of a part an error is about.
