@@ -188,6 +188,23 @@ def test_a_config_edited_after_the_run_started_is_refused(finished, tmp_path, co
     check_case(case, tmp_path)
 
 
+def _damage_hash(run: Path) -> None:
+    info = json.loads((run / "run.json").read_text())
+    info["config_sha256"] = "0" * 64
+    (run / "run.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_damaged_config_hash_is_not_called_an_edited_config(finished, tmp_path, command):
+    case = Case(
+        f"hash-{command}",
+        COMMANDS[command],
+        ["config.yaml", "differ from the hash run.json records", "run.json damaged"],
+        setup=lambda tmp: _damage_hash(_copy(finished, tmp)),
+    )
+    check_case(case, tmp_path)
+
+
 # ------------------------------------------------------------- resume of an interrupted run
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, tiny_config_module) -> tuple[Path, Path]:

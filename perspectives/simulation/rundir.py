@@ -247,6 +247,15 @@ class RunFolder:
             edited = hashlib.sha256(data).hexdigest() != info["config_sha256"]
         else:
             edited = cfg.fingerprint() != info["fingerprint"]
+        if edited and cfg.fingerprint() == info["fingerprint"]:
+            # The same config in other bytes (rewritten, reformatted), or run.json's hash damaged:
+            # which is the right one cannot be told, so neither is trusted.
+            raise CorruptStateError(
+                "its bytes differ from the hash run.json records (config_sha256), though it is "
+                "the config fingerprinted there: the file was rewritten or run.json damaged; "
+                "restore either",
+                source=source,
+            )
         if edited:
             # The tables were made by the config run.json fingerprinted: any other config would
             # continue or analyse them as a system they are not.
