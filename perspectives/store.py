@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,6 +17,11 @@ import pandas as pd
 
 from .errors import InputError
 
+# The errors that say the destination refuses a write (no permission, read-only, full):
+# others from inside a write (a source file gone, an I/O error) are not the target's fault
+# and go up as they are.
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
 
 def _cannot(what: str, path: Path, exc: OSError) -> InputError:
     """The InputError for a write the system refused: ``path``, what failed and why."""
@@ -27,7 +33,10 @@ def _discard(path: Path) -> None:
     """Remove a temporary file or folder; one that cannot go stays (the error at hand is
     the one to report)."""
     with contextlib.suppress(OSError):
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def output_dir(path: str | os.PathLike) -> Path:
@@ -68,6 +77,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, target)
     except OSError as exc:
         _discard(tmp_path)
+        if exc.errno not in _REFUSED:
+            raise
         raise _cannot("write this file", target, exc) from None
     except BaseException:
         _discard(tmp_path)
@@ -104,6 +115,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, target)
     except OSError as exc:
         _discard(tmp)
+        if exc.errno not in _REFUSED:
+            raise
         raise _cannot("write this folder", target, exc) from None
     except BaseException:
         _discard(tmp)
@@ -190,6 +203,8 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
             shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     except OSError as exc:
+        if exc.errno not in _REFUSED:  # the source gone, say: not this folder's fault
+            raise
         raise _cannot(f"copy {src} here", dst, exc) from None
     finally:
         # A rename onto another hard link of the same file does nothing and leaves ``tmp``

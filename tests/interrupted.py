@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
 import pytest
 
 from perspectives.simulation.config import parse_run_config
@@ -28,3 +32,15 @@ def run_until_interrupted(raw, folder, embedder, at: int) -> None:
 def tables(folder, names=("responses", "edges")) -> dict:
     """The run's tables ``names`` up to its last complete step."""
     return {k: read_parts(folder, k) for k in names}
+
+
+def rewind(folder: Path, last: int, steps: Iterable[int]) -> None:
+    """Make ``folder`` a run complete to step ``last``, as an interruption leaves it: the
+    files of ``steps`` (those after ``last``) removed and the progress record set back."""
+    for t in steps:
+        for part in list(Path(folder).rglob(f"step-{t:05d}*")):
+            if part.is_dir():
+                shutil.rmtree(part)
+            else:
+                part.unlink()
+    (Path(folder) / "progress.json").write_text(f'{{"last_complete_step": {last}}}')

@@ -351,7 +351,7 @@ def test_a_responses_part_of_wrong_values_is_named(finished, tmp_path, column, v
     ("rename", "words"),
     [
         ({"a-1": "intruder"}, ["t = 1 of a model the run's config does not have", "intruder"]),
-        ("all-a-1", ["evaluation answers of 'a-1' at t = 1 to question", "where every model"]),
+        ("all-a-1", ["answer(s) of 'a-1' at t = 1 to question", "where the others have 1"]),
     ],
     ids=["unknown-model", "one-model-for-all"],
 )

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from interrupted import rewind
 from typer.testing import CliRunner
 
 from perspectives.analysis import (
@@ -255,8 +256,8 @@ def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):
     assert (tmp_path / "run" / "analysis" / "alarms.parquet").exists()
 
 
-def test_following_a_run_no_process_runs_says_so_and_waits(tiny_config, tmp_path):
-    import threading
+def test_following_a_run_no_process_runs_says_so_and_waits(tiny_config, tmp_path, monkeypatch):
+    import time
 
     from perspectives.simulation.config import parse_run_config
     from perspectives.simulation.engine import Simulation
@@ -264,18 +265,23 @@ def test_following_a_run_no_process_runs_says_so_and_waits(tiny_config, tmp_path
 
     cfg = parse_run_config(tiny_config("fake", steps=3), "test")
     sim = Simulation.create(cfg, tmp_path / "run", embedder=get_embedder("hashing"))
-    later = threading.Timer(1.0, sim.run)  # resumed a second after the monitor starts
-    later.start()
-    try:
-        result = CliRunner().invoke(
-            app, ["monitor", str(tmp_path / "run"), "--follow", "--interval", "0.1"]
-        )
-    finally:
-        later.join()
+    sleep = time.sleep
+
+    def resume_while_waiting(seconds: float) -> None:  # the run goes on while it is watched
+        if sim.last_complete_step() < 0:
+            sim.run()
+        sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(time, "sleep", resume_while_waiting)
+    result = CliRunner().invoke(
+        app, ["monitor", str(tmp_path / "run"), "--follow", "--interval", "0.1"]
+    )
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "no process is running this run now: waiting for its steps all the same" in said
     assert "step 3 of 3 complete" in said
+    alone = CliRunner().invoke(app, ["monitor", str(tmp_path / "run"), "--interval", "1"])
+    assert alone.exit_code == 2 and "--interval is the pause between looks" in alone.output
 
 
 def test_departure_is_the_start_of_the_final_stretch_of_rejections():
@@ -429,12 +435,7 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     # A control still running is compared on the steps both have, and says so.
     running = tmp_path / "running"
     shutil.copytree(control, running)
-    for part in [p for t in (4, 5, 6) for p in running.rglob(f"step-{t:05d}*")]:
-        if part.is_dir():
-            shutil.rmtree(part)
-        else:
-            part.unlink()
-    (running / "progress.json").write_text('{"last_complete_step": 3}')
+    rewind(running, 3, (4, 5, 6))
     partial = compare_to_control(attacked, running)
     assert partial.steps["t"].tolist() == [0, 1, 2, 3]
     assert "the run's steps t = 4..6 have no counterpart in the other: not compared" in (
@@ -476,7 +477,13 @@ def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_an
     # A comparison written when the run had fewer steps says so.
     table[table["t"] <= 4].to_parquet(attacked / "analysis" / "control.parquet")
     page = run_report(analyze_run(attacked)).read_text()
-    assert "Compared up to t = 4; the run now has steps to t = 6" in page
+    assert (
+        "Compared up to t = 4; the run has steps to t = 6: run <code>perspectives monitor" in page
+    )
+    # ... and when the control is what stops it, says that instead.
+    rewind(control, 4, (5, 6))
+    page = run_report(analyze_run(attacked)).read_text()
+    assert "the run has steps to t = 6: the control is complete to t = 4 only" in page
     # A damaged comparison file costs its section, not the page.
     (attacked / "analysis" / "control.parquet").write_text("not parquet")
     page = run_report(analyze_run(attacked)).read_text()
@@ -556,7 +563,8 @@ def test_monitor_a_sweep_against_its_control_condition(tiny_config, run_to_end, 
         (["--control", "targets-9"], "not a condition of this sweep"),
         (["--control", "targets-0", "--follow", "--k", "2"], "--follow, --k: for a run folder"),
         (["--control", "targets-0", "--chart", "cusum"], "--chart: for a run folder"),
-        (["--control", "targets-0", "--interval", "1"], "--interval is the pause between"),
+        (["--control", "targets-0", "--interval", "1"], "--interval: for a run folder"),
+        (["--control", "targets-0", "--chart", "adaptive"], "--chart: for a run folder"),
     ):
         bad = CliRunner().invoke(app, ["monitor", str(sweep), *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output

@@ -95,6 +95,11 @@ def test_a_fence_never_closed_that_hides_a_marker_is_refused():
     with pytest.raises(InputError, match=re.escape("page.md: a code fence opened on line 1")):
         read_blocks(page, "page.md")
     assert read_blocks("text\n```\nno marker after it\n") == []  # nothing hidden: fine
+    # ``` indented 4 spaces is text of an indented code block: it opens no fence that would
+    # hide the real block after it.
+    indented = "    ```\n    code\n\n<!-- BEGIN t -->\n<!-- END t -->\n```\nx\n```\n"
+    assert [b.name for b in read_blocks(indented)] == ["t"]
+    assert [b.name for b in read_blocks("> ```\n> <!-- BEGIN t -->\n> ```\n")] == []
     # A backtick "fence" with a backtick after it is inline code, not a fence.
     assert [b.name for b in read_blocks("```a` b\n<!-- BEGIN t -->\n<!-- END t -->\n")] == ["t"]
 

@@ -124,3 +124,13 @@ def test_a_folder_or_a_link_the_system_refuses_is_named(tmp_path, monkeypatch):
         link_or_copy(src, tmp_path / "copy.bin")
     assert (tmp_path / "agent" / "agent.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent", "weights.bin"]
+
+
+def test_an_error_that_is_not_the_destination_s_goes_up_as_it_is(tmp_path):
+    # A source gone, or an error of the caller's own: not "cannot write" the target.
+    with pytest.raises(FileNotFoundError, match="gone.bin"):
+        link_or_copy(tmp_path / "gone.bin", tmp_path / "copy.bin")
+    with pytest.raises(IsADirectoryError):
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.parent.read_bytes()  # the caller's own mistake
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

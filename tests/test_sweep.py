@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from interrupted import rewind
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
@@ -385,12 +386,7 @@ def test_analysis_of_an_interrupted_run_names_the_missing_steps(tmp_path, two_cl
     Simulation.create(cfg, tmp_path / "run").run()
     # As if stopped during step 3: its files may be there, but step 2 is the last committed
     # (and no later step was begun).
-    for part in sorted((tmp_path / "run").rglob("step-00004*"), reverse=True):
-        if part.is_dir():
-            shutil.rmtree(part)
-        else:
-            part.unlink()
-    (tmp_path / "run" / "progress.json").write_text(json.dumps({"last_complete_step": 2}))
+    rewind(tmp_path / "run", 2, (4,))
     result = analyze_run(tmp_path / "run")
     assert expected_snapshots(cfg) == [0, 1, 2, 3, 4]
     assert result.steps == [0, 1, 2] and result.missing_steps == [3, 4]

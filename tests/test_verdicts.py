@@ -141,7 +141,8 @@ def test_a_table_whose_runs_are_not_finished_is_not_judged_until_they_are(note):
         "the preset (2 seeds)",
     ]
     assert "100 questions" not in text
-    assert "Not judged until their runs finish: cs2-adversary-q100-lr1e-4 " in text
+    assert "Not judged, as some of their runs are not finished or failed: " in text
+    assert "failed: cs2-adversary-q100-lr1e-4 (the note under each table" in text
     # Finished, the same numbers are judged.
     assert _row(verdict_table(CS2_PRESET + CS2_CAPTURED), "CS2.4")[2] == "**reproduced**"
     assert "Not judged" not in verdict_table(CS2_PRESET + CS2_CAPTURED)

@@ -1049,8 +1049,9 @@ def monitor(
         ),
     ] = False,
     chart: Annotated[
-        str, typer.Option(help="Control chart: adaptive, fixed, ewma or cusum.")
-    ] = "adaptive",
+        str | None,
+        typer.Option(help="Control chart: adaptive, fixed, ewma or cusum (default: adaptive)."),
+    ] = None,
     window: Annotated[
         int | None,
         typer.Option(min=2, help="Adaptive chart: trailing window, in snapshots."),
@@ -1065,7 +1066,7 @@ def monitor(
     ] = None,
     k: Annotated[
         float | None,
-        typer.Option(help="Fixed, adaptive, EWMA charts: band half-width, in sigma [default: 3]."),
+        typer.Option(help="Fixed, adaptive, EWMA charts: band half-width, in sigma (default: 3)."),
     ] = None,
     alpha: Annotated[
         float,
@@ -1074,9 +1075,11 @@ def monitor(
         ),
     ] = 0.05,
     interval: Annotated[
-        float,
-        typer.Option(min=0.1, metavar="SECONDS", help="With --follow: seconds between looks."),
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            min=0.1, metavar="SECONDS", help="With --follow: seconds between looks (default: 5)."
+        ),
+    ] = None,
     control: Annotated[
         Path | None,
         typer.Option(
@@ -1117,13 +1120,12 @@ def monitor(
     from ..simulation.rundir import RunFolder
 
     _check_run_folder(run_dir, "RUN_DIR")
-    if interval != 5.0 and not follow:
-        raise typer.BadParameter("--interval is the pause between looks of --follow: add it")
     if (run_dir / SWEEP_FILE).exists():
         # A sweep is only compared with its control condition: no chart, nothing to follow.
         given = {
             "--follow": follow,
-            "--chart": chart != "adaptive",
+            "--interval": interval is not None,
+            "--chart": chart is not None,
             "--window": window is not None,
             "--burn-in": burn_in is not None,
             "--reference": reference is not None,
@@ -1137,6 +1139,9 @@ def monitor(
             )
         _sweep_against_control(run_dir, control, alpha)
         return
+    if interval is not None and not follow:
+        raise typer.BadParameter("--interval is the pause between looks of --follow: add it")
+    chart = chart or "adaptive"
     if control is not None:
         _check_run_folder(control, "--control")
     settings = MonitorSettings(chart, window, burn_in, reference, k, alpha)
@@ -1155,7 +1160,7 @@ def monitor(
         return result, mon
 
     if follow:
-        _follow(folder, total, interval, look)
+        _follow(folder, total, 5.0 if interval is None else interval, look)
     result, mon = look(None)
     for note in mon.notes:
         out_console.print(f"[dim]{escape(note)}[/]")

@@ -21,9 +21,10 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _BEGIN = re.compile(rf"^<!-- BEGIN (?P<name>{_NAME})(?: upto=(?P<upto>0|[1-9]\d*))? -->$")
 _END = re.compile(rf"^<!-- END (?P<name>{_NAME}) -->$")
 _MARKER = re.compile(r"<!--\s*(BEGIN|END)\b")
-# A code fence: 3 or more backticks or tildes, indented any amount and perhaps quoted (in a
-# list item or a quote a fence sits deeper than CommonMark's 3 spaces at the top level).
-_FENCE = re.compile(r"^(?:[ \t]*>)*[ \t]*(?P<fence>`{3,}|~{3,})(?P<rest>.*)$")
+# A code fence: 3 or more backticks or tildes, indented at most 3 spaces (CommonMark), perhaps
+# quoted. Deeper, ``` is text of an indented code block, and taking it for a fence would hide
+# the markers after it without a word; a marker in a fence we miss is at worst parsed, loudly.
+_FENCE = re.compile(r"^(?:[ ]{0,3}>)*[ ]{0,3}(?P<fence>`{3,}|~{3,})(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)

@@ -509,8 +509,9 @@ def verdict_table(text: str, source: str = "page") -> str:
         # An unfinished run's "at T" is an earlier step: judging it would read, say, capture
         # half-way as capture at T, and the verdict would change as the run goes on.
         lines.append(
-            f"\nNot judged until their runs finish: {', '.join(unfinished)} (see the note "
-            "under each table)."
+            f"\nNot judged, as some of their runs are not finished or failed: "
+            f"{', '.join(unfinished)} (the note under each table names them; a failed run "
+            "that is continued to T brings its table back)."
         )
     return (
         "\n".join(lines)

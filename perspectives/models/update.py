@@ -32,7 +32,9 @@ class UpdateConfig(Strict):
     similarity of embeddings, times ``exp(-memory_decay · age in steps)``) in its prompt.
     ``memory_format``: where the items go: ``"system"`` lists them as "Q: … A: …" in the
     system message; ``"turns"`` puts them before the question as earlier turns of the chat
-    (a user question, the assistant's answer), the most relevant last.
+    (a user question, the assistant's answer), the most relevant last; in the Appendix-A
+    format each is one more instruction and response, in the plain format (which has no
+    roles) the texts only, one after the other.
     """
 
     method: str = "full"

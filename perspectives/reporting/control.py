@@ -38,7 +38,7 @@ import pandas as pd
 from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
 from ..errors import InputError, PerspectivesError
 from ..simulation.rundir import RunFolder
-from .run_analysis import write_analysis_table
+from .run_analysis import steps_text, write_analysis_table
 
 CONTROL_FILE = "control.parquet"
 
@@ -69,14 +69,19 @@ class ControlComparison:
 
     @property
     def onset(self) -> int | None:
-        steps = self.exposures[:1] + self.graph_changes[:1]
-        return min(steps) if steps else None
+        return onset_of(self.exposures, self.graph_changes)
 
     @property
     def delay(self) -> int | None:
         if self.departure is None or self.onset is None:
             return None
         return self.departure - self.onset
+
+
+def onset_of(exposures: list[int], graph_changes: list[int]) -> int | None:
+    """The intervention's first step: the first exposure to a model that does not learn, or
+    the first step whose graph differs from the control's, whichever comes first."""
+    return min(exposures[:1] + graph_changes[:1], default=None)
 
 
 def departure(p_values: pd.Series, alpha: float) -> int | None:
@@ -136,13 +141,6 @@ def _graph_changes(run_edges: pd.DataFrame, control_edges: pd.DataFrame, last: i
     # but recorded by the other's (within both runs' completed steps) is an empty graph there.
     steps = sorted(t for t in set(graphs[0]) | set(graphs[1]) if t <= last)
     return [t for t in steps if graphs[0].get(t, set()) != graphs[1].get(t, set())]
-
-
-def _steps_text(steps: list[int]) -> str:
-    """``3..12`` for a range of steps, else ``1, 4, 7``."""
-    if len(steps) > 2 and steps == list(range(steps[0], steps[-1] + 1)):
-        return f"{steps[0]}..{steps[-1]}"
-    return ", ".join(map(str, steps))
 
 
 def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -271,11 +269,10 @@ def compare_to_control(
     table["exposed"] = table["t"].isin(exposures)
     changes = _graph_changes(er, ec, min(fr.last_complete_step(), fc.last_complete_step()))
     table["graph_differs"] = table["t"].isin(changes)
-    comparison = ControlComparison(
+    notes += _differences_before_onset(table, onset_of(exposures, changes))
+    return ControlComparison(
         fr.path, fc.path, alpha, table, exposures, learners, fixed, notes, changes
     )
-    notes += _differences_before_onset(comparison)
-    return comparison
 
 
 def _unmatched_steps(kr: dict, kc: dict) -> list[str]:
@@ -286,22 +283,22 @@ def _unmatched_steps(kr: dict, kc: dict) -> list[str]:
         alone = sorted({t for t, _ in one} - {t for t, _ in other})
         if alone:
             notes.append(
-                f"{whose} steps t = {_steps_text(alone)} have no counterpart in the other: "
+                f"{whose} steps t = {steps_text(alone)} have no counterpart in the other: "
                 "not compared"
             )
     return notes
 
 
-def _differences_before_onset(comparison: ControlComparison) -> list[str]:
-    """A note if the two differ before the intervention: then a control is the same system,
-    so such a difference is not the intervention's effect, and later steps carry it."""
-    onset, table = comparison.onset, comparison.steps
+def _differences_before_onset(table: pd.DataFrame, onset: int | None) -> list[str]:
+    """A note if the two differ before the intervention at ``onset``: then a control is the
+    same system, so such a difference is not the intervention's effect, and later steps
+    carry it."""
     if onset is None or not (before := table[table["reject"] & (table["t"] < onset)]).size:
         return []
     return [
         f"the two differ at t={int(before['t'].iloc[0])}, before the intervention at "
-        f"t={onset}: is the control the same system (seed, models, initial samples, "
-        "update rule)?"
+        f"t={onset}: is the control the same system (seed, models, initial samples, update "
+        "rule), run on the same compute path (device, dtype, threads)?"
     ]
 
 

@@ -16,6 +16,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from ..analysis import collapse_note
+from ..errors import PerspectivesError
+from ..simulation.rundir import RunFolder
 from ..store import write_text
 from .figures import PALETTE, polarization_panels
 from .monitor import Monitor, event_line, monitor_run
@@ -399,16 +401,6 @@ def _control_html(result: RunAnalysis) -> list[str]:
             "run <code>perspectives monitor RUN --control CONTROL</code> again.</p>"
         ]
     control = html.escape(str(table["control"].iloc[0]))
-    compared = int(table["t"].max())
-    stale = (
-        [
-            f"<p class='warn'>Compared up to t = {compared}; the run now has steps to "
-            f"t = {result.steps[-1]}: run <code>perspectives monitor RUN --control CONTROL</code> "
-            "again to compare them all.</p>"
-        ]
-        if result.steps and result.steps[-1] > compared
-        else []
-    )
     return [
         "<h3>Against the control</h3>",
         f"<p>Step by step against the control run <code>{control}</code> (written by "
@@ -416,8 +408,29 @@ def _control_html(result: RunAnalysis) -> list[str]:
         "their namesakes there and how much closer they came to each model that does not "
         "learn; red where the energy test of run against control rejects; dotted lines where "
         "the run exposed its learners to a model that does not learn.</p>",
-        *stale,
+        *_control_behind(result, table),
         _chart(control_chart(table), "control"),
+    ]
+
+
+def _control_behind(result: RunAnalysis, table: pd.DataFrame) -> list[str]:
+    """A warning when the comparison stops before the run's last step: which side is behind."""
+    compared = int(table["t"].max())
+    if not result.steps or result.steps[-1] <= compared:
+        return []
+    try:
+        control_last = RunFolder(str(table["control"].iloc[0])).last_complete_step()
+    except PerspectivesError:  # gone or damaged: the advice below still holds
+        control_last = None
+    if control_last is not None and control_last <= compared:
+        why = f"the control is complete to t = {control_last} only"
+    else:
+        why = (
+            "run <code>perspectives monitor RUN --control CONTROL</code> again to compare them all"
+        )
+    return [
+        f"<p class='warn'>Compared up to t = {compared}; the run has steps to "
+        f"t = {result.steps[-1]}: {why}.</p>"
     ]
 
 

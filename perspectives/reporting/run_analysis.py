@@ -153,7 +153,7 @@ def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
         # but the steps it leaves out of the compute paths are named.
         warnings.warn(
             f"{folder.table_file('events', unreadable[0])}: the timing record of "
-            f"{len(unreadable)} step(s) (t = {_steps(unreadable)}) is not a JSON object of "
+            f"{len(unreadable)} step(s) (t = {steps_text(unreadable)}) is not a JSON object of "
             "scalars; the compute paths leave those steps out",
             stacklevel=2,
         )
@@ -163,8 +163,11 @@ def compute_paths(folder: RunFolder, upto: int | None = None) -> list[dict]:
     ]
 
 
-def _steps(steps: list[int], shown: int = 5) -> str:
-    """``1, 2, 3`` or ``1, 2, 3, 4, 5, ...`` for a long list."""
+def steps_text(steps: list[int], shown: int = 5) -> str:
+    """Steps as a reader takes them in: ``3..12`` for a run of three or more, else
+    ``1, 4, 7``, cut to ``shown`` with ``...``."""
+    if len(steps) > 2 and steps == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}..{steps[-1]}"
     return ", ".join(map(str, steps[:shown])) + (", ..." if len(steps) > shown else "")
 
 

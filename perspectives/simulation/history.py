@@ -104,13 +104,15 @@ def _kernels(
     if (counts == 0).any():
         raise InputError("a model lacks some evaluation answers", source=str(folder.path))
     if counts.min() != counts.max():
-        # Every model answers every prompt the same number of times (its replicates): more
-        # means rows of another model or step, which a mean would silently blend in.
-        i, q = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        # Every model answers every prompt the same number of times (its replicates): another
+        # count means rows of another model or step, which a mean would silently blend in.
+        values, seen = np.unique(counts, return_counts=True)
+        usual = int(values[np.argmax(seen)])
+        i, q = (int(x[0]) for x in np.nonzero(counts != usual))
         raise CorruptStateError(
-            f"{int(counts.max())} evaluation answers of {points['model'].iloc[i]!r} at "
-            f"t = {int(points['t'].iloc[i])} to question {prompt_ids[q]!r}, where every model "
-            f"has {int(counts.min())}",
+            f"{int(counts[i, q])} evaluation answer(s) of {points['model'].iloc[i]!r} at "
+            f"t = {int(points['t'].iloc[i])} to question {prompt_ids[q]!r}, where the others "
+            f"have {usual}",
             source=str(folder.path / "tables" / "responses"),
         )
     return points, kernels
