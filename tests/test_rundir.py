@@ -139,6 +139,12 @@ def test_a_folder_where_a_record_should_be_is_named(tmp_path, cfg, name):
         assert str(e.value).startswith(str(run.path / name))
 
 
+def test_a_new_run_where_a_folder_holds_its_config_s_place_is_refused(tmp_path, cfg):
+    (tmp_path / "new" / "config.yaml").mkdir(parents=True)
+    with pytest.raises(InputError, match="config.yaml: a folder, where the run writes its config"):
+        RunFolder(tmp_path / "new").create(cfg)
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "run.json", "progress.json"])
 def test_a_record_that_cannot_be_read_is_named(tmp_path, cfg, monkeypatch, name):
     from pathlib import Path

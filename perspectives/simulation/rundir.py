@@ -426,8 +426,9 @@ class RunFolder:
             if wrong.any():
                 raise self._wrong_values(path, frame, column, wrong, f"hold none of {allowed}")
 
+    @staticmethod
     def _wrong_values(
-        self, path: Path, frame: pd.DataFrame, column: str, wrong: np.ndarray, what: str
+        path: Path, frame: pd.DataFrame, column: str, wrong: np.ndarray, what: str
     ) -> CorruptStateError:
         """The error for the rows ``wrong`` of ``column``, with the first as an example."""
         i = int(np.flatnonzero(wrong)[0])
@@ -519,6 +520,11 @@ class RunFolder:
                 f"not a run folder: it holds other files ({', '.join(foreign[:3])}); give a new "
                 "or empty folder",
                 source=str(self.path),
+            )
+        if self.config_file.is_dir():
+            raise InputError(
+                "a folder, where the run writes its config; give another folder",
+                source=str(self.config_file),
             )
         ours = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
         if (
