@@ -1121,22 +1121,8 @@ def monitor(
 
     _check_run_folder(run_dir, "RUN_DIR")
     if (run_dir / SWEEP_FILE).exists():
-        # A sweep is only compared with its control condition: no chart, nothing to follow.
-        given = {
-            "--follow": follow,
-            "--interval": interval is not None,
-            "--chart": chart is not None,
-            "--window": window is not None,
-            "--burn-in": burn_in is not None,
-            "--reference": reference is not None,
-            "--k": k is not None,
-        }
-        if any(given.values()):
-            raise typer.BadParameter(
-                f"{', '.join(o for o, v in given.items() if v)}: for a run folder; a sweep "
-                "folder is compared with its --control condition (monitor a run inside it "
-                "for its charts)"
-            )
+        run_only = (follow, interval, chart, window, burn_in, reference, k)
+        _refuse_on_a_sweep(dict(zip(_RUN_ONLY, run_only, strict=True)))
         _sweep_against_control(run_dir, control, alpha)
         return
     if interval is not None and not follow:
@@ -1175,6 +1161,20 @@ def monitor(
         f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
         f"at p <= {alpha:g} -> {path}"
     )
+
+
+_RUN_ONLY = ("--follow", "--interval", "--chart", "--window", "--burn-in", "--reference", "--k")
+
+
+def _refuse_on_a_sweep(given: dict[str, object]) -> None:
+    """A sweep is only compared with its control condition: no chart, nothing to follow.
+    ``given``: each run-only option and its value (None or False when not given)."""
+    named = [option for option, value in given.items() if value not in (None, False)]
+    if named:
+        raise typer.BadParameter(
+            f"{', '.join(named)}: for a run folder; a sweep folder is compared with its "
+            "--control condition (monitor a run inside it for its charts)"
+        )
 
 
 def _follow(folder, total: int, interval: float, look) -> None:
