@@ -386,6 +386,15 @@ def test_an_edge_without_its_source_is_named(finished, tmp_path):
         RunFolder(run).read_parts("edges")
 
 
+def test_a_run_folder_whose_path_is_not_utf8_is_named_so(finished, tmp_path):
+    """The files are sound; the Parquet reader only takes UTF-8 paths."""
+    shutil.copytree(finished, tmp_path / os.fsdecode(b"run\xff"))
+    result = invoke(["analyze", os.fsdecode(b"run\xff")], tmp_path)
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "run\\xff" in said and "not valid UTF-8, which the Parquet reader needs" in said
+
+
 def test_answers_without_text_are_refused_by_the_measure_itself():
     """A table of answers from elsewhere than a run folder: no text is no answer to count."""
     from perspectives.analysis import answer_diversity

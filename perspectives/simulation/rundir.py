@@ -380,6 +380,11 @@ class RunFolder:
             yield
         except FileNotFoundError:
             raise self._missing(path, t) from None
+        except UnicodeEncodeError:  # the file is fine: pyarrow takes UTF-8 paths only
+            raise InputError(
+                "the path is not valid UTF-8, which the Parquet reader needs: rename the folder",
+                source=os.fsencode(path).decode("utf-8", "backslashreplace"),
+            ) from None
         except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid, ArrowIOError
             raise CorruptStateError(
                 f"not a readable Parquet file ({_reason(exc)})", source=str(path)
