@@ -1181,11 +1181,7 @@ def _follow(folder, total: int, interval: float, look) -> None:
     """Call ``look(t)`` at each newly complete step t of a run until its last (or Ctrl-C)."""
     import time
 
-    from ..lease import Lease
-    from ..simulation.rundir import LEASE_FILE
-
-    held = Lease(folder.path / LEASE_FILE).read()
-    if folder.last_complete_step() < total and (held is None or Lease.stale(held)):
+    if folder.last_complete_step() < total and not folder.is_running():
         out_console.print(
             "[dim]no process is running this run now: waiting for its steps all the same "
             "(Ctrl-C stops; continue the run with `perspectives run --resume`)[/]"

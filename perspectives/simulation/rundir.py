@@ -545,6 +545,11 @@ class RunFolder:
                 source=str(self.config_file),
             )
 
+    def is_running(self) -> bool:
+        """Whether a live process holds the folder's lease (is running the run now)."""
+        held = Lease(self.path / LEASE_FILE).read()
+        return held is not None and not Lease.stale(held)
+
     @contextlib.contextmanager
     def lock(self, wait: float = 0.0) -> Iterator[None]:
         """Hold the folder for one writer, on this machine or any other that shares the
