@@ -25,8 +25,7 @@ _REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errn
 
 def _cannot(what: str, path: Path, exc: OSError) -> InputError:
     """The InputError for a write the system refused: ``path``, what failed and why."""
-    why = exc.strerror or next(iter(str(exc).strip().splitlines()), "") or type(exc).__name__
-    return InputError(f"cannot {what} ({why})", source=str(path))
+    return InputError(f"cannot {what} ({exc.strerror or exc})", source=str(path))
 
 
 def _discard(path: Path) -> None:
