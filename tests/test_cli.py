@@ -141,6 +141,13 @@ def test_help_explains_commands():
     assert "compare" in result.output and "figure2" in result.output
 
 
+def test_the_ray_panel_names_the_extra_to_install():
+    # Help text is rich markup: an unescaped "[ray]" read as a tag and vanished.
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "120"}, terminal_width=120)
+    assert result.exit_code == 0
+    assert "pip install 'perspectives[ray]'" in result.output
+
+
 def test_a_commands_help_reads_as_paragraphs_on_an_80_column_terminal():
     # The docstring's line breaks fall after "data-kernel" and before "--control"; kept,
     # each source line wrapped in two on 80 columns and sentences broke mid-phrase.

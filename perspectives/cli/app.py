@@ -42,7 +42,8 @@ DeviceOption = Annotated[
 ]
 
 
-RAY_PANEL = "Many processes or machines (Ray: pip install 'perspectives[ray]')"
+# Escaped: the help is rich markup, which would read [ray] as a tag and drop it.
+RAY_PANEL = escape("Many processes or machines (Ray: pip install 'perspectives[ray]')")
 
 
 def _on_ray(help: str, **kw):
