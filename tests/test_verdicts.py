@@ -79,6 +79,10 @@ def test_conditions_are_read_from_the_block_name():
         conditions("cs2-adversary-q100-lr1e-5", "cs2-adversary")
         == "100 questions per interview, lr 1e-5"
     )
+    assert (
+        conditions("cs2-adversary-q100-n400-lr1e-4", "cs2-adversary")
+        == "100 questions per interview, 400 initial pairs a model, lr 1e-4"
+    )
     assert conditions("cs3-polarization-memory", "cs3-polarization") == "memory update"
     assert conditions("cs3-polarization-intertwined", "cs3-polarization") == (
         "classes starting intertwined (8 initial pairs a model)"

@@ -448,15 +448,17 @@ CLAIMS: tuple[Claim, ...] = (
 
 def conditions(name: str, study: str) -> str:
     """What a block's sweep changed from the preset, read from its name (``lr1e-4``: the
-    learning rate, ``T48``: the steps, ``q100``: questions per interview, ``memory``: the
-    update rule, ``intertwined``: case study 3's classes from near-identical starts,
-    ``rerun``: the same command run again, by a later build or on another CPU)."""
+    learning rate, ``T48``: the steps, ``q100``: questions per interview, ``n400``: initial
+    pairs a model, ``memory``: the update rule, ``intertwined``: case study 3's classes from
+    near-identical starts, ``rerun``: the same command run again, by a later build or on
+    another CPU)."""
     rest = name[len(study) :]
     said = []
     for pattern, words in (
         (r"-memory", "memory update"),
         (r"-intertwined", "classes starting intertwined (8 initial pairs a model)"),
         (r"-q(\d+)", "{} questions per interview"),
+        (r"-n(\d+)", "{} initial pairs a model"),
         (r"-lr(\d+(?:\.\d+)?e-\d+)", "lr {}"),
         (r"-T(\d+)", "T = {}"),
         (r"-rerun", "rerun"),
