@@ -119,8 +119,10 @@ def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
             message = f"unknown type; one of [{err['ctx']['expected_tags']}]"
         elif err["type"] == "union_tag_not_found":
             message = "needs a 'type'"
-        # A value under a key-like name may be a secret pasted by mistake: never echoed.
-        secret = "key" in key.rsplit(".", 1)[-1].lower()
+        # A value under a key-like name may be a secret pasted by mistake, and a refused URL
+        # may hold one (a password, a key in its query): never echoed.
+        last = key.rsplit(".", 1)[-1].lower()
+        secret = "key" in last or last == "url"
         value = None if secret else err.get("input")
         raise ConfigError(message, source=label, field=key, value=value) from None
 

@@ -172,6 +172,35 @@ def test_a_key_pasted_as_the_variable_name_is_refused_without_echoing_it():
     assert "api_key" in str(err.value) and "sk-abc" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        # each passed the check and failed at the first request, after the run had begun
+        ("http://:abc/v1", "malformed host or port"),
+        ("http://h:99999/v1", "malformed host or port"),
+        ("http://[::1/v1", "malformed host or port"),
+        # each was saved with the run and shown in errors, the key with it
+        ("http://user:sk-abc@h/v1", "must not hold a user or password"),
+        ("http://h/v1?api_key=sk-abc", "must not hold a key in its query"),
+    ],
+)
+def test_a_url_that_cannot_be_asked_or_holds_a_key_is_refused_without_echoing_it(url, message):
+    from perspectives.config import validate_model
+    from perspectives.models.spec import CompareConfig
+
+    raw = {
+        "prompts": ["a?"],
+        "models": [
+            {"name": "x", "backend": "openai", "model": "m", "api": {"url": url}},
+            {"name": "y", "backend": "fake"},
+        ],
+    }
+    with pytest.raises(ConfigError, match=message) as err:
+        validate_model(CompareConfig, raw, "models.yaml")
+    assert "models.0.api.url" in str(err.value) and "abc" not in str(err.value)
+    assert ApiSpec(url="http://[::1]:8080/v1?model=m").url == "http://[::1]:8080/v1?model=m"
+
+
 def test_a_server_that_is_down_is_one_line_naming_the_url(tmp_path):
     from api_server import free_port
 

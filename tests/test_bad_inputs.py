@@ -66,6 +66,8 @@ CONFIG_CASES = [
     config_case("name-number", ["name"], name=5),
     config_case("bank-unknown", ["question_bank", "nope"], question_bank="nope"),
     config_case("bank-number", ["question_bank"], question_bank=5),
+    # "²".isdigit() is true and int("²") a ValueError: a traceback
+    config_case("bank-yahoo-superscript", ["yahoo:Health:²"], question_bank="yahoo:Health:²"),
     config_case("bank-missing", ["question_bank"], question_bank=DELETE),
     config_case("unknown-key", ["stepz"], stepz=3),
     config_case("groups-empty", ["groups"], groups=[]),
@@ -163,6 +165,13 @@ CONFIG_CASES = [
     config_case("eval-n-prompts-huge", ["evaluation.n_prompts"], evaluation__n_prompts=10**6),
     config_case("eval-prompts-missing", ["nope.jsonl"], evaluation__prompts="nope.jsonl"),
     config_case("eval-prompts-number", ["evaluation.prompts"], evaluation__prompts=7),
+    config_case("eval-prompts-empty-list", ["evaluation.prompts"], evaluation__prompts=[]),
+    # ignored without a word: the run fine-tuned every weight
+    config_case("update-memory-k-of-full", ["update", "memory_k"], update={"memory_k": 10}),
+    config_case(
+        "update-lora-r-of-memory", ["update", "lora_r"], update={"method": "memory", "lora_r": 4}
+    ),
+    config_case("eval-prompts-blank", ["evaluation.prompts"], evaluation__prompts="  "),
     config_case("comm-unknown-type", ["communication", "star"], **comm({"type": "star"})),
     config_case("comm-no-type", ["communication", "type"], **comm({})),
     config_case("comm-text", ["communication"], communication="complete"),
@@ -384,6 +393,13 @@ RUN_OPTION_CASES = [
         "set-index-out",
         ["run", "cfg.yaml", "--set", "groups.9.count=2"],
         ["groups.9"],
+        files={"cfg.yaml": variant()},
+        writes_nothing=True,
+    ),
+    Case(
+        "set-superscript-index",
+        ["run", "cfg.yaml", "--set", "groups.¹.count=2"],
+        ["groups.¹"],
         files={"cfg.yaml": variant()},
         writes_nothing=True,
     ),

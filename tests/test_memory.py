@@ -170,6 +170,104 @@ def test_a_damaged_memory_is_a_corrupt_state_error(tmp_path):
         load_agent(tmp_path / "a")
 
 
+def _saved_agent(tmp_path):
+    a = agent()
+    a.learn([("What is rain?", "water"), ("What is snow?", "ice")], t=1, source="b")
+    a.save(tmp_path / "a")
+    return tmp_path / "a"
+
+
+def _damage_items(folder, column, values):
+    frame = pd.read_parquet(folder / "memory.parquet")
+    frame[column] = values
+    frame.to_parquet(folder / "memory.parquet")
+
+
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        # each was read as something else: "False" as True, a null as the text "nan",
+        # a null step or a text step as a traceback from pandas
+        ("first_hand", ["False", "False"], "first_hand of item 0 is 'False'"),
+        ("question", [None, "What is snow?"], "question of item 0 is missing"),
+        ("t", [1.0, float("nan")], "t of item 1 is missing"),
+        ("t", ["1", "x"], "t of item 1 is 'x'"),
+        ("t", [1.5, 1.0], "t of item 0 is 1.5"),
+    ],
+)
+def test_a_memory_with_values_save_cannot_write_is_refused_naming_column_and_item(
+    tmp_path, column, values, message
+):
+    from perspectives.errors import CorruptStateError
+
+    folder = _saved_agent(tmp_path)
+    _damage_items(folder, column, values)
+    with pytest.raises(CorruptStateError, match=message) as err:
+        load_agent(folder)
+    assert "memory.parquet" in str(err.value)
+
+
+def test_a_memory_whose_items_file_is_gone_is_refused_not_read_as_empty(tmp_path):
+    from perspectives.errors import CorruptStateError
+
+    folder = _saved_agent(tmp_path)
+    (folder / "memory.parquet").unlink()
+    with pytest.raises(CorruptStateError, match="no memory.parquet"):
+        load_agent(folder)
+    empty = agent()
+    empty.save(tmp_path / "empty")  # an empty memory is saved as a file too
+    assert len(load_agent(tmp_path / "empty").memory) == 0
+
+
+def test_vectors_that_are_not_finite_or_of_another_width_are_named(tmp_path):
+    from perspectives.errors import CorruptStateError
+
+    folder = _saved_agent(tmp_path)
+    vectors = np.load(folder / "memory-vectors.npy")
+    nan = vectors.copy()
+    nan[1, 0] = np.nan
+    np.save(folder / "memory-vectors.npy", nan)
+    with pytest.raises(CorruptStateError, match="vector of item 1 is not finite"):
+        load_agent(folder)
+    np.save(folder / "memory-vectors.npy", vectors[:, :2])
+    b = load_agent(folder)
+    b.embedder = get_embedder("hashing")
+    with pytest.raises(InputError, match=f"in {vectors.shape[1]} dimensions for a memory of 2"):
+        b.answer(["What is rain?"])
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("clock", 2.9, "clock is 2.9, not a count"),
+        ("n_updates", -3, "n_updates is -3, not a count"),
+        ("embedder", 7, "embedder is 7, not a name"),
+        ("update", {"method": ["memory"]}, "unknown update rule"),
+    ],
+)
+def test_a_damaged_agent_json_is_refused(tmp_path, key, value, message):
+    import json
+
+    from perspectives.errors import CorruptStateError
+
+    folder = _saved_agent(tmp_path)
+    meta = json.loads((folder / "agent.json").read_text())
+    meta[key] = value
+    (folder / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptStateError, match=message):
+        load_agent(folder)
+
+
+def test_an_agent_json_that_is_a_folder_is_refused(tmp_path):
+    from perspectives.errors import CorruptStateError
+
+    folder = _saved_agent(tmp_path)
+    (folder / "agent.json").unlink()
+    (folder / "agent.json").mkdir()
+    with pytest.raises(CorruptStateError, match="cannot read agent.json"):
+        load_agent(folder)
+
+
 def test_items_that_overflow_the_context_are_left_out_with_one_warning(monkeypatch):
     a = agent(k=5)
     long = " ".join(["word"] * 700)
@@ -180,6 +278,9 @@ def test_items_that_overflow_the_context_are_left_out_with_one_warning(monkeypat
     monkeypatch.setattr(type(a.lm), "context_tokens", 100)
     with pytest.raises(ConfigError, match="too short for retrieved memories"):
         a.answer(["Question 1?"])
+    monkeypatch.setattr(type(a.lm), "context_tokens", 512)
+    with pytest.raises(ConfigError, match="leaves 12 of the backend's 512 tokens"):
+        a.conversations(["Question 1?"], 500)
 
 
 def test_bad_pairs_are_refused():
@@ -246,6 +347,15 @@ def test_a_backend_that_cannot_fine_tune_needs_the_memory_rule(tiny_config):
     raw["groups"][1]["api"]["context_tokens"] = 128
     with pytest.raises(ConfigError, match=r"groups.1.api.context_tokens.*too short"):
         parse_run_config(raw, "t")
+    # An answer that takes nearly all of the context would leave every item out.
+    raw["groups"][1]["api"]["context_tokens"] = 512
+    raw.setdefault("evaluation", {})["sampling"] = {"do_sample": False, "max_new_tokens": 400}
+    with pytest.raises(
+        ConfigError, match=r"evaluation.sampling.max_new_tokens.*leaves 112 of the 512 tokens"
+    ):
+        parse_run_config(raw, "t")
+    raw["evaluation"]["sampling"]["max_new_tokens"] = 384
+    parse_run_config(raw, "t")
     raw["groups"][1]["api"]["context_tokens"] = 4096
     raw["groups"][1]["prompt_format"] = "plain"
     with pytest.raises(ConfigError, match="chat messages"):
@@ -295,8 +405,10 @@ def test_older_configs_keep_their_fingerprints():
     )
     assert cache_key(spec) == "9d5a3776a41cad93e86bf2d8"
     raw = copy.deepcopy(OLD_QUICKSTART)
+    raw["update"]["method"] = "memory"
+    default_k = parse_run_config(raw, "t").fingerprint()
     raw["update"]["memory_k"] = 7
-    assert parse_run_config(raw, "t").fingerprint() != "93eaf3b45b33906c"
+    assert parse_run_config(raw, "t").fingerprint() != default_k
 
 
 def test_update_and_api_url_options_set_every_group():

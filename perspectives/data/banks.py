@@ -81,7 +81,7 @@ def _yahoo_bank(spec: str) -> tuple[pd.DataFrame, str]:
     if len(parts) > 2 or not topic:
         raise InputError("expected yahoo:TOPIC or yahoo:TOPIC:N", field="bank", value=spec)
     if len(parts) == 2:
-        if not parts[1].isdigit() or int(parts[1]) < 1:
+        if not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) < 1:
             raise InputError("N must be a positive integer", field="bank", value=spec)
         limit = int(parts[1])
     source = os.environ.get("PERSPECTIVES_YAHOO") or YAHOO_HUB_ID

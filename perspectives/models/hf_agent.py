@@ -172,7 +172,7 @@ def remove_stale_scratch() -> int:
     removed = 0
     for folder in _scratch_root().glob("backbone-*-*"):
         pid = folder.name.split("-")[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed

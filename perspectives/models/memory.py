@@ -40,6 +40,8 @@ ITEM_COLUMNS = ("question", "answer", "source", "t", "first_hand")
 MEMORY_HEADER = "Here is what you have heard about related questions:"
 # Below this, a backend cannot hold a question, a few retrieved items and an answer.
 MIN_CONTEXT_TOKENS = 256  # also simulation.config.MIN_CONTEXT
+# What an answer must leave of it for the question and a retrieved item or two.
+MIN_PROMPT_TOKENS = 128  # also simulation.config.MIN_PROMPT
 _ids = itertools.count()
 
 
@@ -92,7 +94,17 @@ class MemoryStore:
         n = len(self)
         if n == 0:
             return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0))
-        scores = _unit(np.asarray(queries, dtype=np.float32)) @ self.vectors.T
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.vectors.shape[1]:
+            # Vectors from another embedder of the same name, or a damaged vectors file:
+            # numpy would fail with a shape error, or compare what is not comparable.
+            raise InputError(
+                f"questions embedded in {queries.shape[-1]} dimensions for a memory of "
+                f"{self.vectors.shape[1]} (its vectors come from another embedder, or are "
+                "damaged)",
+                field="queries",
+            )
+        scores = _unit(queries) @ self.vectors.T
         if decay:
             age = np.maximum(now - self.items["t"].to_numpy(dtype=np.float64), 0.0)
             scores = scores * np.exp(-decay * age)[None, :].astype(np.float32)
@@ -111,10 +123,13 @@ class MemoryStore:
 
     @classmethod
     def load(cls, directory: Path) -> MemoryStore:
-        """Raises CorruptStateError for missing or inconsistent files."""
+        """Raises CorruptStateError for missing or inconsistent files, or values no saved
+        memory holds (nulls, a step that is no whole number, vectors that are not finite)."""
         store = cls()
         if not (directory / ITEMS_FILE).exists():
-            return store
+            # ``save`` always writes it, an empty memory too: read as empty, a damaged
+            # folder would lose every item without a word.
+            raise CorruptStateError(f"corrupt memory: no {ITEMS_FILE}", source=str(directory))
         try:
             items = pd.read_parquet(directory / ITEMS_FILE)
             vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
@@ -130,11 +145,59 @@ class MemoryStore:
                 source=str(directory),
             )
         if len(items):
+            _check_items(items, vectors, directory)
             # As saved: normalising unit vectors again could move them by an ulp and turn
             # a tie between equal questions another way than in the run before the resume.
             store.items = items[list(ITEM_COLUMNS)].astype({c: _dtype(c) for c in ITEM_COLUMNS})
             store.vectors = np.asarray(vectors, dtype=np.float32)
         return store
+
+
+def _count(cfg: dict, key: str) -> int:
+    """``cfg[key]`` as a count (a whole number, at least 0); ValueError otherwise (int()
+    would turn 2.9 into 2, and "2" or True into a count)."""
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} is {value!r}, not a count")
+    return value
+
+
+def _check_items(items: pd.DataFrame, vectors: np.ndarray, directory: Path) -> None:
+    """Raise CorruptStateError naming the first column (and row) that ``save`` cannot have
+    written: a cast would turn a null into "nan" or a step into an error, "False" into True."""
+
+    def bad(column: str, rows: np.ndarray, what: str) -> CorruptStateError:
+        row = int(np.flatnonzero(rows)[0])
+        value = items[column].iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value
+        said = "missing" if pd.api.types.is_scalar(value) and pd.isna(value) else repr(value)
+        return CorruptStateError(
+            f"corrupt memory: {column} of item {row} is {said} ({what})",
+            source=str(directory / ITEMS_FILE),
+        )
+
+    for column in ("question", "answer", "source"):
+        not_text = ~items[column].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if not_text.any():
+            raise bad(column, not_text, "not text")
+    if not pd.api.types.is_integer_dtype(items["t"]):
+        t = pd.to_numeric(items["t"], errors="coerce").to_numpy(dtype=np.float64)
+        whole = np.isfinite(t) & (t == np.round(t))
+        if not whole.all():
+            raise bad("t", ~whole, "not a whole step")
+    if not pd.api.types.is_bool_dtype(items["first_hand"]):
+        raise bad("first_hand", np.ones(len(items), bool), "not true or false")
+    if not np.issubdtype(vectors.dtype, np.number):
+        raise CorruptStateError(
+            f"corrupt memory: vectors of {vectors.dtype}, not numbers",
+            source=str(directory / VECTORS_FILE),
+        )
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise CorruptStateError(
+            f"corrupt memory: the vector of item {int(np.flatnonzero(~finite)[0])} is not finite",
+            source=str(directory / VECTORS_FILE),
+        )
 
 
 def _dtype(column: str) -> str:
@@ -314,7 +377,8 @@ class MemoryAgent:
         items in the system message, then the question. Items that would overflow the
         backend's context are left out, the least relevant first (warned about once).
 
-        Raises ConfigError when the backend's context cannot hold retrieved items."""
+        Raises ConfigError when the backend's context cannot hold retrieved items, or an
+        answer of ``max_new_tokens`` would leave no room for them."""
         check_prompts(questions, "questions")
         if self.lm.context_tokens < MIN_CONTEXT_TOKENS:
             raise ConfigError(
@@ -322,6 +386,15 @@ class MemoryAgent:
                 f"retrieved memories (at least {MIN_CONTEXT_TOKENS})",
                 field="update.method",
                 value="memory",
+            )
+        budget = self.lm.context_tokens - max_new_tokens
+        if budget < MIN_PROMPT_TOKENS:
+            # Every item would be left out: a memory that is never read.
+            raise ConfigError(
+                f"leaves {budget} of the backend's {self.lm.context_tokens} tokens of context "
+                f"for the question and retrieved memories (at least {MIN_PROMPT_TOKENS})",
+                field="max_new_tokens",
+                value=max_new_tokens,
             )
         stores = [s for s in (self.memory, *self.shared) if len(s)]
         searched = self.memory
@@ -336,7 +409,6 @@ class MemoryAgent:
             )
         else:
             idx = np.zeros((len(questions), 0), dtype=np.int64)
-        budget = self.lm.context_tokens - max_new_tokens
         out, trimmed = [], 0
         for q, rows in zip(questions, idx, strict=True):
             rows = list(rows)
@@ -454,11 +526,17 @@ class MemoryAgent:
                 api=cfg["api"],
                 seed=cfg["seed"],
             )
-            agent.n_updates = int(cfg["n_updates"])
-            agent.clock = int(cfg["clock"])
+            agent.n_updates = _count(cfg, "n_updates")
+            agent.clock = _count(cfg, "clock")
+            if not isinstance(cfg["embedder"], str | None):
+                raise ValueError(f"embedder is {cfg['embedder']!r}, not a name")
             agent.embedder_name = cfg["embedder"]
         except FileNotFoundError:
             raise CorruptStateError("not an agent folder (no agent.json)", source=str(d)) from None
+        except OSError as exc:  # a folder in its place, unreadable
+            raise CorruptStateError(
+                f"cannot read agent.json: {exc.strerror or exc}", source=str(d / AGENT_FILE)
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStateError(
                 f"corrupt agent.json: {exc}", source=str(d / AGENT_FILE)

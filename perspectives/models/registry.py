@@ -222,6 +222,10 @@ def _saved(directory: Path) -> dict:
         raise CorruptStateError(
             f"corrupt agent.json: {exc}", source=str(directory / AGENT_FILE)
         ) from None
+    except OSError as exc:  # a folder in its place, unreadable
+        raise CorruptStateError(
+            f"cannot read agent.json: {exc.strerror or exc}", source=str(directory / AGENT_FILE)
+        ) from None
     if not isinstance(meta, dict):
         raise CorruptStateError(
             "corrupt agent.json: not a mapping", source=str(directory / AGENT_FILE)
@@ -259,7 +263,7 @@ def load_agent(
     meta = _saved(d)
     update = meta.get("update") if isinstance(meta.get("update"), dict) else {}
     method = update.get("method", "full")
-    if method not in update_rules:
+    if not isinstance(method, str) or method not in update_rules:
         raise CorruptStateError(f"unknown update rule {method!r}", source=str(d / AGENT_FILE))
     rule = update_rules.get(method)
     return rule.read(d, Path(state_dir) if state_dir is not None else None, own)

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -140,6 +141,8 @@ class GenerationConfig(Sampling):
         return v
 
 
+# Query parameters that carry a credential (api_key=, key=, token=, access_token=...).
+_KEY_PARAM = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 # An environment variable's name (POSIX): what ``api_key_env`` holds, never the key itself.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_CONCURRENCY = 256
@@ -181,8 +184,27 @@ class ApiSpec(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        # The errors do not repeat the URL: it may hold a key.
+        example = "e.g. http://127.0.0.1:8080/v1"
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v.strip()):
-            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1")
+            raise ValueError(f"must be an http:// or https:// URL, {example}")
+        try:
+            parts = urlsplit(v.strip())
+            parts.port  # noqa: B018 - reading it checks it (a number from 0 to 65535)
+        except ValueError:
+            raise ValueError(f"has a malformed host or port, {example}") from None
+        if not parts.hostname:
+            raise ValueError(f"names no host, {example}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not hold a user or password (it is saved with the run): give the key "
+                "through api_key_env"
+            )
+        if any(_KEY_PARAM.search(name) for name, _ in parse_qsl(parts.query)):
+            raise ValueError(
+                "must not hold a key in its query (it is saved with the run): give the key "
+                "through api_key_env"
+            )
         return v.strip().rstrip("/")
 
     @field_validator("api_key_env")

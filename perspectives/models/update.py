@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import Strict
 from ..errors import InputError
@@ -35,6 +35,10 @@ class UpdateConfig(Strict):
     (a user question, the assistant's answer), the most relevant last; in the Appendix-A
     format each is one more instruction and response, in the plain format (which has no
     roles) the texts only, one after the other.
+
+    A ``lora_*`` field away from its default under another method than ``"lora"``, or a
+    ``memory_*`` one under another than ``"memory"``, is refused (ValueError): it would be
+    ignored.
     """
 
     method: str = "full"
@@ -70,6 +74,34 @@ class UpdateConfig(Strict):
 
         update_rules.check(v)
         return v
+
+    @model_validator(mode="after")
+    def _fields_of_the_method(self) -> UpdateConfig:
+        # A field of another built-in rule would be ignored without a word (memory_k with
+        # the default method fine-tunes every weight). Rules registered by users may read
+        # any field, so only the built-in ones are checked.
+        if self.method not in _FIELDS_OF:
+            return self
+        for other, names in _FIELDS_OF.items():
+            if other == self.method:
+                continue
+            for name in names:
+                if getattr(self, name) != type(self).model_fields[name].get_default(
+                    call_default_factory=True
+                ):
+                    raise ValueError(
+                        f"{name} applies to method {other!r}, not {self.method!r} (set "
+                        f"method: {other}, or leave {name} out)"
+                    )
+        return self
+
+
+# The fields only one built-in update rule reads.
+_FIELDS_OF = {
+    "full": (),
+    "lora": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
+    "memory": ("memory_k", "memory_decay", "memory_format"),
+}
 
 
 @dataclass

@@ -31,6 +31,9 @@ from .policies import Policy
 # The fewest tokens of context a remembering model needs (models.memory.MIN_CONTEXT_TOKENS;
 # said here so that checking a config does not import the memory module).
 MIN_CONTEXT = 256
+# What an answer must leave of that context for the question and a retrieved item or two
+# (models.memory.MIN_PROMPT_TOKENS).
+MIN_PROMPT = 128
 # Far beyond any study (the paper's: 50): a larger value is a typo, not a plan.
 MAX_STEPS = 100_000
 MAX_MODELS = 100_000
@@ -105,6 +108,13 @@ class EvaluationSpec(Strict):
     every: StrictInt = Field(1, ge=1)
     replicates: StrictInt = Field(1, ge=1, le=MAX_REPLICATES)
     sampling: Sampling = Field(default_factory=lambda: Sampling(do_sample=False))
+
+    @field_validator("prompts")
+    @classmethod
+    def _some_prompts(cls, v: str | list[str]) -> str | list[str]:
+        if not v or (isinstance(v, str) and not v.strip()):
+            raise ValueError("name at least one source of prompts")
+        return v
 
 
 class InteractionSpec(Strict):
@@ -231,6 +241,8 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
                 field=f"groups.{i}.api.context_tokens",
                 value=g.api.context_tokens,
             )
+        if method == "memory" and g.api is not None:
+            _check_answer_room(cfg, g.api.context_tokens, label, f"groups.{i}.api.context_tokens")
         if method in ("full", "lora") and backends.get(g.backend).agent is None:
             raise ConfigError(
                 f"a model of the {g.backend} backend cannot be fine-tuned ({method}); give the "
@@ -252,6 +264,23 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
     evaluation_prompts(cfg, label)
     build_policy(cfg.communication, cfg, label)
     check_databases(cfg, policy_context(cfg, label), label)
+
+
+def _check_answer_room(cfg: RunConfig, context: int, label: str, where: str) -> None:
+    """Raise ConfigError when an answer of ``max_new_tokens`` leaves less than MIN_PROMPT
+    tokens of a remembering model's ``context``: every retrieved item would be left out."""
+    for field, sampling in (
+        ("interaction.sampling", cfg.interaction.sampling),
+        ("evaluation.sampling", cfg.evaluation.sampling),
+    ):
+        if context - sampling.max_new_tokens < MIN_PROMPT:
+            raise ConfigError(
+                f"leaves {context - sampling.max_new_tokens} of the {context} tokens of "
+                f"{where} for the question and retrieved memories (at least {MIN_PROMPT})",
+                source=label,
+                field=f"{field}.max_new_tokens",
+                value=sampling.max_new_tokens,
+            )
 
 
 def _data(load, source, label: str, field: str):
