@@ -43,6 +43,21 @@ def test_bank_file_errors(tmp_path):
         load_bank(path)
 
 
+def test_a_union_of_files_without_ids_keeps_every_question(tmp_path):
+    # Both were numbered q00001.. and the union refused its own ids as duplicates.
+    pd.DataFrame({"question": ["A?", "B?"], "answer": ["a", "b"]}).to_csv(
+        tmp_path / "1.csv", index=False
+    )
+    pd.DataFrame({"question": ["C?"], "answer": ["c"]}).to_csv(tmp_path / "2.csv", index=False)
+    bank = load_bank([str(tmp_path / "1.csv"), "neutral", str(tmp_path / "2.csv")])
+    neutral = load_bank("neutral")
+    assert len(bank) == 3 + len(neutral)
+    assert bank["question_id"].iloc[:2].tolist() == ["b1-q00001", "b1-q00002"]
+    assert bank["question_id"].iloc[-1] == "b3-q00001"
+    assert bank["question_id"].iloc[2:-1].tolist() == neutral["question_id"].tolist()
+    assert load_bank(str(tmp_path / "1.csv"))["question_id"].tolist() == ["q00001", "q00002"]
+
+
 def test_sample_pairs_is_seeded():
     bank = load_bank("neutral")
     a = sample_pairs(bank, 20, np.random.default_rng(3))

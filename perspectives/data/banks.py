@@ -9,7 +9,8 @@ Sources:
 - ``yahoo:TOPIC`` or ``yahoo:TOPIC:N``: the paper's data, Yahoo! Answers questions of one topic
   filtered as in the paper (N: a seeded random sample of that many), read from the file named
   by ``$PERSPECTIVES_YAHOO`` (the hub layout) or else from the hub;
-- a list of any of these: their union, in order.
+- a list of any of these: their union, in order (the numbered ids of the j-th file without
+  ids are prefixed ``bj-``, so two such files do not share ids).
 """
 
 from __future__ import annotations
@@ -45,8 +46,19 @@ def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
     if isinstance(source, list | tuple):
         if not source:
             raise InputError("an empty list of banks", field="question_bank")
-        frame = pd.concat([load_bank(s) for s in source], ignore_index=True)
-        return _checked(frame, f"banks {list(map(str, source))}")
+        frames = []
+        for j, s in enumerate(source):
+            frame, numbered = _load_one(s)
+            if numbered:
+                # Each file without ids is numbered from q00001: told apart by its place.
+                frame = frame.assign(question_id=[f"b{j + 1}-{i}" for i in frame["question_id"]])
+            frames.append(frame)
+        return _checked(pd.concat(frames, ignore_index=True), f"banks {list(map(str, source))}")
+    return _load_one(source)[0]
+
+
+def _load_one(source: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
+    """One bank, and whether its ids were numbered here (its file has no ``question_id``)."""
     if not isinstance(source, str | os.PathLike) or not str(source).strip():
         raise InputError(
             "must name a bundled bank, a file or yahoo:TOPIC", field="bank", value=source
@@ -68,9 +80,11 @@ def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
         frame = read_table(path, text_columns=BANK_COLUMNS)
         label = str(source)
     require_columns(frame, ("question", "answer"), label)
-    if "question_id" not in frame.columns:
+    numbered = "question_id" not in frame.columns
+    if numbered:
         frame = frame.assign(question_id=[f"q{i + 1:05d}" for i in range(len(frame))])
-    return _checked(frame[["question_id", "question", "answer"]].reset_index(drop=True), label)
+    frame = frame[["question_id", "question", "answer"]].reset_index(drop=True)
+    return _checked(frame, label), numbered
 
 
 def _yahoo_bank(spec: str) -> tuple[pd.DataFrame, str]:

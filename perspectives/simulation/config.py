@@ -81,6 +81,15 @@ class GroupSpec(Strict):
         backends.check(v)
         return v
 
+    @field_validator("model", "label")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        # A blank label fell back to the group's name without a word; a blank model name
+        # reached the server.
+        if v is not None and not v.strip():
+            raise ValueError("must not be blank (leave it out for the default)")
+        return v
+
     @model_validator(mode="after")
     def _api_fits(self) -> GroupSpec:
         check_api(self.backend, self.api)
