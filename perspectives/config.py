@@ -120,11 +120,23 @@ def validate_model(model: type[BaseModel], raw: Any, label: str) -> Any:
         elif err["type"] == "union_tag_not_found":
             message = "needs a 'type'"
         # A value under a key-like name may be a secret pasted by mistake, and a refused URL
-        # may hold one (a password, a key in its query): never echoed.
-        last = key.rsplit(".", 1)[-1].lower()
-        secret = "key" in last or last == "url"
+        # may hold one (a password, a key in its query): no text under "api" is echoed.
+        parts = key.lower().split(".")
+        secret = "key" in parts[-1] or (
+            "api" in parts and not isinstance(err.get("input"), int | float)
+        )
         value = None if secret else err.get("input")
         raise ConfigError(message, source=label, field=key, value=value) from None
+
+
+def saved_state_problem(exc: Exception) -> str:
+    """What is wrong in a saved agent's settings, said without their values (pydantic's text
+    repeats the input, and a saved API URL or key-like field may hold a secret)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(k) for k in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(exc)
 
 
 def _keys(raw: Any, loc: tuple) -> list[str]:

@@ -198,7 +198,11 @@ def test_a_url_that_cannot_be_asked_or_holds_a_key_is_refused_without_echoing_it
     with pytest.raises(ConfigError, match=message) as err:
         validate_model(CompareConfig, raw, "models.yaml")
     assert "models.0.api.url" in str(err.value) and "abc" not in str(err.value)
-    assert ApiSpec(url="http://[::1]:8080/v1?model=m").url == "http://[::1]:8080/v1?model=m"
+    raw["models"][0]["api"] = url  # the URL where the mapping should be: not echoed either
+    with pytest.raises(ConfigError) as err:
+        validate_model(CompareConfig, raw, "models.yaml")
+    assert "models.0.api" in str(err.value) and "abc" not in str(err.value)
+    assert ApiSpec(url="http://[::1]:8080/v1?max_tokens=5").url.endswith("?max_tokens=5")
 
 
 def test_a_server_that_is_down_is_one_line_naming_the_url(tmp_path):

@@ -66,7 +66,7 @@ CONFIG_CASES = [
     config_case("name-number", ["name"], name=5),
     config_case("bank-unknown", ["question_bank", "nope"], question_bank="nope"),
     config_case("bank-number", ["question_bank"], question_bank=5),
-    # "²".isdigit() is true and int("²") a ValueError: a traceback
+    # "²".isdigit() is true and int("²") a ValueError: a traceback (isdecimal is the check)
     config_case("bank-yahoo-superscript", ["yahoo:Health:²"], question_bank="yahoo:Health:²"),
     config_case("bank-missing", ["question_bank"], question_bank=DELETE),
     config_case("unknown-key", ["stepz"], stepz=3),

@@ -53,9 +53,12 @@ def test_a_union_of_files_without_ids_keeps_every_question(tmp_path):
     neutral = load_bank("neutral")
     assert len(bank) == 3 + len(neutral)
     assert bank["question_id"].iloc[:2].tolist() == ["b1-q00001", "b1-q00002"]
-    assert bank["question_id"].iloc[-1] == "b3-q00001"
+    assert bank["question_id"].iloc[-1] == "b2-q00001"
     assert bank["question_id"].iloc[2:-1].tolist() == neutral["question_id"].tolist()
+    # One such file keeps its ids, alone or beside banks with ids (as older runs have them).
     assert load_bank(str(tmp_path / "1.csv"))["question_id"].tolist() == ["q00001", "q00002"]
+    mixed = load_bank([str(tmp_path / "1.csv"), "neutral"])
+    assert mixed["question_id"].iloc[:2].tolist() == ["q00001", "q00002"]
 
 
 def test_sample_pairs_is_seeded():

@@ -232,6 +232,19 @@ def test_a_database_is_placed_in_the_models_space(tmp_path, tiny_config):
             "databases.0.probe.backend",
             "unknown model backend",
         ),
+        (
+            # the tiny run answers in 6 tokens: 122 of 128 left, too few for any item
+            {
+                "name": "forum",
+                "probe": {
+                    "backend": "openai",
+                    "model": "m",
+                    "api": {"url": "http://127.0.0.1:9/v1", "context_tokens": 128},
+                },
+            },
+            "evaluation.sampling.max_new_tokens",
+            "leaves 122 of the 128 tokens of databases.0.probe.api.context_tokens",
+        ),
     ],
 )
 def test_bad_database_configs_name_the_field(tiny_config, db, field, message):

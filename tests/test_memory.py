@@ -193,6 +193,11 @@ def _damage_items(folder, column, values):
         ("t", [1.0, float("nan")], "t of item 1 is missing"),
         ("t", ["1", "x"], "t of item 1 is 'x'"),
         ("t", [1.5, 1.0], "t of item 0 is 1.5"),
+        ("t", [1.0, 1e30], "t of item 1 is 1e"),  # cast to int64 it wrapped to a negative step
+        ("t", [True, True], "t of item 0 is True"),
+        ("t", pd.array([1, None], dtype="Int64"), "t of item 1 is missing"),
+        ("first_hand", pd.array([False, None], dtype="boolean"), "first_hand of item 1"),
+        ("first_hand", [0, 1], "first_hand of item 0 is 0"),
     ],
 )
 def test_a_memory_with_values_save_cannot_write_is_refused_naming_column_and_item(
@@ -217,6 +222,17 @@ def test_a_memory_whose_items_file_is_gone_is_refused_not_read_as_empty(tmp_path
     empty = agent()
     empty.save(tmp_path / "empty")  # an empty memory is saved as a file too
     assert len(load_agent(tmp_path / "empty").memory) == 0
+
+
+def test_what_load_would_refuse_is_not_saved():
+    # A NaN embedding or a source that is no text were saved, and every later checkpoint
+    # could not be read.
+    store = MemoryStore()
+    with pytest.raises(InputError, match="holding NaN or inf"):
+        store.add(items(("Q?", "A.", "b", 1)), np.array([[np.nan, 1.0]]))
+    assert len(store) == 0
+    with pytest.raises(InputError, match="source"):
+        agent().remember([("Q?", "A.")], t=1, source=None, first_hand=False)
 
 
 def test_vectors_that_are_not_finite_or_of_another_width_are_named(tmp_path):

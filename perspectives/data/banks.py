@@ -9,8 +9,8 @@ Sources:
 - ``yahoo:TOPIC`` or ``yahoo:TOPIC:N``: the paper's data, Yahoo! Answers questions of one topic
   filtered as in the paper (N: a seeded random sample of that many), read from the file named
   by ``$PERSPECTIVES_YAHOO`` (the hub layout) or else from the hub;
-- a list of any of these: their union, in order (the numbered ids of the j-th file without
-  ids are prefixed ``bj-``, so two such files do not share ids).
+- a list of any of these: their union, in order (with two or more files without ids, the
+  numbered ids of the j-th of them are prefixed ``bj-``, so that they do not collide).
 """
 
 from __future__ import annotations
@@ -46,14 +46,18 @@ def load_bank(source: str | os.PathLike | list) -> pd.DataFrame:
     if isinstance(source, list | tuple):
         if not source:
             raise InputError("an empty list of banks", field="question_bank")
-        frames = []
-        for j, s in enumerate(source):
-            frame, numbered = _load_one(s)
-            if numbered:
-                # Each file without ids is numbered from q00001: told apart by its place.
-                frame = frame.assign(question_id=[f"b{j + 1}-{i}" for i in frame["question_id"]])
-            frames.append(frame)
-        return _checked(pd.concat(frames, ignore_index=True), f"banks {list(map(str, source))}")
+        loaded = [_load_one(s) for s in source]
+        if sum(numbered for _, numbered in loaded) > 1:
+            # Each file without ids is numbered from q00001: told apart by its place among
+            # them. (With one such file its ids stay as they were, as older runs have them.)
+            j = 0
+            for k, (f, numbered) in enumerate(loaded):
+                if numbered:
+                    j += 1
+                    ids = [f"b{j}-{i}" for i in f["question_id"]]
+                    loaded[k] = (f.assign(question_id=ids), True)
+        frame = pd.concat([f for f, _ in loaded], ignore_index=True)
+        return _checked(frame, f"banks {list(map(str, source))}")
     return _load_one(source)[0]
 
 
@@ -95,7 +99,7 @@ def _yahoo_bank(spec: str) -> tuple[pd.DataFrame, str]:
     if len(parts) > 2 or not topic:
         raise InputError("expected yahoo:TOPIC or yahoo:TOPIC:N", field="bank", value=spec)
     if len(parts) == 2:
-        if not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) < 1:
+        if not parts[1].isdecimal() or int(parts[1]) < 1:
             raise InputError("N must be a positive integer", field="bank", value=spec)
         limit = int(parts[1])
     source = os.environ.get("PERSPECTIVES_YAHOO") or YAHOO_HUB_ID

@@ -237,7 +237,7 @@ def _topic_column(column: pd.Series, where: str) -> np.ndarray:
             return int(value) if whole else None
         if isinstance(value, str):
             text = value.strip()
-            if text.isascii() and text.isdigit():
+            if text.isdecimal():
                 return label(int(text))
             return by_name.get(text.casefold())
         return None

@@ -277,18 +277,13 @@ def _cs2_pulled(targets: int, strong: Callable[[dict], bool]) -> Callable:
     return judge
 
 
-def _whole(cell: str) -> bool:
-    """A cell holding a whole number in ASCII digits ("²".isdigit() is true, int("²") fails)."""
-    return cell.isascii() and cell.isdigit()
-
-
 def _cs2_periods(table: Table) -> Judgement | None:
     orders, shown = [], []
-    for n in sorted({int(r["targets"]) for r in table.rows if _whole(r.get("targets", ""))}):
+    for n in sorted({int(r["targets"]) for r in table.rows if r.get("targets", "").isdecimal()}):
         rows = [
             (int(r["attack every"]), value(r, "mean, t ≥ 1"))
             for r in table.rows
-            if r.get("targets") == str(n) and _whole(r.get("attack every", "–"))
+            if r.get("targets") == str(n) and r.get("attack every", "–").isdecimal()
         ]
         rows = sorted((k, m) for k, m in rows if m is not None)
         if n == 0 or len(rows) < 2:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import saved_state_problem
 from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir
 from .contract import AgentSpec
@@ -243,5 +244,7 @@ class FakeAgent(FakeModel):
                 "not an agent folder (no agent.json)", source=str(directory)
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptStateError(f"corrupt agent.json: {exc!r}", source=str(path)) from None
+            raise CorruptStateError(
+                f"corrupt agent.json: {saved_state_problem(exc)}", source=str(path)
+            ) from None
         return agent

@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..bundled import BUNDLED_MODEL, cache_dir
+from ..config import saved_state_problem
 from ..errors import CorruptStateError, InputError
 from ..store import atomic_dir, atomic_path, link_or_copy
 from .contract import AgentSpec
@@ -172,7 +173,7 @@ def remove_stale_scratch() -> int:
     removed = 0
     for folder in _scratch_root().glob("backbone-*-*"):
         pid = folder.name.split("-")[1]
-        if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdecimal() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
@@ -488,7 +489,7 @@ class HFAgent:
             raise CorruptStateError("not an agent folder (no agent.json)", source=str(d)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStateError(
-                f"corrupt agent.json: {exc}", source=str(d / AGENT_FILE)
+                f"corrupt agent.json: {saved_state_problem(exc)}", source=str(d / AGENT_FILE)
             ) from None
         agent.n_updates = n_updates
         try:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import saved_state_problem
 from ..errors import ConfigError, CorruptStateError, InputError
 from ..store import atomic_dir
 from .contract import AgentSpec, Conversation
@@ -42,6 +43,8 @@ MEMORY_HEADER = "Here is what you have heard about related questions:"
 MIN_CONTEXT_TOKENS = 256  # also simulation.config.MIN_CONTEXT
 # What an answer must leave of it for the question and a retrieved item or two.
 MIN_PROMPT_TOKENS = 128  # also simulation.config.MIN_PROMPT
+# A step beyond any run (int64 holds it; a float of 1e30 cast to it would wrap).
+MAX_STEP = 2**53
 _ids = itertools.count()
 
 
@@ -63,6 +66,13 @@ class MemoryStore:
     def add(self, items: pd.DataFrame, vectors: np.ndarray) -> None:
         """Append ``items`` (ITEM_COLUMNS) with their question embeddings ``(len(items), d)``."""
         vectors = _unit(np.asarray(vectors, dtype=np.float32))
+        if vectors.ndim != 2 or len(vectors) != len(items) or not np.isfinite(vectors).all():
+            # Saved, they would make every later checkpoint one that cannot be read.
+            raise InputError(
+                f"{len(items)} items need as many finite embeddings, not an array of "
+                f"{vectors.shape}" + ("" if np.isfinite(vectors).all() else " holding NaN or inf"),
+                field="vectors",
+            )
         if len(self) and vectors.shape[1] != self.vectors.shape[1]:
             raise InputError(
                 f"embeddings of {vectors.shape[1]} dimensions for a memory of "
@@ -176,20 +186,30 @@ def _check_items(items: pd.DataFrame, vectors: np.ndarray, directory: Path) -> N
             source=str(directory / ITEMS_FILE),
         )
 
+    for column in ITEM_COLUMNS:
+        missing = items[column].isna().to_numpy(dtype=bool)
+        if missing.any():
+            raise bad(column, missing, "missing")
     for column in ("question", "answer", "source"):
         not_text = ~items[column].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         if not_text.any():
             raise bad(column, not_text, "not text")
-    if not pd.api.types.is_integer_dtype(items["t"]):
-        t = pd.to_numeric(items["t"], errors="coerce").to_numpy(dtype=np.float64)
-        whole = np.isfinite(t) & (t == np.round(t))
+    t = items["t"]
+    if pd.api.types.is_bool_dtype(t) or not pd.api.types.is_integer_dtype(t):
+        numbers = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
+        flags = t.map(_is_bool).to_numpy(dtype=bool)
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & ~flags
         if not whole.all():
             raise bad("t", ~whole, "not a whole step")
-    if not pd.api.types.is_bool_dtype(items["first_hand"]):
-        raise bad("first_hand", np.ones(len(items), bool), "not true or false")
-    if not np.issubdtype(vectors.dtype, np.number):
+    out_of_range = ~pd.to_numeric(t).between(0, MAX_STEP).to_numpy(dtype=bool)
+    if out_of_range.any():
+        raise bad("t", out_of_range, f"not a step from 0 to {MAX_STEP}")
+    not_bool = ~items["first_hand"].map(_is_bool).to_numpy(dtype=bool)
+    if not_bool.any():
+        raise bad("first_hand", not_bool, "not true or false")
+    if vectors.dtype.kind != "f":
         raise CorruptStateError(
-            f"corrupt memory: vectors of {vectors.dtype}, not numbers",
+            f"corrupt memory: vectors of {vectors.dtype}, not floating-point numbers",
             source=str(directory / VECTORS_FILE),
         )
     finite = np.isfinite(vectors).all(axis=1)
@@ -198,6 +218,10 @@ def _check_items(items: pd.DataFrame, vectors: np.ndarray, directory: Path) -> N
             f"corrupt memory: the vector of item {int(np.flatnonzero(~finite)[0])} is not finite",
             source=str(directory / VECTORS_FILE),
         )
+
+
+def _is_bool(v: object) -> bool:
+    return isinstance(v, bool | np.bool_)
 
 
 def _dtype(column: str) -> str:
@@ -333,8 +357,11 @@ class MemoryAgent:
         source: str,
         first_hand: bool,
     ) -> None:
-        """Add ``pairs`` as items heard at step ``t`` from ``source``."""
+        """Add ``pairs`` as items heard at step ``t`` from ``source`` (a name, "" for none).
+        Raises InputError for pairs as ``check_pairs`` does, or a source that is no text."""
         pairs = check_pairs(pairs)
+        if not isinstance(source, str):
+            raise InputError("must be a model's name, or '' for none", field="source", value=source)
         items = pd.DataFrame(
             {
                 "question": [q for q, _ in pairs],
@@ -539,7 +566,7 @@ class MemoryAgent:
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStateError(
-                f"corrupt agent.json: {exc}", source=str(d / AGENT_FILE)
+                f"corrupt agent.json: {saved_state_problem(exc)}", source=str(d / AGENT_FILE)
             ) from None
         agent.memory = MemoryStore.load(d)
         return agent

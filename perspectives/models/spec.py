@@ -141,8 +141,12 @@ class GenerationConfig(Sampling):
         return v
 
 
-# Query parameters that carry a credential (api_key=, key=, token=, access_token=...).
-_KEY_PARAM = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
+# Query parameters that carry a credential (api_key=, key=, token=, access_token=...); whole
+# names, so that max_tokens= or author= pass.
+_KEY_PARAM = re.compile(
+    r"(api[-_]?)?key|(access[-_]|auth[-_]|id[-_])?token|secret|password|auth(orization)?|sig",
+    re.IGNORECASE,
+)
 # An environment variable's name (POSIX): what ``api_key_env`` holds, never the key itself.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_CONCURRENCY = 256
@@ -190,9 +194,11 @@ class ApiSpec(Strict):
             raise ValueError(f"must be an http:// or https:// URL, {example}")
         try:
             parts = urlsplit(v.strip())
-            parts.port  # noqa: B018 - reading it checks it (a number from 0 to 65535)
+            port = parts.port  # reading it checks it (a number from 0 to 65535)
         except ValueError:
             raise ValueError(f"has a malformed host or port, {example}") from None
+        if port == 0:
+            raise ValueError(f"has port 0, where no server listens, {example}")
         if not parts.hostname:
             raise ValueError(f"names no host, {example}")
         if parts.username is not None or parts.password is not None:
@@ -200,7 +206,7 @@ class ApiSpec(Strict):
                 "must not hold a user or password (it is saved with the run): give the key "
                 "through api_key_env"
             )
-        if any(_KEY_PARAM.search(name) for name, _ in parse_qsl(parts.query)):
+        if any(_KEY_PARAM.fullmatch(name) for name, _ in parse_qsl(parts.query)):
             raise ValueError(
                 "must not hold a key in its query (it is saved with the run): give the key "
                 "through api_key_env"

@@ -36,9 +36,9 @@ class UpdateConfig(Strict):
     format each is one more instruction and response, in the plain format (which has no
     roles) the texts only, one after the other.
 
-    A ``lora_*`` field away from its default under another method than ``"lora"``, or a
-    ``memory_*`` one under another than ``"memory"``, is refused (ValueError): it would be
-    ignored.
+    Under a built-in method, a ``lora_*`` field away from its default with another method
+    than ``"lora"``, or a ``memory_*`` one with another than ``"memory"``, is refused
+    (ValueError): it would be ignored. Rules registered by users may read any field.
     """
 
     method: str = "full"

@@ -275,13 +275,16 @@ def check_run_config(cfg: RunConfig, label: str) -> None:
     check_databases(cfg, policy_context(cfg, label), label)
 
 
-def _check_answer_room(cfg: RunConfig, context: int, label: str, where: str) -> None:
+def _check_answer_room(
+    cfg: RunConfig, context: int, label: str, where: str, *, interviews: bool = True
+) -> None:
     """Raise ConfigError when an answer of ``max_new_tokens`` leaves less than MIN_PROMPT
-    tokens of a remembering model's ``context``: every retrieved item would be left out."""
-    for field, sampling in (
-        ("interaction.sampling", cfg.interaction.sampling),
-        ("evaluation.sampling", cfg.evaluation.sampling),
-    ):
+    tokens of a remembering model's ``context``: every retrieved item would be left out.
+    ``interviews=False``: a model that only answers the evaluation (a database's probe)."""
+    answers = [("evaluation.sampling", cfg.evaluation.sampling)]
+    if interviews:
+        answers.insert(0, ("interaction.sampling", cfg.interaction.sampling))
+    for field, sampling in answers:
         if context - sampling.max_new_tokens < MIN_PROMPT:
             raise ConfigError(
                 f"leaves {context - sampling.max_new_tokens} of the {context} tokens of "

@@ -302,6 +302,11 @@ def _check_database(cfg: RunConfig, db: DatabaseConfig, label: str, path: str) -
                 value=probe.backend,
             ) from None
         _data(backends.get(probe.backend).check_model, probe.model, label, f"{path}.probe.model")
+        if probe.api is not None:
+            from .config import _check_answer_room
+
+            where = f"{path}.probe.api.context_tokens"
+            _check_answer_room(cfg, probe.api.context_tokens, label, where, interviews=False)
 
 
 def _check_edges(cfg: RunConfig, ctx: BuildContext, label: str) -> None:

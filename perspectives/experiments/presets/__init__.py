@@ -121,7 +121,7 @@ def apply_overrides(raw: dict, sets: dict[str, Any], label: str = "config") -> d
             node = _child(node, part, ".".join(parts[: i + 1]), label)
         last = parts[-1]
         if isinstance(node, list):
-            if not (last.isascii() and last.isdigit()) or int(last) >= len(node):
+            if not last.isdecimal() or int(last) >= len(node):
                 raise InputError("no such list item", source=label, field=key, value=last)
             node[int(last)] = copy.deepcopy(value)
         elif isinstance(node, dict):
@@ -133,7 +133,7 @@ def apply_overrides(raw: dict, sets: dict[str, Any], label: str = "config") -> d
 
 def _child(node: Any, part: str, path: str, label: str) -> Any:
     if isinstance(node, list):
-        if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
+        if not part.isdecimal() or int(part) >= len(node):
             raise InputError("no such list item", source=label, field=path, value=part)
         return node[int(part)]
     if isinstance(node, dict):
