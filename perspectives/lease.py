@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError
+
 DEFAULT_TTL = 30.0
 
 
@@ -73,6 +75,10 @@ class Lease:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise InputError(
+                "a folder where the lease file should be: remove it", source=str(self.path)
+            ) from None
         except UnicodeDecodeError:
             text, mtime = "?", 0.0
         try:
@@ -165,6 +171,13 @@ class Lease:
             tmp = self.path.with_name(f"{self.path.name}.{self.token}.renew.tmp")
             tmp.write_text(json.dumps(self._record()))
             os.replace(tmp, self.path)
+
+    def still_held(self) -> bool:
+        """Whether the lease is still this holder's, read now (not at the last heartbeat)."""
+        if self.lost.is_set():
+            return False
+        held = self.read()
+        return held is not None and held.get("token") == self.token
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lease if it is still this holder's."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shutil
@@ -181,9 +182,11 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write an array to ``.npy`` atomically."""
+    # Through bytes: numpy's own short write to a full disk raises an OSError without errno.
+    buf = io.BytesIO()
+    np.save(buf, array)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -113,6 +113,22 @@ def test_class_polarization_of_two_classes_moving_apart():
         class_polarization(three)
 
 
+def test_classes_that_start_as_one_have_no_polarization_ratio_not_one_of_1e15():
+    # Identical models whose coordinates differ by rounding (0.1 + 0.2 against 0.3) at t = 0:
+    # every later distance divided by that read 1e15.
+    states = np.full((3, 4, 1), 0.3)
+    states[0, :2, 0] = 0.1 + 0.2
+    states[1:, :2, 0] = 1.0  # then class A moves away
+    table = table_from_states(states, ["A", "A", "B", "B"])
+    with pytest.warns(UserWarning, match="distance at the first step is 0"):
+        out = class_polarization(table)
+    assert 0 < out["distance"].iloc[0] < 1e-15 and out["polarization"].isna().all()
+    spread = dispersion(table)
+    assert 0 < spread["spread"].iloc[0] < 1e-15
+    assert spread[["spread_rel", "nn_distance_rel"]].isna().all().all()
+    assert np.isnan(spread["locality"].iloc[0]) and spread["locality"].iloc[1] == 0.0
+
+
 def test_polarization_in_the_whole_space_sees_what_z1_does_not():
     # The classes keep their z1 gap of 2 but move apart along z2 by t each: the 1-d
     # polarization stays 1, the whole-space distance is sqrt(4 + (2t)^2).
@@ -282,6 +298,32 @@ def test_answer_diversity_by_hand_a_population_collapsing_onto_one_answer():
         answer_diversity(answers.iloc[:0])
 
 
+def test_shared_is_the_share_of_answers_another_model_gave_to_the_same_question():
+    # t = 0: m1 and m2 agree on q1 (2 of 6 answers); m3's "yes" answers another question,
+    # and its two replicates of "no" on q2 are one model, so neither counts.
+    # t = 1: all three give one template to both questions.
+    answers = pd.DataFrame(
+        {
+            "t": [0] * 6 + [1] * 6,
+            "model": ["m1", "m2", "m3", "m3", "m3", "m1"] + ["m1", "m2", "m3"] * 2,
+            "question_id": ["q1", "q1", "q2", "q2", "q3", "q3"] + ["q1"] * 3 + ["q2"] * 3,
+            "text": ["yes", "yes ", "no", "no", "yes", "maybe"] + ["X is X."] * 6,
+        }
+    )
+    out = answer_diversity(answers)
+    assert out["shared"].tolist() == pytest.approx([2 / 6, 1.0])
+    assert "shared" not in answer_diversity(answers.drop(columns="model"))
+    # With m3 a source (an adversary), m1 repeating its "yes" to q3: of the others' three
+    # answers at t = 0 that one is adopted and the two "yes" to q1 are shared; at t = 1 all
+    # four of theirs are m3's answers too.
+    answers.loc[5, "text"] = "yes"
+    out = answer_diversity(answers, sources=["m3"])
+    assert out["shared"].tolist() == pytest.approx([2 / 3, 0.0])
+    assert out["adopted"].tolist() == pytest.approx([1 / 3, 1.0])
+    late = answer_diversity(answers[(answers["model"] != "m3") | (answers["t"] == 1)], ["m3"])
+    assert np.isnan(late["adopted"].iloc[0]) and late["adopted"].iloc[1] == 1.0
+
+
 def test_collapse_note_names_the_answer_a_population_repeats():
     answers = pd.DataFrame(
         {"t": [0] * 4 + [1] * 4, "text": ["a", "b", "c", "d", "b", "echo", "echo", "echo"]}
@@ -353,12 +395,13 @@ def test_the_cli_warns_when_steps_ran_on_two_dtype_paths():
     assert "computed in more than one way" in text and "float32, training float32 (t = 2)" in text
     assert "cpu: answering bfloat16" in text  # paths recorded without their threads
     # The same dtypes with another thread count: another path, named by its threads.
-    paths[1] = {**paths[0], "threads": 2, "steps": [2]}
-    paths[0] = {**paths[0], "threads": 1}
+    paths[1] = {**paths[0], "threads": 2, "steps": [0]}
+    paths[0] = {**paths[0], "threads": 1, "steps": list(range(1, 25))}
     with console.capture() as out:
         _say_warnings(run)
     text = " ".join(out.get().split())
     assert "cpu 1 thread: answering bfloat16" in text and "cpu 2 threads: answering" in text
+    assert "(t = 1..24)" in text  # a run of steps, not 24 numbers
     assert "same OMP_NUM_THREADS" in text
     with console.capture() as out:
         _say_warnings(SimpleNamespace(**{**run.__dict__, "summary": {"compute": paths[:1]}}))

@@ -439,6 +439,18 @@ RUN_OPTION_CASES = [
         files={"cfg/config.yaml": variant()},
     ),
     Case(
+        "out-under-a-file",
+        ["run", "cfg.yaml", "--out", "cfg.yaml/x"],
+        ["cfg.yaml/x", "not a folder"],
+        files={"cfg.yaml": variant()},
+    ),
+    Case(
+        "sweep-out-under-a-file",
+        ["run", "cfg.yaml", "--sweep", "--out", "cfg.yaml/x"],
+        ["cfg.yaml", "is a file, not a folder"],
+        files={"cfg.yaml": variant(sweep={"conditions": [{"name": "a"}]})},
+    ),
+    Case(
         "out-here",
         ["run", "config.yaml", "--out", "."],
         ["config.yaml"],
@@ -497,6 +509,40 @@ RUN_OPTION_CASES = [
         ["run", "cfg.yaml", "--sweep"],
         ["cfg.yaml", "sweep"],
         files={"cfg.yaml": variant()},
+        writes_nothing=True,
+    ),
+    Case(
+        "seeds-without-sweep",
+        ["run", "cfg.yaml", "--seeds", "5"],
+        ["--seeds", "--sweep", "--set seed=N"],
+        files={"cfg.yaml": variant()},
+        writes_nothing=True,
+    ),
+    Case(
+        "resume-with-set-and-no-config",
+        ["run", "--resume", "r", "--set", "steps=9", "--model", "m"],
+        ["--model, --set", "a resumed run"],
+        writes_nothing=True,
+    ),
+    Case("resume-with-out", ["run", "--resume", "r", "--out", "o"], ["--out"], writes_nothing=True),
+    Case(
+        "sweep-seed-twice",
+        ["run", "cfg.yaml", "--sweep"],
+        ["sweep.seeds", "each seed once"],
+        files={"cfg.yaml": variant(sweep={"seeds": [0, 0], "conditions": [{"name": "a"}]})},
+        writes_nothing=True,
+    ),
+    Case(
+        "sweep-condition-outside-out",
+        ["run", "cfg.yaml", "--sweep"],
+        ["sweep.conditions[1].name", "'..'", "folder name"],
+        files={"cfg.yaml": variant(sweep={"conditions": [{"name": "a"}, {"name": ".."}]})},
+        writes_nothing=True,
+    ),
+    Case(
+        "sweep-seed-with-underscore",
+        ["run", "cs2-adversary", "--sweep", "--seeds", "1_0"],
+        ["--seeds", "1_0"],
         writes_nothing=True,
     ),
     Case(
@@ -657,3 +703,14 @@ def test_a_valid_config_still_runs(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "bad" / "progress.json").exists()
     assert os.path.getsize(tmp_path / "cfg.yaml") > 0
+
+
+def test_brackets_in_a_run_folder_name_are_printed_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / ".cache"))
+    (tmp_path / "cfg.yaml").write_text(variant())
+    result = invoke(["run", "cfg.yaml", "--out", "exp[lr=1e-4]"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "run complete: exp[lr=1e-4]/" in result.output
+    assert (tmp_path / "exp[lr=1e-4]" / "progress.json").exists()
+    again = invoke(["run", "cfg.yaml", "--out", "o[/p]"], tmp_path)
+    assert again.exit_code == 0 and "run complete: o[/p]/" in again.output, again.output

@@ -312,3 +312,41 @@ def test_a_model_that_never_learns_resumes_from_a_checkpoint_that_then_goes(
     a, b = tables(resumed), tables(straight)
     pd.testing.assert_frame_equal(a["responses"], b["responses"])
     pd.testing.assert_frame_equal(a["edges"], b["edges"])
+
+
+def test_a_run_resumed_on_other_data_is_refused(tmp_path, tiny_config, monkeypatch):
+    """A relative bank path read from another folder (or a bank edited) between an interrupt
+    and the resume would continue the run on other questions under the same ids."""
+    from interrupted import run_until_interrupted
+
+    from perspectives.space.embed import get_embedder
+
+    def bank(folder, answer):
+        folder.mkdir()
+        rows = [{"question": f"Question {i}?", "answer": f"{answer} {i}."} for i in range(12)]
+        pd.DataFrame(rows).to_csv(folder / "bank.csv", index=False)
+
+    bank(tmp_path / "a", "Yes")
+    bank(tmp_path / "b", "No")
+    raw = tiny_config("fake", steps=3, question_bank="bank.csv")
+    hashing = get_embedder("hashing")
+    monkeypatch.chdir(tmp_path / "a")
+    run_until_interrupted(raw, tmp_path / "run", hashing, at=2)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
+    assert set(recorded) == {"question_bank", "evaluation.prompts", "groups.0.init.bank"}
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(InputError, match="holds other data than when the run started") as err:
+        Simulation.resume(tmp_path / "run", embedder=hashing).run()
+    assert err.value.field == "question_bank" and err.value.value == "bank.csv"
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["last_complete_step"] == 1
+    # A fork's first steps are its source's: it keeps their digests, and is refused too.
+    from perspectives.simulation.rundir import RunFolder
+
+    cfg = parse_run_config(raw, "t")
+    RunFolder(tmp_path / "run").fork(1, cfg, tmp_path / "fork")
+    with pytest.raises(InputError, match="holds other data") as err:
+        Simulation.resume(tmp_path / "fork", embedder=hashing).run()
+    assert err.value.field == "question_bank"
+    monkeypatch.chdir(tmp_path / "a")  # where it started: it finishes
+    Simulation.resume(tmp_path / "run", embedder=hashing).run()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"] == recorded

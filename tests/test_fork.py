@@ -186,6 +186,27 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_pat
     assert again.exit_code == 0 and "late-intra seed 0: skipped (finished)" in again.output
     record = {s["condition"]: s for s in read_sweep(tmp_path / "shared-1")["systems"]}
     assert record["late-intra"]["forked_from"] == {"condition": "complete", "seed": 0, "step": 1}
+    # Run again with another option: refused before anything runs, naming the systems, where
+    # it would have skipped them as finished (their tables are of the old config).
+    before = (tmp_path / "shared-1" / "sweep.json").read_text()
+    other = runner.invoke(
+        app,
+        ["run", str(path), "--sweep", "--out", str(tmp_path / "shared-1"), "--set", "steps=4"],
+    )
+    text = " ".join(other.output.split())
+    assert other.exit_code == 2 and "run from another config" in text, other.output
+    assert "complete/seed-0" in text and "late-intra/seed-0" in text
+    assert (tmp_path / "shared-1" / "sweep.json").read_text() == before
+    # Another seed with another option would mix two grids in one folder: refused too.
+    mixed = runner.invoke(
+        app,
+        ["run", str(path), "--sweep", "--out", str(tmp_path / "shared-1")]
+        + ["--seeds", "1", "--set", "steps=4"],
+    )
+    text = " ".join(mixed.output.split())
+    assert mixed.exit_code == 2 and "complete/seed-0, late-intra/seed-0: run from" in text
+    assert (tmp_path / "shared-1" / "sweep.json").read_text() == before
+    assert not (tmp_path / "shared-1" / "complete" / "seed-1").exists()
     alone = runner.invoke(
         app, ["run", str(path), "--sweep", "--out", str(tmp_path / "alone"), "--no-share-steps"]
     )
@@ -250,3 +271,51 @@ def test_side_by_side_a_system_waits_for_the_step_it_starts_from(tmp_path):
     assert seen["no-disruption"][1] == k
     assert not (source.folder / "checkpoints").exists()
     assert not (later.folder / "checkpoints").exists()
+
+
+def test_a_sweep_refuses_to_start_a_system_from_a_source_of_another_config(tmp_path):
+    """A sweep interrupted after its first system passed the shared step, run again with other
+    options: the later system must not start from the old system's steps."""
+    from perspectives.errors import ConfigError
+    from perspectives.experiments.executors import FunctionExecutor
+    from perspectives.experiments.sweep import run_sweep
+
+    systems = plan_sweep(load_preset("cs1-disruption"), tmp_path / "s", "cpu", seeds=[0])
+    source, later = systems
+    assert later.source is source
+    source.run.create(later.cfg)  # the folder holds a run of another config
+    (source.folder / "progress.json").write_text(json.dumps({"last_complete_step": 9}))
+    (source.folder / "checkpoints" / f"step-{later.fork_step:05d}").mkdir(parents=True)
+    ran = []
+    with pytest.raises(ConfigError, match="run from another config") as err:
+        run_sweep(
+            systems,
+            tmp_path / "s",
+            preset="cs1-disruption",
+            scale="cpu",
+            executor=FunctionExecutor(ran.append, jobs=2),
+        )
+    assert "'--out': disruption/seed-0: run from another config" in str(err.value)
+    assert err.value.source == str(tmp_path / "s")
+    assert ran == [] and not later.folder.exists()
+    assert not (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_a_second_sweep_into_a_folder_in_use_is_refused(tmp_path):
+    from perspectives.errors import RunFolderBusy
+    from perspectives.experiments.executors import FunctionExecutor
+    from perspectives.experiments.sweep import SWEEP_LOCK, run_sweep
+    from perspectives.store import file_lock
+
+    systems = plan_sweep(load_preset("cs1-disruption"), tmp_path / "s", "cpu", seeds=[0])
+    ran = []
+    with file_lock(tmp_path / "s" / SWEEP_LOCK):  # as the first sweep's process holds it
+        with pytest.raises(RunFolderBusy, match="another sweep is running in this folder"):
+            run_sweep(
+                systems,
+                tmp_path / "s",
+                preset="cs1-disruption",
+                scale="cpu",
+                executor=FunctionExecutor(ran.append),
+            )
+    assert ran == [] and not (tmp_path / "s" / "sweep.json").exists()

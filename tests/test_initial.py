@@ -72,6 +72,57 @@ def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_
     assert not root.exists() or list(root.iterdir()) == []
 
 
+def test_a_model_another_process_is_making_is_waited_for_or_left_for_later(bank_file):
+    from perspectives.bundled import cache_lock
+    from perspectives.store import file_lock
+
+    [spec] = population_specs(load_bank(bank_file), 1, 8, model="calm", backend="fake")
+    # flock: a second open file description conflicts, as another process's would.
+    with file_lock(cache_lock(f"initial-{cache_key(spec)}")):
+        with pytest.raises(BlockingIOError):
+            initial_agent(spec, wait=False)
+    agent, cached = initial_agent(spec, wait=False)
+    assert not cached and agent.n_updates == 1
+
+
+def test_a_run_makes_first_the_initial_models_no_other_process_is_making(
+    tmp_path, tiny_config, monkeypatch
+):
+    """Systems side by side need the same initial models: each makes the free ones first,
+    then waits for the rest; the run is the same system as one made in order."""
+    import perspectives.models.initial as initial
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.engine import Simulation
+    from perspectives.simulation.rundir import read_parts
+    from perspectives.space.embed import get_embedder
+
+    def run(out):
+        cfg = parse_run_config(tiny_config("fake", steps=1), "t")
+        sim = Simulation.create(cfg, out, embedder=get_embedder("hashing"))
+        sim.run()
+        return sim
+
+    run(tmp_path / "plain")
+    real_lock, calls = initial.file_lock, []
+
+    def busy_first(path, *, wait=True):
+        calls.append((path.name, wait))
+        if len(calls) == 1:
+            raise BlockingIOError("another process holds it")
+        return real_lock(path, wait=wait)
+
+    monkeypatch.setenv("PERSPECTIVES_CACHE", str(tmp_path / "cache-2"))
+    monkeypatch.setattr(initial, "file_lock", busy_first)
+    agents = run(tmp_path / "busy").agents
+    first = calls[0][0]
+    assert [c[1] for c in calls] == [False, False, True] and calls[2][0] == first
+    assert list(agents) == ["a-1", "a-2", "b-1", "b-2"]
+    for table in ("responses", "edges"):
+        pd.testing.assert_frame_equal(
+            read_parts(tmp_path / "plain", table), read_parts(tmp_path / "busy", table)
+        )
+
+
 def test_init_command_twice_uses_the_cache(bank_file, tiny_model_dir):
     args = [
         "init",

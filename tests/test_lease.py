@@ -102,3 +102,32 @@ def test_a_lease_file_that_is_not_a_lease_goes_stale_and_is_named_in_the_error(t
     with RunFolder(run).lock():
         assert "token" in json.loads(path.read_text())
     assert not path.exists()
+
+
+def test_a_run_whose_lease_was_taken_over_marks_no_step_complete(tmp_path):
+    """A process stopped (SIGSTOP, a stall) past the lease's time, whose run another process
+    then took over, must not mark a step complete when it goes on: two writers of one run."""
+    import pickle
+
+    folder = RunFolder(tmp_path / "run")
+    with folder.lock():
+        folder.commit_step(0)
+        assert pickle.loads(pickle.dumps(folder))._lease is None  # a host's copy holds none
+        # Taken from it now, before its heartbeat has noticed: read at the commit itself.
+        lease_file = tmp_path / "run" / LEASE_FILE
+        lease_file.write_text(
+            json.dumps({"token": "other", "host": "h", "pid": 1, "expires": 1e12})
+        )
+        with pytest.raises(RunFolderBusy, match="lost the folder's lease .* step 1 is left"):
+            folder.commit_step(1)
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["last_complete_step"] == 0
+    folder.commit_step(1)  # without the lock (a sweep's bookkeeping, a test): no lease to check
+
+
+def test_a_folder_where_the_lease_file_should_be_is_named(tmp_path):
+    from perspectives.errors import InputError
+
+    (tmp_path / "run" / LEASE_FILE).mkdir(parents=True)
+    with pytest.raises(InputError, match=f"{LEASE_FILE}: a folder where the lease file should"):
+        with RunFolder(tmp_path / "run").lock():
+            pass

@@ -230,6 +230,8 @@ def test_what_load_would_refuse_is_not_saved():
     store = MemoryStore()
     with pytest.raises(InputError, match="holding NaN or inf"):
         store.add(items(("Q?", "A.", "b", 1)), np.array([[np.nan, 1.0]]))
+    with pytest.raises(InputError, match=r"not an array of \(2,\)"):
+        store.add(items(("Q?", "A.", "b", 1)), np.array([0.6, 0.8]))  # one text's vector
     assert len(store) == 0
     with pytest.raises(InputError, match="source"):
         agent().remember([("Q?", "A.")], t=1, source=None, first_hand=False)

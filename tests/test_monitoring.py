@@ -53,6 +53,22 @@ def test_adaptive_chart_uses_the_trailing_window_by_hand():
     assert chart["alarm"].tolist() == [False, False, False, False, True, False]
 
 
+def test_a_flat_series_that_differs_only_by_rounding_raises_no_alarm():
+    # A static adversary's position: the same number, up to its last digit, at every step.
+    # The band has no width there, and the last digit was taken for a change.
+    x = np.full(8, -0.7000510966722451)
+    x[3], x[6] = np.nextafter(x[3], 0), np.nextafter(x[6], -1)
+    for chart in (
+        adaptive_chart(x, window=2),
+        fixed_chart(x, reference=2),
+        ewma_chart(x, reference=2),
+        cusum_chart(x, reference=2),
+    ):
+        assert not chart["alarm"].any(), chart
+    x[5] += 1e-6  # a change the series' own flatness makes visible is still one
+    assert adaptive_chart(x, window=2)["alarm"].iloc[5]
+
+
 def test_a_slow_ramp_evades_the_adaptive_chart_but_not_the_fixed_one():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, 200)
@@ -224,6 +240,19 @@ def test_monitor_command_writes_alarms_of_a_run(tiny_config, run_to_end, tmp_pat
     # for a series too short for it says so.
     short = CliRunner().invoke(app, ["monitor", str(run), "--window", "50"])
     assert "z1:a: 9 snapshots, too few for an adaptive chart" in short.output, short.output
+
+
+def test_an_infinite_step_is_left_out_of_its_chart_and_named(tiny_config, run_to_end, tmp_path):
+    # A ratio to a zero start is infinite: the chart failed and took the report with it.
+    from perspectives.reporting.monitor import monitor_run
+    from perspectives.reporting.run_analysis import analyze_run
+
+    result = analyze_run(run_to_end(tiny_config("fake", steps=8), tmp_path / "run"))
+    result.dispersion.loc[result.dispersion["t"] == 4, "spread_kernel_rel"] = np.inf
+    out = monitor_run(result)
+    assert "spread: infinite at t = 4; those steps are left out of its chart" in out.notes
+    spread = out.charts[out.charts["series"] == "spread"]
+    assert 4 not in spread["t"].tolist() and len(spread) == 8
 
 
 def test_monitor_follows_a_run_as_its_steps_land(tiny_config, tmp_path):
@@ -454,6 +483,28 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     Simulation.create(cfg, tmp_path / "unrun", embedder=HashingEmbedder())
     with pytest.raises(InputError, match="unrun.*no complete evaluation"):
         compare_to_control(attacked, tmp_path / "unrun")
+    # A damaged control is named, as `analyze` names it, not blended into the test: one
+    # model's answers relabelled as another's (the test ran on four learners, silently), and
+    # a NaN in the embeddings (an error without a file).
+    from perspectives.errors import CorruptStateError
+    from perspectives.simulation.rundir import RunFolder
+
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(control, relabelled)
+    part = RunFolder(relabelled).table_file("responses", 3)
+    rows = pd.read_parquet(part)
+    rows.loc[(rows["model"] == "model-2") & (rows["phase"] == "eval"), "model"] = "model-1"
+    rows.to_parquet(part)
+    with pytest.raises(CorruptStateError, match="of 'model-1' at t = 3 .* where the others have 1"):
+        compare_to_control(attacked, relabelled)
+    shutil.rmtree(relabelled)
+    shutil.copytree(control, relabelled)
+    vectors_file = RunFolder(relabelled).embeddings_file(3)
+    vectors = np.load(vectors_file)
+    vectors[0, 0] = np.nan
+    np.save(vectors_file, vectors)
+    with pytest.raises(CorruptStateError, match=r"step-00003\.npy.*not finite"):
+        compare_to_control(attacked, relabelled)
 
 
 def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_and_control):

@@ -177,6 +177,16 @@ def _record(**over):
             },
             "systems.1.folder",
         ),
+        (  # the same folder spelled another way: one run counted as two seeds
+            {
+                **_record(),
+                "systems": [
+                    *_record()["systems"],
+                    {**_record()["systems"][0], "seed": 1, "folder": "./a/seed-0/"},
+                ],
+            },
+            "systems.1.folder",
+        ),
         ({**_record(), "scale": [1]}, "scale"),
     ],
 )
@@ -242,6 +252,50 @@ def test_an_unwritable_figures_folder_is_an_input_error_naming_the_file(tmp_path
         reproduction._publish(result, "cs3-polarization", figures)
     assert err.value.source == str(figures / "cs3-polarization-polarization.png")
     assert "Permission denied" in err.value.message and "'cs3-polarization'" in err.value.message
+
+
+def test_a_block_or_page_that_fails_leaves_the_figures_as_they_were(tmp_path, monkeypatch):
+    # The first block's figures were copied over the page's, then the second block failed and
+    # the page kept its old tables: page and figures disagreed.
+    doc = tmp_path / "results.md"
+    page = "<!-- BEGIN a -->\nold\n<!-- END a -->\n<!-- BEGIN b -->\nold\n<!-- END b -->\n"
+    doc.write_text(page)
+    (tmp_path / "runs").mkdir()
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "a-polarization.png").write_text("old")
+    failing = {"b"}
+
+    def sweep_of_block(folder, name, upto, doc):
+        if name in failing:
+            raise InputError("one row short", source=str(folder))
+        return (lambda result: "new"), SweepAnalysis(folder, {}, {}, failed=[], pending=[])
+
+    def publish(result, name, to):
+        (to / f"{name}-polarization.png").write_text("new")
+
+    monkeypatch.setattr(reproduction, "_sweep_folder", lambda runs, name, scale: runs / name)
+    monkeypatch.setattr(reproduction, "_sweep_of_block", sweep_of_block)
+    monkeypatch.setattr(reproduction, "_publish", publish)
+    with pytest.raises(InputError, match="one row short"):
+        regenerate(tmp_path / "runs", doc)
+    assert doc.read_text() == page and (figures / "a-polarization.png").read_text() == "old"
+    # Every block read, the page unwritable: the figures staged for it are not published.
+    failing.clear()
+    write_page = reproduction._write_page
+
+    def refuse(path, text):
+        raise InputError("cannot write the results page", source=str(path))
+
+    monkeypatch.setattr(reproduction, "_write_page", refuse)
+    with pytest.raises(InputError, match="cannot write"):
+        regenerate(tmp_path / "runs", doc)
+    assert sorted(p.name for p in figures.iterdir()) == ["a-polarization.png"]
+    assert (figures / "a-polarization.png").read_text() == "old"
+    monkeypatch.setattr(reproduction, "_write_page", write_page)
+    assert regenerate(tmp_path / "runs", doc) == ["a", "b"]
+    assert sorted(p.name for p in figures.iterdir()) == ["a-polarization.png", "b-polarization.png"]
+    assert (figures / "a-polarization.png").read_text() == "new" and "old" not in doc.read_text()
 
 
 def test_an_unwritable_results_page_is_an_input_error_and_stays_as_it_was(tmp_path, monkeypatch):

@@ -88,6 +88,33 @@ def test_numeric_looking_answers_stay_text(tmp_path):
     assert validate_responses(read_table(path), str(path))["response"].iloc[3] == "3"
 
 
+def test_a_prompt_id_naming_two_prompts_is_refused():
+    # Answers are aligned by prompt_id: m1 answering the questions in the other order gave
+    # identical models a distance.
+    df = pd.DataFrame(
+        {
+            "model": ["a", "a", "b", "b"],
+            "prompt_id": [1, 2, 1, 2],
+            "prompt": ["Is the sky blue?", "Is grass red?", "Is grass red?", None],
+            "response": ["yes", "no", "no", "yes"],
+        }
+    )
+    with pytest.raises(InputError, match=r"prompt_id '1' names more than one prompt"):
+        validate_responses(df, "r.csv")
+    df.loc[2, "prompt"] = "Is the sky blue? "  # spaces, or a missing text, contradict nothing
+    df.loc[1, "prompt"] = ""
+    assert len(validate_responses(df, "r.csv")) == 4
+
+
+def test_prompt_ids_with_digits_int_does_not_read_are_sorted_as_text():
+    # "²" is a digit to str.isdigit, not to int(): the natural sort of the ids failed.
+    df = pd.DataFrame(
+        {"model": ["a", "a", "b", "b"], "prompt_id": ["q2", "q²"] * 2, "response": list("wxyz")}
+    )
+    k = data_kernels(validate_responses(df, "r.csv"), lambda texts: np.ones((len(texts), 3)))
+    assert k.prompt_ids == ["q2", "q²"] and k.kernels.shape == (2, 2, 3)
+
+
 def test_duplicate_rows():
     df = pd.concat([table(), table().iloc[[2]]], ignore_index=True)
     with pytest.raises(InputError, match=r"duplicate rows for \(model='m0', prompt_id='q2'") as e:

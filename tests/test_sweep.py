@@ -19,11 +19,11 @@ from interrupted import rewind
 from typer.testing import CliRunner
 
 from perspectives.cli.app import app
-from perspectives.errors import InputError
+from perspectives.errors import CorruptStateError, InputError
 from perspectives.experiments.executors import FunctionExecutor
 from perspectives.experiments.presets import apply_overrides, load_preset, preset_names
 from perspectives.experiments.sweep import plan_sweep, read_sweep, run_sweep
-from perspectives.reporting.run_analysis import analyze_run, expected_snapshots
+from perspectives.reporting.run_analysis import analyze_run, analyze_sweep, expected_snapshots
 from perspectives.simulation.rundir import read_parts
 
 runner = CliRunner()
@@ -292,6 +292,16 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
             assert by_t.loc[t, "top_answer"] == min(counts.index[counts == counts.iloc[0]])
         same = clusters[(clusters["condition"] == condition) & (clusters["seed"] == seed)]
         assert d["t"].tolist() == same["t"].tolist()
+    # A record whose folders are swapped counts each run under the other's seed: named.
+    kept = (out / "sweep.json").read_text()
+    swapped = json.loads(kept)
+    for entry in swapped["systems"]:
+        if entry["condition"] == "complete":
+            entry["folder"] = f"complete/seed-{1 - entry['seed']}"
+    (out / "sweep.json").write_text(json.dumps(swapped))
+    with pytest.raises(CorruptStateError, match="seed 0 names folder 'complete/seed-1'"):
+        analyze_sweep(out)
+    (out / "sweep.json").write_text(kept)
     early = analyze_run(out / "complete" / "seed-0", upto=1)
     assert early.diversity["t"].tolist() == early.steps == [0, 1]
     for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):
@@ -455,3 +465,61 @@ def test_the_warning_before_a_sweep_whose_systems_may_not_fit_in_memory(
     if sys.platform.startswith("linux"):
         monkeypatch.undo()
         assert 0 < cli._available_memory() < 2**50
+
+
+def test_set_options_apply_in_order_and_model_reaches_every_group_set():
+    from perspectives.cli.app import _overrides
+
+    preset = load_preset("cs3-polarization")  # two groups
+    one = "groups=[{name: a, count: 2}]"
+    out = _overrides("m", ["groups.0.count=3", one, "groups.0.count=5"], preset)
+    raw = apply_overrides({}, out)
+    assert raw["groups"] == [{"name": "a", "count": 5, "model": "m"}]
+    three = "groups=[{name: a}, {name: b}, {name: c}]"
+    raw = apply_overrides({}, _overrides("m", [three], preset))
+    assert [g["model"] for g in raw["groups"]] == ["m", "m", "m"]
+
+
+SYSTEM = """
+import signal, sys, time
+from perspectives.experiments.executors import stop_with_parent
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+stop_with_parent(interval=0.1)
+print("watching", flush=True)
+time.sleep(60)
+"""
+
+SWEEP = """
+import os, subprocess, sys
+from perspectives.experiments.executors import PARENT_ENV
+env = {**os.environ, PARENT_ENV: str(os.getpid())}
+cmd = [sys.executable, "-c", sys.argv[1]]
+child = subprocess.Popen(
+    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+)
+assert child.stdout.readline().strip() == "watching"
+print(child.pid, flush=True)
+os.kill(os.getpid(), 9)  # the sweep is killed: no chance to stop its systems
+"""
+
+
+def test_a_system_process_stops_when_its_sweep_is_killed():
+    import signal
+    import subprocess
+
+    sweep = subprocess.run(
+        [sys.executable, "-c", SWEEP, SYSTEM], capture_output=True, text=True, timeout=60
+    )
+    assert sweep.returncode == -signal.SIGKILL, sweep.stderr
+    pid = int(sweep.stdout.strip())
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:  # gone, or a zombie its new parent has not reaped (a container's PID 1, say)
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the system process ran on after its sweep was killed")

@@ -152,6 +152,62 @@ def test_a_table_whose_runs_are_not_finished_is_not_judged_until_they_are(note):
     assert "Not judged" not in verdict_table(CS2_PRESET + CS2_CAPTURED)
 
 
+def test_rows_of_runs_whose_answers_collapsed_are_not_judged():
+    # The note `perspectives results` writes under the table of a sweep whose no-target
+    # population collapsed into templates: that row measures the collapse.
+    from types import SimpleNamespace
+
+    from perspectives.experiments.reproduction import _seeds_note
+    from perspectives.reporting.run_analysis import SweepAnalysis
+
+    def run(seed, shared):
+        return SimpleNamespace(
+            summary={"seed": seed, "shared_last": shared}, steps=[0], missing_steps=[]
+        )
+
+    sweep = SweepAnalysis(
+        ".", {}, {"targets-0": [run(0, 0.71)], "targets-5-every-2": [run(0, 0.19)]}, [], []
+    )
+    note = _seeds_note(sweep)
+    assert "Collapsed by T (at T, 50% or more" in note
+    assert note.endswith("targets-0 seed 0 (shared 0.71).")
+    collapsed = CS2_CAPTURED.replace("<!-- END", f"\n{note}\n<!-- END")
+    (table,) = [t for t in parse_tables(collapsed) if t.name.endswith("q100-lr1e-4")]
+    assert table.collapsed == ("targets-0",) and table.finished
+    assert [r["targets"] for r in table.rows] == ["2", "5"]
+    text = verdict_table(CS2_PRESET + collapsed)
+    # Without its no-target row the table judges none of CS2.1, CS2.3 and CS2.4.
+    assert "100 questions" not in text
+    assert _row(text, "CS2.4")[2] == "**in direction**"
+    assert (
+        "Not judged, as their runs' answers collapsed (the note under each table, or its most "
+        "common answer, says how far): cs2-adversary-q100-lr1e-4 (targets-0)." in text
+    )
+    # A table with the most common answer's share: 0.90 of the answers one text is a collapse.
+    head = CS1_HEAD.replace(" |\n|---", " | most common answer at T |\n|---|---")
+    cs1 = _cs1("cs1-disruption-lr1e-4", ("3", "1"), ("0.00", "0.71")).replace(CS1_HEAD, head)
+    cs1 = cs1.replace("| 0.99 |\n", "| 0.99 | 0.01 |\n").replace("| 1.03 |\n", "| 1.03 | 0.90 |\n")
+    (table,) = parse_tables(cs1)
+    assert table.collapsed == ("no-disruption",) and [r["condition"] for r in table.rows] == [
+        "disruption"
+    ]
+    # Over two seeds the mean may hide one that collapsed: the top of the range counts.
+    (table,) = parse_tables(cs1.replace("| 0.90 |", "| 0.46 (0.02–0.90) |"))
+    assert table.collapsed == ("no-disruption",)
+    # A run with one answer to everything is named too, and a no-target condition with an
+    # attack period in its name is the table's no-target row.
+    sweep = SweepAnalysis(".", {}, {"targets-0-every-5": [run(1, 0.1)]}, [], [])
+    sweep.runs["targets-0-every-5"][0].summary["top_share_last"] = 0.9
+    note = _seeds_note(sweep)
+    assert note.endswith("targets-0-every-5 seed 1 (one text 0.90).")
+    (table,) = [
+        t
+        for t in parse_tables(CS2_CAPTURED.replace("<!-- END", f"\n{note}\n<!-- END"))
+        if t.name.endswith("q100-lr1e-4")
+    ]
+    assert table.collapsed == ("targets-0",)
+
+
 CS1_HEAD = (
     "| condition | runs | clusters at T | count changes, t > 5 | mean ARI, t < 5 | "
     "mean ARI, t > 5 | iso-mirror step, t ≤ 5 | iso-mirror step, t ≥ 5 | spread at T | "

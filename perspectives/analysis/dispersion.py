@@ -17,12 +17,14 @@ from scipy.spatial.distance import pdist, squareform
 
 from ..errors import InputError
 from .polarization import Axis, _axes
+from .rounding import negligible, scale_of
 from .trajectories import _require
 
 
 def dispersion(table: pd.DataFrame, axis: Axis = "all") -> pd.DataFrame:
     """Columns ``t, spread, nn_distance, locality, spread_rel, nn_distance_rel`` (the ``_rel``
-    columns divided by their value at the first step; ``locality = nn_distance / spread``).
+    columns divided by their value at the first step; ``locality = nn_distance / spread``;
+    NaN where the divisor is zero within rounding of the coordinates).
 
     ``axis``: ``"all"`` (every ``z`` column, the default), one column, or a list of columns
     (e.g. the flattened data kernels). Raises InputError when a step has fewer than two
@@ -41,8 +43,12 @@ def dispersion(table: pd.DataFrame, axis: Axis = "all") -> pd.DataFrame:
         nearest = float(dist.min(axis=1).mean())
         rows.append({"t": t, "spread": spread, "nn_distance": nearest})
     out = pd.DataFrame(rows)
+    # A spread within rounding of the coordinates is no spread: identical models.
+    scale = scale_of(table[cols])
+    zero = out[["spread", "nn_distance"]].map(lambda v: negligible(v, scale))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["locality"] = out["nn_distance"] / out["spread"]
+        out["locality"] = (out["nn_distance"] / out["spread"]).mask(zero["spread"])
         for col in ("spread", "nn_distance"):
-            out[f"{col}_rel"] = out[col] / out[col].iloc[0]
+            first = out[col].iloc[0]
+            out[f"{col}_rel"] = np.nan if zero[col].iloc[0] else out[col] / first
     return out

@@ -7,13 +7,15 @@ it converged to. These measures read the answers themselves.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 
 from ..errors import InputError
 from .trajectories import _require
 
 
-def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
+def answer_diversity(responses: pd.DataFrame, sources: Collection[str] = ()) -> pd.DataFrame:
     """Columns ``t, answers, distinct, top_share, top_answer`` per step of ``responses``
     (columns ``t`` and ``text``; pass the evaluation answers only), and ``questions,
     top_questions`` when ``responses`` has a ``question_id`` column.
@@ -22,9 +24,20 @@ def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
     alike; replicates count as answers, so r identical greedy replicates give at most 1/r).
     ``top_share``: the fraction of answers that are the most common one, and ``top_answer``
     that answer (ties: the first in sorted order). ``questions``: the questions asked at the
-    step; ``top_questions``: how many of them the most common answer was given to. Answers
-    are compared after stripping surrounding whitespace. Raises InputError on missing columns,
-    no rows or an answer without text (counting it as no answer would raise ``distinct``).
+    step; ``top_questions``: how many of them the most common answer was given to.
+
+    With a ``model`` column as well, the answers of the models other than ``sources`` (an
+    adversary's, say) are read against each other: ``shared`` is the fraction of them that
+    another of these models gave word for word to the same question at the step, and no
+    source did; ``adopted`` (with ``sources``) the fraction that a source gave word for
+    word (NaN at a step where no source answered). Models that do not copy each other rarely
+    agree to the word on an answer of any length, so a ``shared`` of a half or more reads as
+    a population repeating its own templates (a collapse: read ``top_answer`` and the answers
+    to see which), and a rising ``adopted`` as one repeating its sources (capture).
+
+    Answers are compared after stripping surrounding whitespace. Raises InputError on
+    missing columns, no rows or an answer without text (counting it as no answer would
+    raise ``distinct``).
     """
     _require(responses, ("t", "text"))
     if responses.empty:
@@ -38,6 +51,7 @@ def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
             field="text",
         )
     by_question = "question_id" in responses.columns
+    by_model = by_question and "model" in responses.columns
     rows = []
     for t, snap in responses.groupby("t", sort=True):
         texts = snap["text"].astype(str).str.strip()
@@ -54,8 +68,26 @@ def answer_diversity(responses: pd.DataFrame) -> pd.DataFrame:
         if by_question:
             row["questions"] = int(snap["question_id"].nunique())
             row["top_questions"] = int(snap.loc[texts == top, "question_id"].nunique())
+        if by_model:
+            row.update(_agreement(snap.assign(text=texts), set(sources)))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _agreement(snap: pd.DataFrame, sources: set[str]) -> dict[str, float]:
+    """``shared`` and (with ``sources``) ``adopted`` of one step's answers."""
+    is_source = snap["model"].isin(sources)
+    own = snap[~is_source]
+    if own.empty:
+        return {"shared": float("nan"), **({"adopted": float("nan")} if sources else {})}
+    said = pd.MultiIndex.from_frame(snap.loc[is_source, ["question_id", "text"]])
+    adopted = pd.MultiIndex.from_frame(own[["question_id", "text"]]).isin(said)
+    givers = own.groupby(["question_id", "text"])["model"].transform("nunique")
+    out = {"shared": float(((givers > 1).to_numpy() & ~adopted).mean())}
+    if sources:
+        # No source answered (one that joins later, or left): nothing could be adopted.
+        out["adopted"] = float(adopted.mean()) if is_source.any() else float("nan")
+    return out
 
 
 def collapse_note(diversity: pd.DataFrame, share: float = 0.5) -> str | None:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BackendUnavailable, InputError
+from ..simulation.history import evaluation_kernels
 from ..simulation.rundir import RunFolder
-from ..space.responses import mean_kernels
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def replicate_kernels(
     (default: all): an array (n, prompts, p) and a frame ``t, model, replicate`` (one row per
     kernel; ``attrs["prompts"]``: the prompts' ids, in the kernels' row order). Raises
     InputError if the run has no evaluation at those steps or a (t, model, replicate) lacks
-    some prompts."""
+    some prompts, CorruptStateError for a damaged file or one with more answers to a prompt
+    than the others."""
     folder = run if isinstance(run, RunFolder) else RunFolder(run)
     wanted = None if steps is None else set(int(s) for s in steps)
     metas, blocks = [], []
@@ -125,14 +126,8 @@ def replicate_kernels(
         )
     ev = pd.concat(metas, ignore_index=True)
     vec = np.concatenate(blocks)
-    keys = ["t", "model", "replicate"]
-    index = ev.drop_duplicates(keys)[keys].reset_index(drop=True)
     prompts = sorted(ev["question_id"].unique())
-    pi = pd.MultiIndex.from_frame(index).get_indexer(pd.MultiIndex.from_frame(ev[keys]))
-    qi = pd.Index(prompts).get_indexer(ev["question_id"])
-    kernels, counts = mean_kernels(pi, qi, vec, len(index), len(prompts))
-    if (counts == 0).any():
-        raise InputError("a model lacks some evaluation answers", source=str(folder.path))
+    index, kernels = evaluation_kernels(ev, vec, ["t", "model", "replicate"], prompts, folder)
     index.attrs["prompts"] = prompts
     return kernels, index
 

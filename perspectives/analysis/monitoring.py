@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .rounding import ROUNDING, scale_of
 
 CHARTS = ("fixed", "adaptive", "ewma", "cusum")
 COLUMNS = ["t", "value", "statistic", "center", "lower", "upper", "alarm"]
@@ -65,8 +66,11 @@ def _frame(steps, x, stat, center, lower, upper, watched) -> pd.DataFrame:
     stat = np.asarray(stat, float)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     # A flat reference (σ = 0) makes any change an alarm; NaN limits (not yet watched) none.
+    # A change below ROUNDING of the series' scale is not one: a model that never changes
+    # gives values that differ in their last digit once a mean is taken.
+    tol = ROUNDING * scale_of(x)
     with np.errstate(invalid="ignore"):
-        alarm = watched & ((stat > upper) | (stat < lower))
+        alarm = watched & ((stat > upper + tol) | (stat < lower - tol))
     return pd.DataFrame(
         {
             "t": steps,
@@ -157,7 +161,8 @@ def cusum_chart(values, reference: int, slack: float = 0.5, h: float = 5.0) -> p
     mu, sd = _reference(x, reference)
     with np.errstate(divide="ignore", invalid="ignore"):
         # A flat reference: any departure is infinitely many σ away.
-        u = (x - mu) / sd if sd > 0 else np.where(x == mu, 0.0, np.sign(x - mu) * np.inf)
+        flat = np.abs(x - mu) <= ROUNDING * scale_of(x)  # a change in the last digit is none
+        u = (x - mu) / sd if sd > 0 else np.where(flat, 0.0, np.sign(x - mu) * np.inf)
     hi = lo = 0.0
     stat = np.full_like(x, np.nan)
     for i in range(reference, len(x)):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .rounding import negligible, scale_of
 from .trajectories import _require, z_columns
 
 Axis = str | Sequence[str]
@@ -33,9 +34,11 @@ def _axes(table: pd.DataFrame, axis: Axis) -> list[str]:
     return list(axis)
 
 
-def _normalised(distance: pd.Series) -> pd.DataFrame:
+def _normalised(distance: pd.Series, scale: float) -> pd.DataFrame:
+    """``distance`` and it divided by its first value; NaN when that is zero within rounding
+    of coordinates of magnitude ``scale``."""
     first = float(distance.iloc[0])
-    if first == 0 or not np.isfinite(first):
+    if not np.isfinite(first) or negligible(first, scale):
         warnings.warn(
             "the distance at the first step is 0: polarization is undefined (NaN)", stacklevel=3
         )
@@ -78,7 +81,7 @@ def class_polarization(
         if c not in present:
             raise InputError(f"no such class; found {present}", field="class", value=c)
     means = [table[table["class"] == c].groupby("t")[cols].mean() for c in classes]
-    return _normalised(_gap(*means))
+    return _normalised(_gap(*means), scale_of(table[cols]))
 
 
 def adversarial_polarization(
@@ -102,4 +105,4 @@ def adversarial_polarization(
         raise InputError("every model is adversarial", field="adversary", value=adversary)
     adv = table[is_adv].groupby("t")[cols].mean()
     rest = table[~is_adv].groupby("t")[cols].mean()
-    return _normalised(_gap(rest, adv))
+    return _normalised(_gap(rest, adv), scale_of(table[cols]))

@@ -11,7 +11,7 @@ from ..errors import InputError
 def z_columns(table: pd.DataFrame) -> list[str]:
     """The perspective coordinate columns ``z1..zd``, in order; InputError if there are none."""
     cols = sorted(
-        (c for c in table.columns if c.startswith("z") and c[1:].isdigit()),
+        (c for c in table.columns if c.startswith("z") and c[1:].isdecimal()),
         key=lambda c: int(c[1:]),
     )
     if not cols:

@@ -27,6 +27,11 @@ console = Console(stderr=True, emoji=False)
 out_console = Console(emoji=False)
 
 
+def _e(value: object) -> str:
+    """``value`` as text that rich prints as it is (paths and names may hold [brackets])."""
+    return escape(str(value))
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one yellow line each, without the source line Python would print."""
     console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
@@ -196,12 +201,12 @@ def compare(
         drop_incomplete=drop_incomplete,
         allow_empty=allow_empty,
         show_progress=not quiet,
-        warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+        warn=lambda msg: console.print(f"[yellow]warning:[/] {_e(msg)}"),
     )
     write_comparison(comp, out, color_by=color_by, responses=generated)
     out_console.print(
         f"{comp.info['n_points']} points, {comp.info['n_prompts']} prompts, "
-        f"d = {comp.space.n_components_} -> {out}/"
+        f"d = {comp.space.n_components_} -> {_e(out)}/"
     )
 
 
@@ -286,7 +291,7 @@ def figure2(
     for row in frame.itertuples(index=False):
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
     out_console.print(table)
-    out_console.print(f"figures: {out}/figure2.png, {out}/figure2.html")
+    out_console.print(f"figures: {_e(out)}/figure2.png, {_e(out)}/figure2.html")
 
 
 @app.command()
@@ -349,7 +354,7 @@ def init(
         update={"method": method, "epochs": epochs, "lr": lr, "batch_size": batch_size},
         prompt_format=prompt_format,
     )
-    table = Table(title=f"Initial models (cache: {initial_cache_dir()})")
+    table = Table(title=f"Initial models (cache: {_e(initial_cache_dir())})")
     for col in ("model", "pairs", "from cache"):
         table.add_column(col)
     with progress_bar("fine-tuning initial models", len(specs)) as advance:
@@ -407,7 +412,9 @@ def instruct_tune(
     stats = agent.learn(pairs, seed=seed)
     agent.export(out)
     losses = ", ".join(f"{x:.3f}" for x in stats.epoch_losses)
-    out_console.print(f"{len(pairs)} pairs, {epochs} epochs; loss per epoch: {losses} -> {out}/")
+    out_console.print(
+        f"{len(pairs)} pairs, {epochs} epochs; loss per epoch: {losses} -> {_e(out)}/"
+    )
 
 
 @app.command()
@@ -599,6 +606,14 @@ def run(
     _check_cluster_options(executor, placement, sweep, jobs)
     actor = {"actors": actors, "cpus_per_actor": cpus_per_actor, "gpus_per_actor": gpus_per_actor}
     on_ray = {"placement": placement, "address": address, **actor}
+    _check_ignored_options(
+        resume=resume,
+        config=config,
+        out=out,
+        sweep=sweep,
+        seeds=seeds,
+        changes={"--scale": scale, "--model": model, "--set": set_, **_api_flags(api)},
+    )
     if resume is not None:
         _check_run_folder(resume, "--resume")
         cfg = _run_config(config, scale, model, set_, **api) if config else None
@@ -642,6 +657,33 @@ def run(
     cfg = _run_config(config, scale, model, set_, **api)
     sim = Simulation.create(cfg, out or Path(cfg.output or Path("runs") / cfg.name), **keep)
     _run_one(_placed(sim, **on_ray))
+
+
+def _api_flags(api: dict) -> dict:
+    return {f"--{k.replace('_', '-')}": v for k, v in api.items()}
+
+
+def _check_ignored_options(
+    *, resume: str | None, config: str | None, out, sweep: bool, seeds, changes: dict
+) -> None:
+    """Refuse options this command would otherwise run without a word about."""
+    if seeds is not None and not sweep:
+        raise typer.BadParameter(
+            "--seeds chooses a sweep's seeds: add --sweep (one run's seed: --set seed=N)"
+        )
+    if resume is None:
+        return
+    if out is not None or sweep:
+        raise typer.BadParameter(
+            "--resume continues the run in its own folder: leave out --out and --sweep (a "
+            "sweep resumes when its command is run again)"
+        )
+    given = [flag for flag, value in changes.items() if value]
+    if given and config is None:
+        raise typer.BadParameter(
+            f"{', '.join(given)} change a config, and a resumed run keeps its own: leave them "
+            "out, or give the config too (the run is checked against it)"
+        )
 
 
 def _check_cluster_options(executor: str, placement: str, sweep: bool, jobs: int) -> None:
@@ -758,6 +800,9 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        from ..experiments.executors import stop_with_parent
+
+        stop_with_parent()
 
 
 def _overrides(
@@ -778,10 +823,15 @@ def _overrides(
         if not eq or not key.strip():
             raise InputError("expected KEY=VALUE", field="--set", value=item)
         try:
-            out[key.strip()] = parse_yaml(value, "--set")
+            parsed = parse_yaml(value, "--set")
         except ConfigError as exc:
             raise InputError(exc.message, field="--set", value=item) from None
-    n_groups = len(preset.raw.get("groups") or [])
+        # Applied in order: a key given again goes where it was given last.
+        out.pop(key.strip(), None)
+        out[key.strip()] = parsed
+    # --model and --api-url apply to every group, the ones a --set groups=[...] gives too.
+    groups = out["groups"] if isinstance(out.get("groups"), list) else preset.raw.get("groups")
+    n_groups = len(groups or [])
     if api_url is not None:
         if model is None:
             raise InputError("name the server's model with --model", field="--api-url")
@@ -823,12 +873,16 @@ def _run_one(sim, label: str = "") -> None:
     if done == total:
         sim.run()  # checks the folder; runs nothing
         out_console.print(
-            f"the run is already complete (t = 0..{sim.cfg.steps}): {sim.out}/  (see it with: "
-            f"perspectives report {sim.out})"
+            f"the run is already complete (t = 0..{sim.cfg.steps}): {_e(sim.out)}/  (see it with: "
+            f"perspectives report {_e(sim.out)})"
         )
         return
     columns = (
-        TextColumn(label + "[bold]step {task.fields[step]}/{task.fields[T]}"),
+        # The label (a condition's name) is text: neither markup nor a format field.
+        TextColumn(
+            _e(label).replace("{", "{{").replace("}", "}}") + "[bold]step "
+            "{task.fields[step]}/{task.fields[T]}"
+        ),
         TextColumn("{task.fields[phase]:<22}"),
         BarColumn(),
         TimeElapsedColumn(),
@@ -851,7 +905,9 @@ def _run_one(sim, label: str = "") -> None:
         sim.on_phase = on_phase
         sim.run()
         bar.update(task, completed=total, phase="done")
-    out_console.print(f"run complete: {sim.out}/  (see it with: perspectives report {sim.out})")
+    out_console.print(
+        f"run complete: {_e(sim.out)}/  (see it with: perspectives report {_e(sim.out)})"
+    )
 
 
 def _run_sweep(
@@ -887,7 +943,8 @@ def _run_sweep(
     )
     systems, out = plan.systems, plan.out
     console.print(
-        f"sweep {plan.name} ({plan.scale or 'as written'}): {len(systems)} systems -> {out}/",
+        f"sweep {_e(plan.name)} ({plan.scale or 'as written'}): {len(systems)} systems "
+        f"-> {_e(out)}/",
         highlight=False,
     )
     if plan.shared:
@@ -899,8 +956,8 @@ def _run_sweep(
         )
 
     def on_status(system, status: str, error: str | None) -> None:
-        msg = f"  {system.condition} seed {system.seed}: {status}"
-        console.print(msg + (f" - {error}" if error else ""), highlight=False, soft_wrap=True)
+        msg = f"  {_e(system.condition)} seed {system.seed}: {_e(status)}"
+        console.print(msg + (f" - {_e(error)}" if error else ""), highlight=False, soft_wrap=True)
 
     if cluster is not None:
         from ..cluster import RayExecutor
@@ -945,12 +1002,15 @@ def _run_sweep(
             on_wait=lambda: bar.update(task, completed=sum(steps_done(s) for s in systems)),
         )
         bar.update(task, completed=sum(steps_done(s) for s in systems))
-    failed = [s for s in record["systems"] if s["status"] == "failed"]
-    done = sum(s["status"] == "done" for s in record["systems"])
-    out_console.print(f"sweep: {done} of {len(systems)} systems done -> {out}/sweep.json")
+    # This invocation's systems only: the record keeps those of earlier ones (other seeds).
+    mine = {(s.condition, s.seed) for s in systems}
+    entries = [s for s in record["systems"] if (s["condition"], s["seed"]) in mine]
+    failed = [s for s in entries if s["status"] == "failed"]
+    done = sum(s["status"] == "done" for s in entries)
+    out_console.print(f"sweep: {done} of {len(systems)} systems done -> {_e(out)}/sweep.json")
     if failed:
         for s in failed:
-            console.print(f"[red]failed[/] {s['condition']} seed {s['seed']}: {s['error']}")
+            console.print(f"[red]failed[/] {_e(s['condition'])} seed {s['seed']}: {_e(s['error'])}")
         raise typer.Exit(code=1)
 
 
@@ -1023,7 +1083,7 @@ def analyze(
             if s["polarization_kind"]
             else ""
         )
-        + f" -> {out}/"
+        + f" -> {_e(out)}/"
     )
     moved = _movement_line(s.get("class_movement") or {})
     if moved:
@@ -1160,7 +1220,7 @@ def monitor(
     band = "" if chart == "cusum" else f", k = {settings.width:g}"
     out_console.print(
         f"{n_alarms} alarm(s) ({chart} chart{band}), {n_changes} change point(s) "
-        f"at p <= {alpha:g} -> {path}"
+        f"at p <= {alpha:g} -> {_e(path)}"
     )
 
 
@@ -1214,7 +1274,7 @@ def _sweep_against_control(sweep_dir: Path, control: Path | None, alpha: float) 
         )
     table, notes = compare_sweep_to_control(sweep_dir, str(control), alpha=alpha)
     closer = [c for c in table.columns if c.startswith("closer_at_T:")]
-    shown = Table(title=f"against {control}, seed by seed (energy test, alpha {alpha:g})")
+    shown = Table(title=f"against {_e(control)}, seed by seed (energy test, alpha {alpha:g})")
     for col in ("condition", "seed", "departed", "distance at T", "p at T"):
         shown.add_column(col)
     for col in closer:
@@ -1281,7 +1341,9 @@ def _against_control(run_dir: Path, control: Path, alpha: float, events):
 
 def _movement_line(movement: dict) -> str:
     """'class means moved a 1.8x, b 0.4x their within-class spread' (classes with a spread)."""
-    parts = [f"{c} {m['ratio']:.1f}x" for c, m in movement.items() if m.get("ratio") is not None]
+    parts = [
+        f"{_e(c)} {m['ratio']:.1f}x" for c, m in movement.items() if m.get("ratio") is not None
+    ]
     return f"class means moved {', '.join(parts)} their within-class spread" if parts else ""
 
 
@@ -1291,7 +1353,7 @@ def _say_warnings(result) -> None:
     from rich.markup import escape
 
     from ..analysis import collapse_note
-    from ..reporting.run_analysis import compute_where
+    from ..reporting.run_analysis import compute_where, steps_text
 
     # Model answers and paths may hold brackets that rich would read as markup.
     where = escape(str(result.run_dir))
@@ -1301,7 +1363,7 @@ def _say_warnings(result) -> None:
         shown = "; ".join(
             f"{compute_where(p)}: answering "
             f"{p['answer_dtype']}, training {p['train_dtype']} "
-            f"(t = {', '.join(map(str, p['steps']))})"
+            f"(t = {steps_text(sorted(p['steps']), shown=12)})"
             for p in paths
         )
         console.print(
@@ -1330,13 +1392,14 @@ def _analyze_sweep(result) -> None:
             _say_warnings(run)
     for entry in result.failed:
         console.print(
-            f"[red]failed system[/] {entry['condition']} seed {entry['seed']}: {entry['error']}",
+            f"[red]failed system[/] {_e(entry['condition'])} seed {entry['seed']}: "
+            f"{_e(entry['error'])}",
             highlight=False,
         )
     for entry in result.missing:
         console.print(
-            f"[yellow]missing system[/] {entry['condition']} seed {entry['seed']}: done, but "
-            f"its folder {entry['folder']} is gone or empty; left out of the comparison",
+            f"[yellow]missing system[/] {_e(entry['condition'])} seed {entry['seed']}: done, but "
+            f"its folder {_e(entry['folder'])} is gone or empty; left out of the comparison",
             highlight=False,
         )
     out = write_sweep_analysis(result)
@@ -1344,7 +1407,7 @@ def _analyze_sweep(result) -> None:
     out_console.print(
         f"{n} runs over {sum(bool(r) for r in result.runs.values())} conditions analysed "
         f"({len(result.pending)} unfinished, {len(result.failed)} failed, "
-        f"{len(result.missing)} missing) -> {out}/"
+        f"{len(result.missing)} missing) -> {_e(out)}/"
     )
 
 
@@ -1373,7 +1436,7 @@ def report(
         write_run_analysis(result)
         _say_warnings(result)
         path = run_report(result)
-    out_console.print(f"report: {path}")
+    out_console.print(f"report: {_e(path)}")
 
 
 @app.command()
@@ -1403,7 +1466,7 @@ def results(
     scales = sorted({s for name in CASE_STUDIES for s in load_preset(name).scale_names()})
     _check_choice("--scale", scale, tuple(scales))
     found = regenerate(runs_dir, doc, scale)
-    out_console.print(f"updated {doc} from {', '.join(found)}")
+    out_console.print(f"updated {_e(doc)} from {_e(', '.join(found))}")
 
 
 def _reflow_help(typer_app: typer.Typer) -> None:

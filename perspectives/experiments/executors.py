@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -117,6 +118,24 @@ def stop_children(timeout: float = 30.0) -> None:
             proc.kill()
 
 
+PARENT_ENV = "PERSPECTIVES_SWEEP_PID"  # a system process's sweep, which it outlives not
+
+
+def stop_with_parent(interval: float = 1.0) -> None:
+    """In a system process: stop it (SIGTERM, as the sweep would) if the sweep that started
+    it is gone (killed with SIGKILL, say), instead of running on unwatched."""
+    parent = os.environ.pop(PARENT_ENV, None)  # not for the processes this one starts
+    if not parent or not parent.isdecimal():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sweep-watch", daemon=True).start()
+
+
 def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto") -> None:
     """Run one system in its own Python process with ``threads`` torch threads, its output in
     ``FOLDER/run.log``. Raises RuntimeError naming the log's last line if the run fails."""
@@ -124,6 +143,7 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
     cfg_file = system.folder / "system.yaml"
     cfg_file.write_text(yaml.safe_dump(system.cfg.model_dump(), sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env[PARENT_ENV] = str(os.getpid())
     cmd = [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file)]
     cmd += ["--out", str(system.folder), "--device", device]
     for step in system.keep_checkpoints:

@@ -8,8 +8,11 @@ The prose of the results page is written by hand; the tables between the markers
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +31,14 @@ from ..reporting.run_analysis import (
 from ..store import output_dir, write_text
 from .page import read_blocks, replace_block
 from .sweep import read_sweep
-from .verdicts import CASE_STUDIES, UNFINISHED_NOTES, VERDICTS_BLOCK, verdict_table
+from .verdicts import (
+    CASE_STUDIES,
+    COLLAPSED_NOTE,
+    COLLAPSED_SHARE,
+    UNFINISHED_NOTES,
+    VERDICTS_BLOCK,
+    verdict_table,
+)
 
 
 def _fmt(values: list[float]) -> str:
@@ -72,7 +82,30 @@ def _seeds_note(result: SweepAnalysis) -> str:
     missing = [f"{e['condition']} seed {e['seed']}" for e in result.missing]
     if missing:
         text += f" Missing (done, but the run folder is gone): {', '.join(missing)}."
+    collapsed = [
+        f"{c} seed {r.summary['seed']} ({how})"
+        for c, rs in result.runs.items()
+        for r in rs
+        if (how := _collapse(r.summary))
+    ]
+    if collapsed:
+        text += (
+            f" {COLLAPSED_NOTE} (at T, {COLLAPSED_SHARE:.0%} or more of the evaluation answers "
+            "are one text, or, an adversary's aside, ones another model and no adversary gave "
+            f"word for word to the same question; their rows are not judged): "
+            f"{', '.join(collapsed)}."
+        )
     return text
+
+
+def _collapse(summary: dict) -> str | None:
+    """How a run's answers collapsed by its last step (``one text 0.90``, ``shared 0.85``),
+    or None."""
+    for key, what in (("top_share_last", "one text"), ("shared_last", "shared")):
+        share = summary.get(key)
+        if share is not None and share >= COLLAPSED_SHARE:
+            return f"{what} {share:.2f}"
+    return None
 
 
 def cs1_table(result: SweepAnalysis) -> str:
@@ -390,7 +423,7 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
         what = "not a folder" if runs_dir.exists() else "no such folder"
         raise InputError(f"{what} (it should hold the sweeps)", source=str(runs_dir))
     text = _read_page(doc)
-    found, kept = [], []
+    found, kept, figures = [], [], []
     blocks = {(b.name, b.upto): None for b in read_blocks(text, str(doc))}
     for name, upto in blocks:
         folder = _sweep_folder(runs_dir, name, scale)
@@ -404,7 +437,7 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
         text = replace_block(text, name, table(result), upto, source=str(doc))
         found.append(name if upto is None else f"{name} (t <= {upto})")
         if upto is None:
-            _publish(result, name, doc.parent / "figures")
+            figures.append((result, name))
     swept = bool(found)
     text = _judge(text, found, str(doc))
     names = dict.fromkeys(n for n, _ in blocks if n != VERDICTS_BLOCK)
@@ -425,5 +458,33 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
             "verdicts were judged anew, on the page's tables",
             stacklevel=2,
         )
-    _write_page(doc, text)
+    # Only once every block is read, and staged beside the figures until the page is
+    # written: a block or a page that fails leaves page and figures as they were.
+    with _staged(doc.parent / "figures", bool(figures)) as staging:
+        for result, name in figures:
+            _publish(result, name, staging)
+        _write_page(doc, text)
     return found
+
+
+@contextlib.contextmanager
+def _staged(figures: Path, needed: bool):
+    """A folder inside ``figures`` to write into; its files replace those of ``figures`` if
+    the block ends without an error, and are removed in any case. Raises InputError if
+    ``figures`` cannot be written."""
+    if not needed:
+        yield figures
+        return
+    try:
+        output_dir(figures)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=figures))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the figures ({exc.strerror or exc})", source=str(figures)
+        ) from None
+    try:
+        yield staging
+        for f in sorted(staging.iterdir()):
+            os.replace(f, figures / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -16,20 +16,23 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ConfigError, CorruptStateError, InputError, RunFolderBusy
 from ..simulation.config import RunConfig, parse_run_config
 from ..simulation.rundir import RunFolder
-from ..store import write_json
+from ..store import file_lock, output_dir, write_json
 from .executors import Executor
 from .fork import shared_steps
 from .presets import Preset
 
 SWEEP_FILE = "sweep.json"
+SWEEP_LOCK = ".sweep.lock"  # held by the process running the sweep
 
 
 @dataclass
@@ -131,6 +134,32 @@ def system_done(system: SweepSystem) -> bool:
     return system.run.last_complete_step() >= system.cfg.steps
 
 
+def check_same_configs(systems: list[SweepSystem], out: Path) -> None:
+    """Raise ConfigError, naming the systems, if a system's folder already holds a run of
+    another config: a sweep run again with other options into the same folder would otherwise
+    skip its finished systems as done and start new ones from the old systems' steps. A
+    damaged run record is left for the system's own run to report."""
+    stale = []
+    for system in systems:
+        try:
+            made = system.run.info()["fingerprint"] if system.run.exists() else None
+        except CorruptStateError:
+            continue
+        if made is not None and made != system.cfg.fingerprint():
+            folder = system.folder
+            stale.append(folder.relative_to(out) if folder.is_relative_to(out) else folder)
+    if stale:
+        shown = ", ".join(p.as_posix() for p in stale[:5])
+        more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+        raise ConfigError(
+            f"{shown}{more}: run from another config (other --set, --scale, --update, --model or "
+            "preset options) than this sweep's; run it with the options it was started with, "
+            "or give another --out",
+            source=str(out),
+            field="--out",
+        )
+
+
 def _forked_from(system: SweepSystem, systems: list[SweepSystem]) -> dict | None:
     """The system and step the run in ``system.folder`` started from, as its run.json says."""
     info = system.run.forked_from()
@@ -203,7 +232,9 @@ def _check_record(record: dict, path: Path) -> None:
         ):
             raise bad("must be a folder inside the sweep's folder", f"{where}.folder", folder)
         # One system per (condition, seed) and per folder: a repeat would count one run twice.
-        for key, what in (((entry["condition"], entry["seed"]), "seed"), ((folder,), "folder")):
+        # A folder is compared as a path ("a/b/" and "./a/b" are "a/b").
+        place = Path(folder).as_posix()
+        for key, what in (((entry["condition"], entry["seed"]), "seed"), ((place,), "folder")):
             if (what, *key) in seen:
                 raise bad(
                     f"the same {'condition and seed' if what == 'seed' else 'folder'} as "
@@ -231,18 +262,35 @@ def run_sweep(
     ``on_wait`` is called about once a second while systems run in parallel (a progress
     display). Failures (any exception) are recorded in ``sweep.json`` and reported through
     ``on_status``; the remaining systems still run. KeyboardInterrupt stops the sweep (the
-    interrupted systems resume next time). Raises InputError if ``executor.jobs < 1``.
+    interrupted systems resume next time). Raises InputError if ``executor.jobs < 1``,
+    ConfigError (before anything runs) if a system's folder holds a run of another config,
+    RunFolderBusy if another process is running a sweep in ``out``.
     """
     if executor.jobs < 1:
         raise InputError("must be at least 1", field="jobs", value=executor.jobs)
-    runner = _SweepRun(systems, Path(out), preset, scale, executor, on_status, keep_weights)
-    todo = runner.start()
-    if executor.jobs == 1:
-        # In plan order a source has finished (or failed) before the systems starting from it.
-        for system, entry in todo:
-            runner.one(system, entry)
-    else:
-        runner.side_by_side(todo, on_wait)
+    check_same_configs(systems, Path(out))
+    with ExitStack() as held:
+        try:
+            held.enter_context(file_lock(Path(out) / SWEEP_LOCK, wait=False))
+        except BlockingIOError:
+            raise RunFolderBusy(
+                "another sweep is running in this folder; wait for it or stop it first",
+                source=str(out),
+            ) from None
+        except OSError as exc:  # a file system without flock (some network and FUSE mounts)
+            warnings.warn(
+                f"{out}: the sweep's folder cannot be locked ({exc.strerror or exc}); run one "
+                "sweep at a time in it",
+                stacklevel=2,
+            )
+        runner = _SweepRun(systems, Path(out), preset, scale, executor, on_status, keep_weights)
+        todo = runner.start()
+        if executor.jobs == 1:
+            # In plan order a source has finished (or failed) before the systems starting from it.
+            for system, entry in todo:
+                runner.one(system, entry)
+        else:
+            runner.side_by_side(todo, on_wait)
     return runner.record
 
 
@@ -261,7 +309,7 @@ class _SweepRun:
     ) -> None:
         self.systems, self.out, self.executor = systems, out, executor
         self.on_status, self.keep_weights = on_status, keep_weights
-        out.mkdir(parents=True, exist_ok=True)
+        output_dir(out)
         # Systems of an earlier invocation that this one does not run (other seeds) stay listed.
         earlier = read_sweep(out)["systems"] if (out / SWEEP_FILE).exists() else []
         planned = {(s.condition, s.seed) for s in systems}
@@ -501,7 +549,7 @@ def prepare_sweep(
     as ``plan_sweep`` does."""
     if isinstance(seeds, str):
         try:
-            seeds = [int(x) for x in seeds.split(",")]
+            seeds = [_seed_number(x) for x in seeds.split(",")]
         except ValueError:
             raise InputError(
                 "a comma-separated list of integers", field="--seeds", value=seeds
@@ -522,7 +570,40 @@ def prepare_sweep(
     scale = scale or preset.default_scale
     name = (sets or {}).get("name") or preset.raw.get("name", "sweep")
     out = Path(out) if out else Path("runs") / (f"{name}-{scale}" if scale else name)
-    if out.exists() and not out.is_dir():
-        raise InputError("is a file, not a folder", source=str(out), field="--out")
+    # The folder, or the nearest of its parents that exists, must be one.
+    there = next((p for p in (out, *out.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        raise InputError("is a file, not a folder", source=str(there), field="--out")
     systems = plan_sweep(preset, out, scale, seeds, sets, share_steps, conditions)
+    check_same_configs(systems + _earlier_systems(preset, out, scale, sets, systems), out)
     return SweepPlan(name, scale, out, systems)
+
+
+def _seed_number(text: str) -> int:
+    """A seed as written: an optional sign and digits (``int`` would also take ``1_0``)."""
+    if not text.strip().lstrip("+-").isdecimal():
+        raise ValueError(text)
+    return int(text)
+
+
+def _earlier_systems(
+    preset: Preset, out: Path, scale: str | None, sets: dict | None, systems: list[SweepSystem]
+) -> list[SweepSystem]:
+    """The systems an earlier invocation recorded in ``out`` (other seeds or conditions) as
+    this invocation's options would make them: a sweep extended with options of its own
+    would mix two grids in one folder."""
+    if not (out / SWEEP_FILE).exists():
+        return []
+    planned = {(s.condition, s.seed) for s in systems}
+    names = {c["name"] for c in (preset.sweep or {}).get("conditions", [])}
+    earlier = [
+        (e["condition"], e["seed"])
+        for e in read_sweep(out)["systems"]
+        if (e["condition"], e["seed"]) not in planned and e["condition"] in names
+    ]
+    if not earlier:
+        return []
+    conds = sorted({c for c, _ in earlier})
+    seeds = sorted({s for _, s in earlier})
+    made = plan_sweep(preset, out, scale, seeds, sets, share_steps=False, conditions=conds)
+    return [s for s in made if (s.condition, s.seed) in set(earlier)]

@@ -31,6 +31,13 @@ _KEYS = (("condition",), ("targets", "attack every"))
 # What ``reproduction._seeds_note`` writes under a table with runs still going or failed:
 # their "at T" columns are at each run's last complete step, which is not the run's T.
 UNFINISHED_NOTES = ("Not finished:", "Failed:")
+# ... and under a table with runs whose answers collapsed (``COLLAPSED_SHARE`` or more of the
+# models' answers at T shared word for word among them; or, in a table with the column, one
+# answer that often): the rows of those conditions measure the collapse, not a perspective,
+# and are not judged.
+COLLAPSED_NOTE = "Collapsed by T"
+COLLAPSED_SHARE = 0.5
+_COLLAPSED = re.compile(rf"{COLLAPSED_NOTE} \([^)]*\): (.*?)\.(?:\s|$)")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Table:
     name: str
     rows: list[dict[str, str]]
     finished: bool = True  # False when the block's note names runs not finished yet
+    collapsed: tuple[str, ...] = ()  # conditions whose rows were left out (their runs collapsed)
 
     def find(self, **match: str) -> dict[str, str] | None:
         """The first row whose cells equal ``match`` (keys: headers, ``_`` for spaces)."""
@@ -100,8 +108,51 @@ def parse_tables(text: str, source: str = "page") -> list[Table]:
             rows.append(dict(zip(header, cells, strict=True)))
         _check_unique(rows, header, f"{source}, block {block.name}")
         finished = not any(note in body for note in UNFINISHED_NOTES)
-        tables.append(Table(block.name, rows, finished))
+        # A row is left out when the note names its condition, or when its most common
+        # answer (a seed's, the top of the range over seeds) is half or more of the answers.
+        named = collapsed_conditions(body)
+        collapsed = {
+            condition_of(r)
+            for r in rows
+            if condition_of(r) in named
+            or (highest(r, "most common answer at T") or 0) >= COLLAPSED_SHARE
+        }
+        kept = [r for r in rows if condition_of(r) not in collapsed]
+        tables.append(Table(block.name, kept, finished, tuple(sorted(collapsed))))
     return tables
+
+
+def collapsed_conditions(body: str) -> set[str]:
+    """The conditions a block's note names as collapsed (``COLLAPSED_NOTE``), as
+    ``condition_of`` names their rows."""
+    m = _COLLAPSED.search(body)
+    if not m:
+        return set()
+    return {_row_name(c) for c in re.findall(r"(\S+) seed -?\d+ \(", m.group(1))}
+
+
+def condition_of(row: dict[str, str]) -> str:
+    """A row's condition: its ``condition`` cell, or case study 2's ``targets-N[-every-K]``."""
+    if "condition" in row:
+        return row["condition"]
+    targets, every = row.get("targets", ""), row.get("attack every", "–")
+    return f"targets-{targets}" + ("" if every == "–" else f"-every-{every}")
+
+
+def _row_name(condition: str) -> str:
+    """The name of the row a condition's runs are in: case study 2's table has one row for
+    no target, whatever its condition's attack period."""
+    return re.sub(r"^targets-0-every-\d+$", "targets-0", condition)
+
+
+def highest(row: dict[str, str], header: str) -> float | None:
+    """The largest number in the first column whose header starts with ``header`` (the top
+    of a range ``0.46 (0.02–0.90)``, the largest of a list), or None."""
+    for key, cell in row.items():
+        if key.startswith(header):
+            found = [float(x.replace("−", "-")) for x in re.findall(_NUM, cell)]
+            return max(found) if found else None
+    return None
 
 
 def _check_separator(lines: list[str], where: str) -> None:
@@ -507,6 +558,14 @@ def verdict_table(text: str, source: str = "page") -> str:
             f"{'; '.join(holds)} | {'; '.join(others) or '–'} |"
         )
     rules = "\n".join(f"- {c.label}: {c.rule}." for c in CLAIMS)
+    collapsed = [f"{t.name} ({', '.join(t.collapsed)})" for t in tables if t.collapsed]
+    if collapsed:
+        # Templates repeated word for word move a population as far as a perspective would:
+        # a claim judged on them would read the collapse as the paper's effect.
+        lines.append(
+            f"\nNot judged, as their runs' answers collapsed (the note under each table, or "
+            f"its most common answer, says how far): {'; '.join(collapsed)}."
+        )
     if unfinished:
         # An unfinished run's "at T" is an earlier step: judging it would read, say, capture
         # half-way as capture at T, and the verdict would change as the run goes on.

@@ -80,16 +80,20 @@ def initial_cache_dir() -> Path:
     return cache_dir() / "initial"
 
 
-def initial_agent(spec: InitialModel, *, cache: Path | None = None) -> tuple[Agent, bool]:
+def initial_agent(
+    spec: InitialModel, *, cache: Path | None = None, wait: bool = True
+) -> tuple[Agent, bool]:
     """The fine-tuned initial agent for ``spec`` and whether it came from the cache.
 
-    On a miss, fine-tunes a fresh agent on ``spec.pairs`` and stores it atomically.
+    On a miss, fine-tunes a fresh agent on ``spec.pairs`` and stores it atomically. Another
+    process making the same model is waited for, or with ``wait=False`` raises
+    BlockingIOError at once (the caller can make its other models first).
     """
     root = cache or initial_cache_dir()
     entry = root / cache_key(spec)
     # Processes that need the same model (sweeps side by side) take turns: the first
     # fine-tunes it, the others then find it in the cache.
-    with file_lock(cache_lock(f"initial-{entry.name}")):
+    with file_lock(cache_lock(f"initial-{entry.name}"), wait=wait):
         # Whoever makes this entry holds this lock: any work folder of it (or half-written
         # entry) now is the leftover of a process killed mid-fine-tune, a full weights copy.
         for stale in (*root.glob(f".work-{entry.name}-*"), *root.glob(f".{entry.name}.*.tmp")):

@@ -65,14 +65,16 @@ class MemoryStore:
 
     def add(self, items: pd.DataFrame, vectors: np.ndarray) -> None:
         """Append ``items`` (ITEM_COLUMNS) with their question embeddings ``(len(items), d)``."""
-        vectors = _unit(np.asarray(vectors, dtype=np.float32))
-        if vectors.ndim != 2 or len(vectors) != len(items) or not np.isfinite(vectors).all():
+        vectors = np.asarray(vectors, dtype=np.float32)
+        finite = bool(np.isfinite(vectors).all())
+        if vectors.ndim != 2 or len(vectors) != len(items) or not finite:
             # Saved, they would make every later checkpoint one that cannot be read.
             raise InputError(
                 f"{len(items)} items need as many finite embeddings, not an array of "
-                f"{vectors.shape}" + ("" if np.isfinite(vectors).all() else " holding NaN or inf"),
+                f"{vectors.shape}" + ("" if finite else " holding NaN or inf"),
                 field="vectors",
             )
+        vectors = _unit(vectors)
         if len(self) and vectors.shape[1] != self.vectors.shape[1]:
             raise InputError(
                 f"embeddings of {vectors.shape[1]} dimensions for a memory of "

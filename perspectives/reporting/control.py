@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
+from ..analysis.rounding import negligible
 from ..errors import InputError, PerspectivesError
 from ..simulation.rundir import RunFolder
 from .run_analysis import steps_text, write_analysis_table
@@ -147,9 +148,9 @@ def _mean_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.mean([np.linalg.norm(x - y) for x in a for y in b]))
 
 
-def _step_row(t, learners, fixed, kr, kc, spread: float, test: dict) -> dict:
+def _step_row(t, learners, fixed, kr, kc, spread: float, size: float, test: dict) -> dict:
     """One step of the comparison (see ``ControlComparison.steps``), on the ``learners``
-    evaluated at step t in both runs."""
+    evaluated at step t in both runs; ``size``: a kernel's norm, the scale of rounding."""
     learners = [m for m in learners if (t, m) in kr and (t, m) in kc]
     a = [kr[(t, m)] for m in learners]
     b = [kc[(t, m)] for m in learners]
@@ -164,8 +165,9 @@ def _step_row(t, learners, fixed, kr, kc, spread: float, test: dict) -> dict:
         if (t, m) in kr and (t, m) in kc:
             near = _mean_distance(b, [kc[(t, m)]])
             row[f"pull:{m}"] = _mean_distance(a, [kr[(t, m)]]) - near
-            row[f"pull_rel:{m}"] = row[f"pull:{m}"] / near if near > 0 else np.nan
-    if dist == 0:
+            rel = np.nan if negligible(near, size) else row[f"pull:{m}"] / near
+            row[f"pull_rel:{m}"] = rel
+    if negligible(dist, size):
         # Identical populations: every permutation ties, nothing to test.
         row.update(statistic=0.0, p_value=1.0)
     else:
@@ -179,6 +181,7 @@ def _read_pair(fr: RunFolder, fc: RunFolder):
     for f in (fr, fc):
         if not f.exists():
             raise InputError("not a run folder", source=str(f.path))
+        f.check()  # as `analyze` does: a damaged part is named, not read into the test
     kr, prompts_r = _model_kernels(fr)
     kc, prompts_c = _model_kernels(fc)
     if prompts_r != prompts_c:
@@ -257,10 +260,13 @@ def compare_to_control(
     first = [kc[(steps[0], m)] for m in learners if (steps[0], m) in kc]
     pairs = [np.linalg.norm(x - y) for i, x in enumerate(first) for y in first[i + 1 :]]
     spread = float(np.mean(pairs)) if pairs else 0.0
-    if spread == 0:
+    # Distances within rounding of the kernels' own size are none (identical learners).
+    size = float(np.linalg.norm(first[0])) if first else 0.0
+    if negligible(spread, size):
+        spread = 0.0
         notes.append("the control's learners start identical: distance_rel is undefined")
     test = {"n_permutations": n_permutations, "seed": seed}
-    rows = [_step_row(t, learners, fixed, kr, kc, spread, test) for t in steps]
+    rows = [_step_row(t, learners, fixed, kr, kc, spread, size, test) for t in steps]
     table = pd.DataFrame(rows)
     table["reject"] = table["p_value"] <= alpha
     er, ec = fr.read_parts("edges"), fc.read_parts("edges")

@@ -19,7 +19,7 @@ from ..analysis.changepoints import change_points
 from ..analysis.monitoring import CHARTS, run_chart
 from ..analysis.trajectories import z_columns
 from ..errors import InputError
-from .run_analysis import RunAnalysis, write_analysis_table
+from .run_analysis import RunAnalysis, steps_text, write_analysis_table
 
 ALARMS_FILE = "alarms.parquet"
 EVENT_COLUMNS = [
@@ -143,7 +143,14 @@ def monitor_run(result: RunAnalysis, settings: MonitorSettings | None = None) ->
     s = settings or MonitorSettings()
     charts, events, changes, notes = [], [], [], []
     for name, series in run_series(result).items():
-        series = series.dropna()
+        infinite = series[np.isinf(series)]
+        if len(infinite):
+            # A ratio to a zero start: the chart cannot place it, the steps around it it can.
+            notes.append(
+                f"{name}: infinite at t = {steps_text(infinite.index.tolist())}; those steps "
+                "are left out of its chart"
+            )
+        series = series[np.isfinite(series)]
         params = s.params(len(series))
         start = params.get("burn_in", params.get("reference"))
         if len(series) <= start:

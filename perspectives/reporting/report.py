@@ -464,9 +464,15 @@ def run_report(result: RunAnalysis) -> Path:
     if result.dispersion is not None:
         metrics = metrics.merge(result.dispersion, on="t")
     if result.diversity is not None:
-        answers = result.diversity[["t", "distinct", "top_share"]]
-        answers = answers.rename(
-            columns={"distinct": "distinct_answers", "top_share": "top_answer_share"}
+        wanted = ("t", "distinct", "top_share", "shared", "adopted")
+        columns = [c for c in wanted if c in result.diversity]
+        answers = result.diversity[columns].rename(
+            columns={
+                "distinct": "distinct_answers",
+                "top_share": "top_answer_share",
+                "shared": "shared_answers",
+                "adopted": "adopted_answers",
+            }
         )
         metrics = metrics.merge(answers, on="t")
     body = [

@@ -28,7 +28,7 @@ from ..analysis import (
     iso_mirror,
     separate_embeddings,
 )
-from ..errors import InputError
+from ..errors import CorruptStateError, InputError
 from ..simulation.config import RunConfig, build_policy
 from ..simulation.databases import database_change_points
 from ..simulation.history import load_history
@@ -105,6 +105,17 @@ def polarization_of(
         cols = [c for c in kernels.columns if c not in ("t", "model", "class")]
         out = out.merge(_suffixed(measure(kernels, axis=cols), "kernel"), on="t", how="left")
     return out, kind
+
+
+def adversary_models(table: pd.DataFrame, cfg: RunConfig) -> list[str]:
+    """The models of ``table`` that the run's communication names adversaries (by name or
+    class)."""
+    named = build_policy(cfg.communication, cfg).adversaries
+    if not named:
+        return []
+    return sorted(
+        table.loc[table["model"].isin(named) | table["class"].isin(named), "model"].unique()
+    )
 
 
 def dispersion_of(table: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame | None:
@@ -227,7 +238,7 @@ def analyze_run(
     kernels = kernel_table(hist)
     polarization, kind = polarization_of(table, cfg, kernels)
     disp = dispersion_of(table, kernels)
-    diversity = answer_diversity(hist.answers)
+    diversity = answer_diversity(hist.answers, sources=adversary_models(table, cfg))
     movement = class_movement(table)
     summary = {
         "run": cfg.name,
@@ -241,11 +252,11 @@ def analyze_run(
         "ari_mean": float(clusters["ari_prev"].mean()) if len(clusters) > 1 else None,
         "polarization_kind": kind,
         **{
-            f"{col}_last": float(polarization[col].iloc[-1]) if polarization is not None else None
+            f"{col}_last": _number(polarization[col].iloc[-1]) if polarization is not None else None
             for col in ("polarization", "polarization_all", "polarization_kernel")
         },
         **{
-            f"{col}_last": float(disp[col].iloc[-1]) if disp is not None else None
+            f"{col}_last": _number(disp[col].iloc[-1]) if disp is not None else None
             for col in ("spread_kernel_rel", "locality_kernel")
         },
         "class_movement": {
@@ -254,6 +265,10 @@ def analyze_run(
         },
         "distinct_last": float(diversity["distinct"].iloc[-1]),
         "top_share_last": float(diversity["top_share"].iloc[-1]),
+        **{
+            f"{col}_last": _number(diversity[col].iloc[-1]) if col in diversity else None
+            for col in ("shared", "adopted")
+        },
         "compute": compute_paths(folder, upto),
     }
     if hist.databases is not None:
@@ -281,7 +296,7 @@ def analyze_run(
 def _database_summary(databases: pd.DataFrame, table: pd.DataFrame) -> dict:
     """Per database at the last step: its ``z1`` and its distance (all dimensions) to the
     models' mean and to the nearest model."""
-    zcols = [c for c in table.columns if c.startswith("z") and c[1:].isdigit()]
+    zcols = [c for c in table.columns if c.startswith("z") and c[1:].isdecimal()]
     out = {}
     for name, g in databases.groupby("database"):
         last = g[g["t"] == g["t"].max()].iloc[0]
@@ -301,8 +316,8 @@ def _database_summary(databases: pd.DataFrame, table: pd.DataFrame) -> dict:
 
 
 def _number(x) -> float | None:
-    """A float for JSON (None for NaN, which JSON lacks)."""
-    return None if pd.isna(x) else float(x)
+    """A float for JSON (None for NaN and infinity, which JSON lacks)."""
+    return float(x) if pd.notna(x) and np.isfinite(x) else None
 
 
 def _isomirror(table: pd.DataFrame, hist, d: int) -> tuple[pd.DataFrame, dict]:
@@ -330,7 +345,7 @@ def _isomirror(table: pd.DataFrame, hist, d: int) -> tuple[pd.DataFrame, dict]:
         separate = separate_embeddings(hist.kernels, hist.points, d)
         # A step of fewer models is embedded in fewer dimensions: zeros in the others are the
         # same points (and the Procrustes fit needs no gaps).
-        zcols = [c for c in separate.columns if c.startswith("z") and c[1:].isdigit()]
+        zcols = [c for c in separate.columns if c.startswith("z") and c[1:].isdecimal()]
         separate[zcols] = separate[zcols].fillna(0.0)
         spectral = iso_mirror(separate, "spectral")
     except InputError:
@@ -433,6 +448,13 @@ def analyze_sweep(
                 missing.append(entry)
             continue
         result = analyze_run(folder, n_components=n_components, upto=upto)
+        if result.cfg.seed != entry["seed"]:
+            # Another system's folder: its numbers would count under this seed.
+            raise CorruptStateError(
+                f"system {entry['condition']} seed {entry['seed']} names folder "
+                f"{entry['folder']!r}, whose run has seed {result.cfg.seed}",
+                source=str(sweep_dir / "sweep.json"),
+            )
         result.summary["seed"] = entry["seed"]
         if write and upto is None:
             write_run_analysis(result)

@@ -372,6 +372,31 @@ def evaluation_prompts(cfg: RunConfig, label: str = "config") -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def data_digests(
+    cfg: RunConfig, bank: pd.DataFrame | None = None, eval_set: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """A content hash of every table the run reads, by the config field naming it: the
+    question bank, the evaluation set, each group's and database's initial bank. A file
+    edited, or a relative path read from another folder, changes its digest. ``bank`` and
+    ``eval_set``: the question bank and evaluation set already loaded (else read here)."""
+    tables = {
+        "question_bank": load_bank(cfg.question_bank) if bank is None else bank,
+        "evaluation.prompts": evaluation_prompts(cfg) if eval_set is None else eval_set,
+    }
+    for i, g in enumerate(cfg.groups):
+        if g.init is not None:
+            tables[f"groups.{i}.init.bank"] = load_bank(g.init.bank)
+    for i, db in enumerate(cfg.databases):
+        if db.initial is not None:
+            tables[f"databases.{i}.initial.bank"] = load_bank(db.initial.bank)
+    return {
+        key: hashlib.sha256(
+            pd.util.hash_pandas_object(t, index=False).values.tobytes()
+        ).hexdigest()[:16]
+        for key, t in tables.items()
+    }
+
+
 def _prompt_table(source: str | list[str]) -> pd.DataFrame:
     try:
         bank = load_bank(source)

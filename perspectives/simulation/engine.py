@@ -31,7 +31,7 @@ from ..models.contract import Agent
 from ..models.memory import MemoryAgent, MemoryStore
 from ..models.update import UpdateConfig
 from ..space.embed import CachedEmbedder, Embedder, get_embedder
-from .config import RunConfig, build_policy, evaluation_prompts, policy_context
+from .config import RunConfig, build_policy, data_digests, evaluation_prompts, policy_context
 from .databases import (
     DATABASES_DIR,
     ITEM_COLUMNS,
@@ -190,6 +190,29 @@ class Simulation:
             )
         return cls(saved, folder, **kw)
 
+    def _check_data(self) -> None:
+        """Record the digests of the data the run reads when it first runs; later, refuse
+        (InputError naming the field) data that changed since: its steps would continue on
+        other questions under the same ids."""
+        digests = data_digests(self.cfg, self.bank, self.eval_set)
+        recorded = self.folder.info().get("data")
+        recorded = recorded if isinstance(recorded, dict) else {}  # older runs kept none
+        for key, digest in digests.items():
+            if key in recorded and recorded[key] != digest:
+                value = self.cfg.model_dump()
+                for part in key.split("."):
+                    value = value[int(part)] if isinstance(value, list) else value[part]
+                raise InputError(
+                    "holds other data than when the run started (a file was edited, or a "
+                    "relative path is read from another folder than the run's first): restore "
+                    "it, or run from that folder",
+                    source=str(self.folder.path),
+                    field=key,
+                    value=value,
+                )
+        if digests.keys() - recorded.keys():  # a new run, or tables not digested before
+            self.folder.record_data({**digests, **recorded})
+
     def last_complete_step(self) -> int:
         """The last step whose tables and checkpoints are complete, or -1."""
         return self.folder.last_complete_step()
@@ -219,9 +242,20 @@ class Simulation:
             self._phase(t, f"setting up {len(names)} models")
             self.agents.update(self.placement.new_agents(names))
             return
+        # Systems side by side need the same initial models: each makes those no other process
+        # is making first, and then finds the rest in the cache, instead of waiting in turn.
+        made, later = {}, []
         for name in names:
             self._phase(t, f"setting up {name}")
-            self.agents[name] = new_agent(self.cfg, self.folder, name, self._embedder)
+            try:
+                made[name] = new_agent(self.cfg, self.folder, name, self._embedder, wait=False)
+            except BlockingIOError:
+                later.append(name)
+        for name in later:
+            self._phase(t, f"setting up {name} (another process is making it)")
+            made[name] = new_agent(self.cfg, self.folder, name, self._embedder)
+        for name in names:  # in the config's order, whichever was made first
+            self.agents[name] = made[name]
 
     # ------------------------------------------------------------- checkpoints
     def _load_checkpoint(self, t: int) -> None:
@@ -278,6 +312,9 @@ class Simulation:
         if last >= cfg.steps:
             # Complete: nothing to load (a finished sweep system keeps no weights to load).
             return self.folder
+        self.eval_set = evaluation_prompts(cfg)
+        self.bank = load_bank(cfg.question_bank)
+        self._check_data()
         if self.placement is not None and cfg.databases:
             raise InputError(
                 "databases are not yet supported with agents placed in other processes or on "
@@ -289,8 +326,6 @@ class Simulation:
             self._load_checkpoint(last)
             self._load_databases(last)
         self.folder.drop_incomplete(last)
-        self.eval_set = evaluation_prompts(cfg)
-        self.bank = load_bank(cfg.question_bank)
         if self.policy is None:
             self.policy = build_policy(cfg.communication, cfg)
         if self.mechanic is None:
@@ -601,6 +636,7 @@ class Simulation:
 
     def _write(self, step: Step) -> None:
         """The step's tables and embeddings, then the agents' checkpoint."""
+        self.folder.check_lease(step.t)  # not beside another process that took the run over
         self.folder.write_step(step.t, step.rows, step.edges, step.vectors)
         if self.cfg.databases:
             access = [a.row(step.t) for a in step.access]

@@ -64,10 +64,6 @@ def load_history(
                 f"{blocks[0].shape[1]}-dimensional ones",
                 source=str(folder.embeddings_file(t)),
             )
-        if not np.isfinite(vectors).all():
-            raise CorruptStateError(
-                "holds values that are not finite", source=str(folder.embeddings_file(t))
-            )
         meta.append(answers)
         blocks.append(vectors)
     if not blocks:
@@ -97,15 +93,25 @@ def _kernels(
     ev: pd.DataFrame, vectors: np.ndarray, prompt_ids: list, folder: RunFolder
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The ``t, model`` points of evaluation answers ``ev`` and their mean data kernels."""
-    points = ev.drop_duplicates(["t", "model"])[["t", "model"]].reset_index(drop=True)
-    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[["t", "model"]]))
+    return evaluation_kernels(ev, vectors, ["t", "model"], prompt_ids, folder)
+
+
+def evaluation_kernels(
+    ev: pd.DataFrame, vectors: np.ndarray, keys: list[str], prompt_ids: list, folder: RunFolder
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The points (distinct ``keys`` of evaluation answers ``ev``, in order of appearance)
+    and their mean data kernels ``(points, prompts, p)``; ``vectors``: one row per row of
+    ``ev``. Raises InputError if a point lacks an answer to a prompt, CorruptStateError
+    (naming ``folder``'s responses) if a point has another number of answers to a prompt
+    than the others: rows of another model or step, which a mean would silently blend in."""
+    points = ev.drop_duplicates(keys)[keys].reset_index(drop=True)
+    pi = pd.MultiIndex.from_frame(points).get_indexer(pd.MultiIndex.from_frame(ev[keys]))
     qi = pd.Index(prompt_ids).get_indexer(ev["question_id"])
     kernels, counts = mean_kernels(pi, qi, vectors, len(points), len(prompt_ids))
     if (counts == 0).any():
         raise InputError("a model lacks some evaluation answers", source=str(folder.path))
     if counts.min() != counts.max():
-        # Every model answers every prompt the same number of times (its replicates): another
-        # count means rows of another model or step, which a mean would silently blend in.
+        # Every model answers every prompt the same number of times (its replicates).
         values, seen = np.unique(counts, return_counts=True)
         usual = int(values[np.argmax(seen)])
         i, q = (int(x[0]) for x in np.nonzero(counts != usual))

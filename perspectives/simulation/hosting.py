@@ -80,10 +80,17 @@ def adopt(cfg: RunConfig, name: str, agent: Agent, embedder: Callable[[], object
 
 
 def new_agent(
-    cfg: RunConfig, folder: RunFolder, name: str, embedder: Callable[[], object]
+    cfg: RunConfig,
+    folder: RunFolder,
+    name: str,
+    embedder: Callable[[], object],
+    *,
+    wait: bool = True,
 ) -> Agent:
     """The agent ``name`` as it starts the run: its group's model, given its initial
-    perspective (fine-tuned on a sample of its bank, or remembering it) if the group has one."""
+    perspective (fine-tuned on a sample of its bank, or remembering it) if the group has one.
+    With ``wait=False``, raises BlockingIOError if another process is fine-tuning the same
+    initial model."""
     g = cfg.group_of(name)
     spec = agent_spec(cfg, name)
     state = folder.agent_state(name)
@@ -115,7 +122,7 @@ def new_agent(
         },
         seed=spec.seed,
     )
-    initial_agent(initial)  # fine-tunes, or finds it in the cache
+    initial_agent(initial, wait=wait)  # fine-tunes, or finds it in the cache
     agent = load_agent(initial_cache_dir() / cache_key(initial), state_dir=state)
     return adopt(cfg, name, agent, embedder)
 

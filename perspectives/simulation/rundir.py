@@ -41,7 +41,7 @@ import yaml
 from ..config import validate_model
 from ..errors import CorruptStateError, InputError, RunFolderBusy
 from ..lease import Lease, LeaseHeld
-from ..store import link_or_copy, write_json, write_npy, write_parquet, write_text
+from ..store import link_or_copy, output_dir, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, parse_run_config
 from .databases import ACCESS_COLUMNS, ITEM_COLUMNS
 
@@ -160,6 +160,11 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._lease: Lease | None = None  # held while this object runs the folder (lock)
+
+    def __getstate__(self) -> dict:
+        # A copy in another process (a model host) holds no lease of its own.
+        return {**self.__dict__, "_lease": None}
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -495,7 +500,7 @@ class RunFolder:
                     "missing, and the folder holds the steps of a run of another config",
                     source=str(self.run_file),
                 )
-        self.path.mkdir(parents=True, exist_ok=True)
+        output_dir(self.path)
         text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
         write_text(self.config_file, text)
         info = {
@@ -507,6 +512,10 @@ class RunFolder:
         if forked_from is not None:
             info["forked_from"] = forked_from
         write_json(self.run_file, info)
+
+    def record_data(self, digests: dict[str, str]) -> None:
+        """Keep in ``run.json`` the digests of the data the run reads (``data_digests``)."""
+        write_json(self.run_file, {**self.info(), "data": digests})
 
     def _check_foreign(self, cfg: RunConfig) -> None:
         """Refuse to make a run in a folder holding files that are not a run's."""
@@ -557,10 +566,14 @@ class RunFolder:
         not keep). Waits up to ``wait`` s for a holder to finish or go stale (a killed
         process's lease is stale at once on its own machine, elsewhere after 30 s); raises
         RunFolderBusy if another process still holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        output_dir(self.path)
         lease = Lease(self.path / LEASE_FILE)
         try:
             lease.acquire(wait)
+        except OSError as exc:  # a full disk, no permission: the lease file cannot be written
+            raise InputError(
+                f"cannot take the folder's lease ({exc.strerror or exc})", source=str(self.path)
+            ) from None
         except LeaseHeld as exc:
             holder = exc.holder
             who = (
@@ -573,9 +586,11 @@ class RunFolder:
                 f"another process is running this folder ({who}); wait for it or stop it first",
                 source=str(self.path),
             ) from None
+        self._lease = lease
         try:
             yield
         finally:
+            self._lease = None
             lease.release()
 
     def write_step(
@@ -605,8 +620,24 @@ class RunFolder:
         """Write step ``t``'s events (skips, joins, leaves, learning and step timings)."""
         write_parquet(self.table_file("events", t), pd.DataFrame(events, columns=COLUMNS["events"]))
 
+    def check_lease(self, t: int) -> None:
+        """Raise RunFolderBusy if this object runs the folder (``lock``) but its lease is no
+        longer its own: it stalled, or was stopped, past the lease's time and another process
+        took the run over. Step ``t`` is then left to that process."""
+        lease = self._lease
+        if lease is not None and not lease.still_held():
+            raise RunFolderBusy(
+                f"this process lost the folder's lease (it was stopped or stalled for more than "
+                f"{lease.ttl:.0f} s) and another process took the run over; step {t} is left "
+                "for it",
+                source=str(self.path),
+            )
+
     def commit_step(self, t: int, keep: Iterable[int] = ()) -> None:
-        """Mark step ``t`` complete; remove checkpoints but ``t``'s and those in ``keep``."""
+        """Mark step ``t`` complete; remove checkpoints but ``t``'s and those in ``keep``.
+        Raises RunFolderBusy, marking nothing, if this process holds the folder's lease no
+        more (it stalled, or was stopped, past the lease's time and another took it over)."""
+        self.check_lease(t)
         write_json(self.progress_file, {"last_complete_step": t})
         names = {part_name(k) for k in keep} | {part_name(t)}
         for old in (self.path / "checkpoints").glob("step-*"):
@@ -641,7 +672,7 @@ class RunFolder:
         answers, or with ``databases`` only the databases' (their probes').
 
         Raises CorruptStateError naming a responses part or embeddings file that is missing,
-        damaged, or of another length than the other."""
+        damaged, of another length than the other, or holding NaN or infinity."""
         last = self.last_complete_step()
         if upto is not None:
             last = min(last, upto)
@@ -651,6 +682,10 @@ class RunFolder:
             ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
             vectors = self._check_embeddings(t, len(ev))
             if vectors is not None:
+                if not np.isfinite(vectors).all():
+                    raise CorruptStateError(
+                        "holds values that are not finite", source=str(self.embeddings_file(t))
+                    )
                 keep = (ev["model"].isin(names) == databases).to_numpy()
                 if databases and not keep.any():
                     continue
@@ -692,6 +727,9 @@ class RunFolder:
         write_json(target.progress_file, {"last_complete_step": step})
         # run.json last: until it exists the folder is no run, and a new fork starts over.
         target.create(cfg, {"run": os.path.relpath(self.path, target.path), "step": step})
+        data = self.info().get("data") if self.exists() else None
+        if isinstance(data, dict):  # its steps 0..step were made on this data
+            target.record_data(data)
         return target
 
     def forked_from(self) -> dict | None:

@@ -403,10 +403,10 @@ def validate_responses(
     ``prompt_id`` cells that are missing, blank or neither text nor integers; missing,
     non-text or empty responses; a ``replicate`` that is not a whole number >= 0; a missing
     ``time``; labels that are lists or mix text and numbers; duplicate (point, prompt,
-    replicate) rows; labels that vary within a point; points missing some prompts (unless
-    ``drop_incomplete``, which drops those points and reports them through ``warn``); or fewer
-    than two points. ``allow_empty`` accepts empty answers (a generated answer may
-    legitimately be empty).
+    replicate) rows; a prompt_id with two prompt texts; labels that vary within a point;
+    points missing some prompts (unless ``drop_incomplete``, which drops those points and
+    reports them through ``warn``); or fewer than two points. ``allow_empty`` accepts empty
+    answers (a generated answer may legitimately be empty).
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputError(
@@ -424,6 +424,7 @@ def validate_responses(
     _check_responses(df, source, allow_empty)
     if "prompt" in df.columns:
         df["prompt"] = text_column(df, "prompt", source, allow_missing=True, allow_blank=True)
+        _check_one_prompt_per_id(df, source)
     df["replicate"] = _replicate_column(df, source) if "replicate" in df.columns else 0
     if "time" in df.columns:
         _scalar_column(df, "time", source, allow_missing=False, what="time")
@@ -450,6 +451,24 @@ def _check_responses(df: pd.DataFrame, source: str, allow_empty: bool) -> None:
     if not allow_empty:
         blank = df["response"].map(lambda v: not v.strip()).to_numpy()
         _raise_at_first(df, blank, "empty response", source)
+
+
+def _check_one_prompt_per_id(df: pd.DataFrame, source: str) -> None:
+    """A ``prompt_id`` names one prompt: kernels are aligned by id, so two texts under one
+    id would compare answers to different questions as answers to the same one."""
+    # Spaces around a text, or a blank or missing text, say nothing about which prompt it is.
+    stripped = df["prompt"].map(lambda v: (v.strip() or None) if isinstance(v, str) else None)
+    texts = stripped.groupby(df["prompt_id"], sort=False).unique()
+    varying = texts[texts.map(lambda v: len([x for x in v if x is not None]) > 1)]
+    if len(varying):
+        pid = varying.index[0]
+        first, second = [x for x in varying.iloc[0] if x is not None][:2]
+        raise InputError(
+            f"prompt_id {pid!r} names more than one prompt ({first!r} and {second!r}); "
+            "answers are aligned by prompt_id",
+            source=source,
+            field="prompt",
+        )
 
 
 def _check_unique_and_constant_labels(df: pd.DataFrame, keys: list[str], source: str) -> None:
@@ -595,4 +614,4 @@ def mean_kernels(
 def _natural_key(s: str) -> tuple:
     import re
 
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+    return tuple(int(t) if t.isdecimal() else t for t in re.split(r"(\d+)", s))

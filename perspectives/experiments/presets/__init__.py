@@ -147,6 +147,11 @@ def _check_sweep(sweep: Any, label: str) -> None:
     seeds = sweep.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise InputError("a list of integers", source=label, field="sweep.seeds", value=seeds)
+    if any(isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        # Two systems of one seed would share a folder and overwrite each other.
+        raise InputError(
+            "each seed once, as an integer", source=label, field="sweep.seeds", value=seeds
+        )
     conditions = sweep.get("conditions")
     if not isinstance(conditions, list) or not conditions:
         raise InputError("a non-empty list", source=label, field="sweep.conditions")
@@ -156,7 +161,22 @@ def _check_sweep(sweep: Any, label: str) -> None:
             raise InputError(
                 "each condition needs a name", source=label, field=f"sweep.conditions[{i}]"
             )
-        names.append(cond["name"])
+        name = cond["name"]
+        # Each condition's runs go in OUT/<name>/ ("a/b": a folder in a folder), inside OUT.
+        parts = name.split("/")
+        if (
+            any(p.strip() in ("", ".", "..") for p in parts)
+            or any(c in name for c in "\\\0")
+            or name != name.strip()
+        ):
+            raise InputError(
+                "a condition's name must be a folder name inside the sweep's folder (no empty, "
+                "'.' or '..' part, no backslash, no surrounding spaces)",
+                source=label,
+                field=f"sweep.conditions[{i}].name",
+                value=name,
+            )
+        names.append(name)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError("condition names must be unique", source=label, value=dup)
