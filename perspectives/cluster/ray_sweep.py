@@ -1,13 +1,13 @@
 """A sweep's systems as Ray tasks: the executor seam (``experiments.executors``) on a cluster.
 
 Each system is one task with the resources it declares (``cpus_per_system``,
-``gpus_per_system``); Ray places it on any node with them free, so the sweep needs no
-scheduler of ours. The run folders must be on storage every node sees at the same path (a
-shared filesystem): a task writes its system's folder there, and the driver follows the
-sweep's progress by reading them. A folder is held by a lease (``perspectives.lease``), not
-``flock``. A task whose worker or node dies is retried by Ray (``max_retries``) and resumes
-from the system's last complete step; Ctrl-C cancels the running tasks, which stop like a run
-stopped by Ctrl-C (their complete steps kept).
+``gpus_per_system``); Ray places it on a node with them free, spreading the systems over the
+nodes in turn, so the sweep needs no scheduler of ours. The run folders must be on storage
+every node sees at the same path (a shared filesystem): a task writes its system's folder
+there, and the driver follows the sweep's progress by reading them. A folder is held by a
+lease (``perspectives.lease``), not ``flock``. A task whose worker or node dies is retried by
+Ray (``max_retries``) and resumes from the system's last complete step; Ctrl-C cancels the
+running tasks, which stop like a run stopped by Ctrl-C (their complete steps kept).
 """
 
 from __future__ import annotations
@@ -110,6 +110,10 @@ class RayExecutor:
             num_gpus=self.gpus_per_system,
             max_retries=self.max_retries,
             retry_exceptions=False,
+            # Ray's default packs tasks onto the submitting node while it has room: systems
+            # that start one after another (a fork after its source) all ran on the head.
+            # Systems are heavy and independent, so each goes to the next node in turn.
+            scheduling_strategy="SPREAD",
             name=f"{system.condition}/seed-{system.seed}",
         ).remote(
             system.cfg,
