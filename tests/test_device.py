@@ -97,6 +97,42 @@ def test_precision_chooses_the_dtype_path(monkeypatch):
     assert err.value.field == "dtype" and "int4" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("machine", "onednn", "avx512_bf16", "amx", "native"),
+    [
+        ("x86_64", False, False, False, False),  # AVX2 only: oneDNN has no bfloat16
+        ("x86_64", True, False, False, False),  # AVX512 without BF16: oneDNN converts
+        ("x86_64", True, True, False, True),
+        ("x86_64", True, False, True, True),
+        ("aarch64", True, False, False, True),  # Arm: oneDNN's answer is the hardware's
+        ("aarch64", False, False, False, False),
+    ],
+)
+def test_auto_takes_bfloat16_only_where_the_cpu_runs_it_natively(
+    monkeypatch, machine, onednn, avx512_bf16, amx, native
+):
+    monkeypatch.setattr(dev.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert dev.bf16_supported(cpu) is native
+    assert dev.use_bf16(cpu) is native
+
+
+def test_bfloat16_is_native_where_the_cpu_flags_say_so():
+    """This machine's answer, against the kernel's list of its instructions."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    if dev.platform.machine().lower() not in dev.X86 or torch.cuda.is_available():
+        pytest.skip("the flags read here are x86's")
+    native = "avx512_bf16" in flags or "amx_tile" in flags
+    assert dev.bf16_supported(torch.device("cpu")) is native
+
+
 def test_a_run_records_its_dtype_path(tiny_model_dir, tmp_path, isolated_cache):
     """The dtypes a step ran with are in its timing event, and analyze reports them."""
     import json

@@ -10,6 +10,7 @@ devices (different kernels), so a run records the device it used.
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -18,6 +19,7 @@ from ..errors import InputError
 DEVICE_ENV = "PERSPECTIVES_DEVICE"
 PRECISION_ENV = "PERSPECTIVES_DTYPE"
 PRECISIONS = ("auto", "float32", "bfloat16")
+X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 _chosen: torch.device | None = None
 _precision: str | None = None
 
@@ -111,7 +113,21 @@ def bf16_supported(device: torch.device | None = None) -> bool:
         return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "mps":
         return False
+    return _cpu_bf16_native()
+
+
+def _cpu_bf16_native() -> bool:
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
     except (AttributeError, RuntimeError):
         return False
+    if platform.machine().lower() not in X86:
+        return True  # on Arm, oneDNN reports bfloat16 only where the BF16 instructions exist
+    # On x86 oneDNN also reports bfloat16 on any AVX512 core, where it converts to float32
+    # around each matmul: 5x slower than float32 on a Xeon without AVX512-BF16 (a Linear's
+    # forward and backward, one thread), so "auto" took the slow path there.
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False  # cannot tell: float32 is never the slow path
