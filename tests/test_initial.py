@@ -57,6 +57,29 @@ def test_initial_model_is_cached_by_content(bank_file, tiny_model_dir, tmp_path)
     assert leftovers == [cache_key(spec)]
 
 
+def test_a_model_fine_tuned_on_one_compute_path_is_not_served_to_another(
+    bank_file, tiny_model_dir, tmp_path, monkeypatch
+):
+    """A float32 run must not start from a model fine-tuned under bfloat16 autocast: it would
+    differ from the same run on a float32 machine."""
+    import torch
+
+    from perspectives.models import device
+
+    monkeypatch.setattr(device, "_chosen", torch.device("cpu"))
+    update = {**TINY_UPDATE, "mixed_precision": "auto"}  # follows the chosen precision
+    [spec] = population_specs(load_bank(bank_file), 1, 8, model=str(tiny_model_dir), update=update)
+    made = {}
+    for precision in ("bfloat16", "float32", "bfloat16"):
+        monkeypatch.setattr(device, "_precision", precision)
+        agent, cached = initial_agent(spec)
+        assert cached == (precision in made)
+        made[precision] = cache_key(spec)
+    assert made["bfloat16"] != made["float32"]
+    entries = sorted(p.name for p in (tmp_path / "cache" / "initial").iterdir())
+    assert entries == sorted(made.values())
+
+
 def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_path, monkeypatch):
     [spec] = population_specs(
         load_bank(bank_file), 1, 8, model=str(tiny_model_dir), update=TINY_UPDATE

@@ -3,7 +3,8 @@
 In the paper every initial model is the base model fine-tuned (3 epochs, lr 5e-5) on its own
 random sample of a topic. Fine-tuning is the slow part of setting up a system, so each result
 is cached under the hash of everything that determines it (base model, pairs, hyper-parameters,
-format, system prompt, seed): re-running a preset reuses it at once. Entries are written
+format, system prompt, seed, and the compute path: device and training dtype): re-running a
+preset reuses it at once. Entries are written
 atomically, so an interrupted ``init`` leaves no half-written model behind.
 """
 
@@ -27,7 +28,9 @@ from .contract import Agent, AgentSpec
 from .registry import load_agent, make_agent
 from .update import UpdateConfig
 
-CACHE_VERSION = 1
+# 2: the compute path is part of the key (a model fine-tuned under bfloat16 autocast was
+# served to float32 runs, which then differed from the same run on a float32 machine).
+CACHE_VERSION = 2
 INIT_UPDATE = {"epochs": 3, "lr": 5e-5, "batch_size": 8}  # the paper's initial fine-tuning
 
 
@@ -72,8 +75,23 @@ def cache_key(spec: InitialModel) -> str:
         "prompt_format": spec.prompt_format,
         "system_prompt": spec.system_prompt,
         "seed": spec.seed,
+        "compute": compute_path(spec),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def compute_path(spec: InitialModel) -> str | None:
+    """How ``spec``'s fine-tune computes here, ``"<device type>:<training dtype>"`` (the
+    chosen device and precision, ``models.device``); None for a backend that is not
+    fine-tuned by torch."""
+    if spec.backend != "hf":
+        return None
+    from .device import current_device
+    from .training import _use_bf16
+
+    device = current_device()
+    bf16 = _use_bf16(UpdateConfig(**spec.update).mixed_precision, device)
+    return f"{device.type}:{'bfloat16' if bf16 else 'float32'}"
 
 
 def initial_cache_dir() -> Path:
