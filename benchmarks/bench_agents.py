@@ -622,7 +622,7 @@ def machine_info() -> dict[str, Any]:
     import torch
     import transformers
 
-    from perspectives.models.device import bf16_supported
+    from perspectives.models.device import bf16_supported, cpu_flags
 
     model = ""
     try:
@@ -635,6 +635,8 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": model,
         "torch_threads": torch.get_num_threads(),
         "bf16_supported": bf16_supported(),
+        # What the bfloat16 answer rests on (earlier records: oneDNN's answer alone).
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_tile"}),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from perspectives.models.device import use_bf16
+    from perspectives.models.device import cpu_flags, use_bf16
 
     load = os.getloadavg()
     variants = {"default": []}
@@ -126,6 +126,7 @@ def main() -> None:
         "dtype": args.dtype,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_native": use_bf16(torch.device("cpu")),
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_tile"}),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "machine": platform.machine(),
         "torch": torch.__version__,

@@ -98,26 +98,39 @@ def test_precision_chooses_the_dtype_path(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("machine", "onednn", "avx512_bf16", "amx", "native"),
+    ("machine", "system", "onednn", "avx512_bf16", "amx", "native"),
     [
-        ("x86_64", False, False, False, False),  # AVX2 only: oneDNN has no bfloat16
-        ("x86_64", True, False, False, False),  # AVX512 without BF16: oneDNN converts
-        ("x86_64", True, True, False, True),
-        ("x86_64", True, False, True, True),
-        ("aarch64", True, False, False, True),  # Arm: oneDNN's answer is the hardware's
-        ("aarch64", False, False, False, False),
+        ("x86_64", "Linux", False, False, False, False),  # AVX2 only
+        ("x86_64", "Linux", True, False, False, False),  # AVX512 without BF16: oneDNN converts
+        ("x86_64", "Linux", True, True, False, True),  # AVX512-BF16 (Cooper Lake, Zen 4)
+        ("x86_64", "Linux", True, False, True, True),  # AMX
+        ("AMD64", "Windows", True, False, False, False),
+        ("AMD64", "Windows", True, True, False, True),
+        ("aarch64", "Linux", True, False, False, True),  # Arm: oneDNN's answer is the CPU's
+        ("aarch64", "Linux", False, False, False, False),
+        ("arm64", "Darwin", True, False, False, False),  # unmeasured there: float32
     ],
 )
 def test_auto_takes_bfloat16_only_where_the_cpu_runs_it_natively(
-    monkeypatch, machine, onednn, avx512_bf16, amx, native
+    monkeypatch, machine, system, onednn, avx512_bf16, amx, native
 ):
     monkeypatch.setattr(dev.platform, "machine", lambda: machine)
+    monkeypatch.setattr(dev.platform, "system", lambda: system)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     cpu = torch.device("cpu")
     assert dev.bf16_supported(cpu) is native
     assert dev.use_bf16(cpu) is native
+
+
+@pytest.mark.parametrize(("flags", "native"), [({"avx512f"}, False), ({"amx_tile"}, True)])
+def test_a_torch_without_the_cpu_checks_reads_the_kernels_flags(monkeypatch, flags, native):
+    monkeypatch.setattr(dev.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.setattr(dev, "cpu_flags", lambda: flags)
+    assert dev.bf16_supported(torch.device("cpu")) is native
 
 
 def test_bfloat16_is_native_where_the_cpu_flags_say_so():

@@ -20,6 +20,7 @@ DEVICE_ENV = "PERSPECTIVES_DEVICE"
 PRECISION_ENV = "PERSPECTIVES_DTYPE"
 PRECISIONS = ("auto", "float32", "bfloat16")
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+X86_BF16_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # in torch.cpu
 _chosen: torch.device | None = None
 _precision: str | None = None
 
@@ -106,7 +107,8 @@ def use_bf16(device: torch.device | None = None) -> bool:
 
 def bf16_supported(device: torch.device | None = None) -> bool:
     """Whether ``device`` (default: the current one) runs bfloat16 matmuls natively:
-    AVX512-BF16 or AMX on a CPU, Ampere or newer on CUDA."""
+    AVX512-BF16 or AMX on an x86 CPU, the BF16 instructions on an Arm CPU under Linux,
+    Ampere or newer on CUDA."""
     device = device or current_device()
     if device.type == "cuda":
         # Compute capability 8 (Ampere) or newer; older GPUs only emulate bfloat16, slowly.
@@ -122,12 +124,32 @@ def _cpu_bf16_native() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    if platform.machine().lower() not in X86:
-        return True  # on Arm, oneDNN reports bfloat16 only where the BF16 instructions exist
-    # On x86 oneDNN also reports bfloat16 on any AVX512 core, where it converts to float32
-    # around each matmul: 5x slower than float32 on a Xeon without AVX512-BF16 (a Linear's
-    # forward and backward, one thread), so "auto" took the slow path there.
+    if platform.machine().lower() in X86:
+        return _x86_bf16_native()
+    # On Arm, oneDNN reports bfloat16 where the BF16 instructions exist; measured fast on
+    # Linux servers only (on macOS float32 runs through Accelerate), so float32 elsewhere:
+    # it is never the slow path.
+    return platform.system() == "Linux"
+
+
+def _x86_bf16_native() -> bool:
+    """AVX512-BF16 or AMX. oneDNN also reports bfloat16 on any AVX512 core, where it converts
+    to float32 around each matmul: on a Xeon without them it answered 3.5x and fine-tuned
+    2.7x slower than float32 (``benchmarks/bench_dtype.py``), so auto took the slow path."""
+    checks = [getattr(torch.cpu, n, None) for n in X86_BF16_CHECKS]
+    if all(callable(c) for c in checks):  # torch's own CPU capability checks, where it has them
+        try:
+            return any(bool(c()) for c in checks)
+        except RuntimeError:
+            pass
+    return bool(cpu_flags() & {"avx512_bf16", "amx_tile"})
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags as Linux lists them (``avx512_bf16``, ``amx_tile``,
+    ...); empty elsewhere."""
     try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        return False  # cannot tell: float32 is never the slow path
+        with open("/proc/cpuinfo") as f:
+            return {w for line in f if line.startswith("flags") for w in line.split()}
+    except OSError:
+        return set()
