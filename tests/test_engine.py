@@ -219,6 +219,39 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(
         )
 
 
+def test_a_run_resumed_on_another_compute_path_says_so(
+    tiny_model_dir, tmp_path, tiny_config, monkeypatch, isolated_cache
+):
+    """Its steps from there would not be those of the run uninterrupted (greedy answers
+    differ between dtypes and thread counts): the resume warns, naming what changed."""
+    import warnings
+
+    from interrupted import run_until_interrupted
+
+    from perspectives.models import device
+    from perspectives.space.embed import get_embedder
+
+    monkeypatch.setattr(device, "_chosen", torch.device("cpu"))
+    raw = tiny_config(tiny_model_dir, steps=2)
+    hashing = get_embedder("hashing")
+    for precision, warned in (("float32", False), ("bfloat16", True)):
+        monkeypatch.setattr(device, "_precision", "float32")
+        folder = tmp_path / precision
+        run_until_interrupted(raw, folder, hashing, at=1)
+        clear_backbones()
+        monkeypatch.setattr(device, "_precision", precision)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Simulation.resume(folder, embedder=hashing).run()
+        notes = [str(w.message) for w in caught if "compute path" in str(w.message)]
+        assert len(notes) == int(warned), notes
+        if warned:
+            assert "step 0 ran on another compute path" in notes[0]
+            assert "answer_dtype float32 -> bfloat16" in notes[0]
+            assert "train_dtype" not in notes[0]  # the tiny config trains in float32
+        clear_backbones()
+
+
 def test_resume_refuses_another_config_and_analyze(tmp_path, tiny_config, run_to_end):
     out = run_to_end(tiny_config("fake", steps=2), tmp_path / "run")
     other = parse_run_config(tiny_config("fake", seed=9), "x")

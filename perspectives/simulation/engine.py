@@ -18,6 +18,7 @@ import contextlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,6 +326,7 @@ class Simulation:
         if last >= 0:
             self._load_checkpoint(last)
             self._load_databases(last)
+            self._note_compute_path(last)
         self.folder.drop_incomplete(last)
         if self.policy is None:
             self.policy = build_policy(cfg.communication, cfg)
@@ -651,13 +653,45 @@ class Simulation:
             (folder / DATABASES_DIR / name).mkdir(parents=True, exist_ok=True)
             store.save(folder / DATABASES_DIR / name)
 
+    def _where(self) -> dict:
+        if self.placement is None:
+            return _where(self.cfg.update.mixed_precision)
+        return self.placement.where()
+
+    def _note_compute_path(self, last: int) -> None:
+        """Warn when a resumed run goes on on another compute path than its step ``last``
+        ran on: greedy answers repeat exactly on one path only, so the steps from here
+        would not be those of the run uninterrupted."""
+        if all(g.backend != "hf" for g in self.cfg.groups):
+            return  # no model computes with torch (fake or API agents): no path to keep
+        events = self.folder.read_part("events", last)
+        details = events.loc[events["kind"] == "timing", "detail"]
+        try:
+            before = json.loads(details.iloc[-1])
+        except (IndexError, TypeError, ValueError):
+            return  # no readable record (analyze names an unreadable one)
+        now = self._where()
+        if not isinstance(before, dict):
+            return
+        changed = [
+            f"{key} {before[key]} -> {now[key]}"
+            for key in COMPUTE_KEYS
+            if before.get(key) is not None and now.get(key) is not None and before[key] != now[key]
+        ]
+        if changed:
+            warnings.warn(
+                f"{self.folder.path}: step {last} ran on another compute path than this "
+                f"process's ({', '.join(changed)}); greedy answers differ between paths, so "
+                "the steps from here are not those of the run uninterrupted. To keep its "
+                "path, resume with the --dtype, --device and threads (--jobs, or "
+                "OMP_NUM_THREADS) it ran with",
+                stacklevel=2,
+            )
+
     def _commit(self, step: Step) -> None:
         """The events (with the step's timings) last, then mark the step complete."""
         tm = step.timings
-        if self.placement is None:
-            where = _where(self.cfg.update.mixed_precision)
-        else:
-            where = self.placement.where()
+        where = self._where()
         step.event(
             "timing", "", json.dumps({**tm.__dict__, "engine": tm.engine, **where}), tm.total
         )
@@ -674,6 +708,9 @@ class Simulation:
         latest = table[table["t"] == table["t"].max()]
         zcols = [c for c in table.columns if c.startswith("z")]
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
+
+
+COMPUTE_KEYS = ("device", "threads", "answer_dtype", "train_dtype")  # a step's compute path
 
 
 def _where(mixed_precision: str = "auto") -> dict:
