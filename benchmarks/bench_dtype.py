@@ -45,6 +45,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 PATHS = ("float32", "bfloat16")
 
 
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def cpu_class(flags: set[str]) -> str:
     if "amx_tile" in flags:
         return "amx"
@@ -95,10 +106,10 @@ def best(rounds: list[dict[str, Any]], questions: int) -> dict[str, Any]:
 def main() -> None:
     _exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--questions", type=int, default=64)
-    parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds per path (best kept)")
+    parser.add_argument("--threads", type=positive, default=None, help="torch threads (all)")
+    parser.add_argument("--questions", type=positive, default=64)
+    parser.add_argument("--pairs", type=positive, default=50)
+    parser.add_argument("--repeats", type=positive, default=2, help="rounds per path (best kept)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
