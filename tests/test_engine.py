@@ -252,6 +252,44 @@ def test_a_run_resumed_on_another_compute_path_says_so(
         clear_backbones()
 
 
+@pytest.mark.parametrize(
+    ("before", "now", "changes"),
+    [
+        # float32 gave the same tables with one thread and two: threads alone are no change
+        ({"device": "cpu", "threads": 1, "answer_dtype": "float32"}, {"threads": 2}, []),
+        (
+            {"device": "cpu", "threads": 1, "answer_dtype": "bfloat16"},
+            {"threads": 2},
+            ["threads 1 -> 2"],
+        ),
+        (
+            {"device": "cuda", "threads": 1, "answer_dtype": "bfloat16"},
+            {"device": "cuda:0", "threads": 2},
+            [],
+        ),
+        (
+            {"device": "cpu", "answer_dtype": "bfloat16"},
+            {"answer_dtype": "float32"},
+            ["answer_dtype bfloat16 -> float32"],
+        ),
+        (
+            {"device": "cpu", "answer_dtype": None, "train_dtype": "float32"},
+            {"answer_dtype": "float32"},
+            [],
+        ),
+        (
+            {"device": "cpu", "answer_dtype": "float32"},
+            {"device": "cuda", "answer_dtype": "float32"},
+            ["device cpu -> cuda"],
+        ),
+    ],
+)
+def test_a_compute_path_changes_where_its_numbers_can(before, now, changes):
+    from perspectives.simulation.engine import _path_changes
+
+    assert _path_changes(before, {**before, **now}) == changes
+
+
 def test_resume_refuses_another_config_and_analyze(tmp_path, tiny_config, run_to_end):
     out = run_to_end(tiny_config("fake", steps=2), tmp_path / "run")
     other = parse_run_config(tiny_config("fake", seed=9), "x")

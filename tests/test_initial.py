@@ -78,6 +78,15 @@ def test_a_model_fine_tuned_on_one_compute_path_is_not_served_to_another(
     assert made["bfloat16"] != made["float32"]
     entries = sorted(p.name for p in (tmp_path / "cache" / "initial").iterdir())
     assert entries == sorted(made.values())
+    # bfloat16 on a CPU depends on the thread count too; float32 did not.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert cache_key(spec) != made["bfloat16"]
+        monkeypatch.setattr(device, "_precision", "float32")
+        assert cache_key(spec) == made["float32"]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_interrupted_fine_tuning_leaves_no_entry(bank_file, tiny_model_dir, tmp_path, monkeypatch):

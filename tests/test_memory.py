@@ -408,7 +408,8 @@ OLD_QUICKSTART = {
 
 def test_older_configs_keep_their_fingerprints(monkeypatch):
     """New fields at their defaults leave a config's fingerprint (and so its run folder's
-    resume) and the initial models' cache keys (on one compute path) as they were."""
+    resume) and the initial models' cache keys (on one compute path; the key is pinned as
+    of cache version 2) as they were."""
     import torch
 
     from perspectives.experiments.presets import load_preset

@@ -82,16 +82,22 @@ def cache_key(spec: InitialModel) -> str:
 
 def compute_path(spec: InitialModel) -> str | None:
     """How ``spec``'s fine-tune computes here, ``"<device type>:<training dtype>"`` (the
-    chosen device and precision, ``models.device``); None for a backend that is not
-    fine-tuned by torch."""
+    chosen device and precision, ``models.device``), with ``:<n> threads`` for bfloat16 on a
+    CPU, whose numbers depend on the thread count (float32's did not: the same tables with
+    one thread and two); None for a backend that is not fine-tuned by torch."""
     if spec.backend != "hf":
         return None
+    import torch
+
     from .device import current_device
     from .training import _use_bf16
 
     device = current_device()
-    bf16 = _use_bf16(UpdateConfig(**spec.update).mixed_precision, device)
-    return f"{device.type}:{'bfloat16' if bf16 else 'float32'}"
+    if not _use_bf16(UpdateConfig(**spec.update).mixed_precision, device):
+        return f"{device.type}:float32"
+    if device.type == "cpu":
+        return f"cpu:bfloat16:{torch.get_num_threads()} threads"
+    return f"{device.type}:bfloat16"
 
 
 def initial_cache_dir() -> Path:

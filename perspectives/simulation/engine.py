@@ -670,21 +670,16 @@ class Simulation:
             before = json.loads(details.iloc[-1])
         except (IndexError, TypeError, ValueError):
             return  # no readable record (analyze names an unreadable one)
-        now = self._where()
         if not isinstance(before, dict):
             return
-        changed = [
-            f"{key} {before[key]} -> {now[key]}"
-            for key in COMPUTE_KEYS
-            if before.get(key) is not None and now.get(key) is not None and before[key] != now[key]
-        ]
+        changed = _path_changes(before, self._where())
         if changed:
             warnings.warn(
                 f"{self.folder.path}: step {last} ran on another compute path than this "
-                f"process's ({', '.join(changed)}); greedy answers differ between paths, so "
-                "the steps from here are not those of the run uninterrupted. To keep its "
-                "path, resume with the --dtype, --device and threads (--jobs, or "
-                "OMP_NUM_THREADS) it ran with",
+                f"process's ({', '.join(changed)}); greedy answers may differ between paths, "
+                "so the steps from here may not be those of the run uninterrupted. To keep its "
+                "path, resume it as it ran (the same --dtype, --device, and --jobs or "
+                "--placement)",
                 stacklevel=2,
             )
 
@@ -710,7 +705,28 @@ class Simulation:
         return {m: row[zcols].to_numpy(float) for m, row in latest.set_index("model").iterrows()}
 
 
-COMPUTE_KEYS = ("device", "threads", "answer_dtype", "train_dtype")  # a step's compute path
+def _path_changes(before: dict, now: dict) -> list[str]:
+    """What differs between two compute paths (``_where``) in a way that can change the
+    numbers: the device's kind (not its index), the dtypes, and the thread count where
+    bfloat16 runs on a CPU (float32 gave the same tables with one thread and two). A value
+    missing on either side (an older record, no model loaded) is not compared."""
+
+    def kind(device):
+        return str(device).split(":")[0] if device is not None else None
+
+    seen = {"device": (kind(before.get("device")), kind(now.get("device")))}
+    for key in ("answer_dtype", "train_dtype"):
+        seen[key] = (before.get(key), now.get(key))
+    bf16_cpu = "bfloat16" in {*seen["answer_dtype"], *seen["train_dtype"]} and "cpu" in {
+        *seen["device"]
+    }
+    if bf16_cpu:
+        seen["threads"] = (before.get("threads"), now.get("threads"))
+    return [
+        f"{key} {a} -> {b}"
+        for key, (a, b) in seen.items()
+        if a is not None and b is not None and a != b
+    ]
 
 
 def _where(mixed_precision: str = "auto") -> dict:
