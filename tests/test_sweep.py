@@ -523,3 +523,34 @@ def test_a_system_process_stops_when_its_sweep_is_killed():
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the system process ran on after its sweep was killed")
+
+
+def test_a_system_process_warning_reaches_the_sweep(
+    tmp_path, tiny_config, tiny_model_dir, monkeypatch
+):
+    """A system run in its own process writes its output to its run.log; what it warns (here:
+    resumed on another dtype path) is warned by the sweep too, naming the system."""
+    from interrupted import run_until_interrupted
+
+    from perspectives.experiments.executors import run_in_subprocess
+    from perspectives.experiments.sweep import SweepSystem
+    from perspectives.models import device
+    from perspectives.models.hf_agent import clear_backbones
+    from perspectives.simulation.config import parse_run_config
+    from perspectives.simulation.rundir import RunFolder
+
+    raw = tiny_config(tiny_model_dir, steps=2)
+    folder = tmp_path / "late" / "seed-0"
+    monkeypatch.setattr(device, "_chosen", torch.device("cpu"))
+    monkeypatch.setattr(device, "_precision", "float32")
+    run_until_interrupted(raw, folder, None, at=1)
+    clear_backbones()
+    monkeypatch.setenv(device.PRECISION_ENV, "bfloat16")  # the system's process computes so
+    system = SweepSystem("late", 0, parse_run_config(raw, "t"), folder)
+    with pytest.warns(UserWarning) as caught:
+        run_in_subprocess(system, threads=1, device="cpu")
+    notes = [str(w.message) for w in caught if "compute path" in str(w.message)]
+    assert len(notes) == 1 and notes[0].startswith("late seed 0: "), notes
+    assert "answer_dtype float32 -> bfloat16" in notes[0]
+    assert RunFolder(folder).last_complete_step() == 2
+    assert "warning: " in (folder / "run.log").read_text()  # kept in the log as well

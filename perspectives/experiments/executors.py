@@ -15,8 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import yaml
@@ -136,9 +138,30 @@ def stop_with_parent(interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="sweep-watch", daemon=True).start()
 
 
+WARNING_PREFIX = "warning: "  # how the command line prints a warning (one line each)
+
+
+def _forward_warnings(system: SweepSystem, log: Path, start: int) -> None:
+    """Warn, naming ``system``, what its process warned in ``log`` from byte ``start`` on: a
+    sweep's reader watches its table, not each system's log."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(start)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return  # the log is the run's record; its failure is reported where it is read
+    for line in text.splitlines():
+        if line.startswith(WARNING_PREFIX):
+            warnings.warn(
+                f"{system.condition} seed {system.seed}: {line[len(WARNING_PREFIX) :]}",
+                stacklevel=3,
+            )
+
+
 def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto") -> None:
     """Run one system in its own Python process with ``threads`` torch threads, its output in
-    ``FOLDER/run.log``. Raises RuntimeError naming the log's last line if the run fails."""
+    ``FOLDER/run.log``; the process's warnings are warned here too, naming the system.
+    Raises RuntimeError naming the log's last line if the run fails."""
     system.folder.mkdir(parents=True, exist_ok=True)
     cfg_file = system.folder / "system.yaml"
     cfg_file.write_text(yaml.safe_dump(system.cfg.model_dump(), sort_keys=False))
@@ -150,6 +173,7 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
         cmd += ["--keep-checkpoint", str(step)]
     log = system.folder / "run.log"
     with log.open("a") as fh:
+        start = fh.tell()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         with _children_lock:
             _children.add(proc)
@@ -158,6 +182,7 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
         finally:
             with _children_lock:
                 _children.discard(proc)
+    _forward_warnings(system, log, start)
     if code in (130, -signal.SIGINT, -signal.SIGTERM):
         raise KeyboardInterrupt
     if code != 0:
