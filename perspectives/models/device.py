@@ -126,9 +126,9 @@ def _cpu_bf16_native() -> bool:
         return False
     if platform.machine().lower() in X86:
         return _x86_bf16_native()
-    # On Arm, oneDNN reports bfloat16 where the BF16 instructions exist; measured fast on
-    # Linux servers only (on macOS float32 runs through Accelerate), so float32 elsewhere:
-    # it is never the slow path.
+    # On Arm, oneDNN reports bfloat16 where the BF16 instructions exist. Trusted under Linux
+    # (Arm servers); elsewhere (macOS runs float32 through Accelerate) it is unmeasured, so
+    # float32, which is never the slow path.
     return platform.system() == "Linux"
 
 

@@ -3,9 +3,9 @@
 In the paper every initial model is the base model fine-tuned (3 epochs, lr 5e-5) on its own
 random sample of a topic. Fine-tuning is the slow part of setting up a system, so each result
 is cached under the hash of everything that determines it (base model, pairs, hyper-parameters,
-format, system prompt, seed, and the compute path: device and training dtype): re-running a
-preset reuses it at once. Entries are written
-atomically, so an interrupted ``init`` leaves no half-written model behind.
+format, system prompt, seed, and the compute path: device, training dtype, and threads in
+bfloat16 on a CPU): re-running a preset reuses it at once. Entries are written atomically, so
+an interrupted ``init`` leaves no half-written model behind.
 """
 
 from __future__ import annotations
@@ -105,9 +105,14 @@ def initial_cache_dir() -> Path:
 
 
 def initial_agent(
-    spec: InitialModel, *, cache: Path | None = None, wait: bool = True
+    spec: InitialModel,
+    *,
+    cache: Path | None = None,
+    wait: bool = True,
+    state_dir: Path | None = None,
 ) -> tuple[Agent, bool]:
-    """The fine-tuned initial agent for ``spec`` and whether it came from the cache.
+    """The fine-tuned initial agent for ``spec`` and whether it came from the cache; it keeps
+    its state in ``state_dir`` from now on (as ``load_agent``).
 
     On a miss, fine-tunes a fresh agent on ``spec.pairs`` and stores it atomically. Another
     process making the same model is waited for, or with ``wait=False`` raises
@@ -123,7 +128,7 @@ def initial_agent(
         for stale in (*root.glob(f".work-{entry.name}-*"), *root.glob(f".{entry.name}.*.tmp")):
             shutil.rmtree(stale, ignore_errors=True)
         if (entry / "agent.json").exists():
-            agent = load_agent(entry)
+            agent = load_agent(entry, state_dir=state_dir)
             agent.name = spec.name
             return agent, True
         work = root / f".work-{entry.name}-{os.getpid()}"
@@ -144,7 +149,7 @@ def initial_agent(
             agent.save(entry)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    loaded = load_agent(entry)
+    loaded = load_agent(entry, state_dir=state_dir)
     loaded.name = spec.name
     return loaded, False
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..data.banks import load_bank
 from ..models.contract import Agent, AgentSpec
 from ..models.heap import trim_heap
-from ..models.initial import InitialModel, cache_key, initial_agent, initial_cache_dir
+from ..models.initial import InitialModel, initial_agent
 from ..models.memory import answer_jointly
 from ..models.registry import load_agent, make_agent, update_rules
 from .config import RunConfig
@@ -122,8 +122,8 @@ def new_agent(
         },
         seed=spec.seed,
     )
-    initial_agent(initial, wait=wait)  # fine-tunes, or finds it in the cache
-    agent = load_agent(initial_cache_dir() / cache_key(initial), state_dir=state)
+    # Fine-tunes, or finds it in the cache.
+    agent, _ = initial_agent(initial, wait=wait, state_dir=state)
     return adopt(cfg, name, agent, embedder)
 
 
