@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +101,32 @@ def llama_server(tmp_path_factory):
     server = LlamaServer(tmp_path_factory.mktemp("llama-server")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def two_classes(tiny_config):
+    """``two_classes(model_dir="fake", **over)``: the tiny run config of two classes that differ
+    from t = 0 (of fake models unless ``model_dir`` names a model)."""
+
+    def make(model_dir="fake", **over):
+        raw = tiny_config(model_dir, **over)
+        # A strong initial fine-tuning, so the two classes differ from t = 0 on.
+        raw["groups"][0]["init"].update(epochs=4, lr=1e-2)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def sweep_yaml(two_classes, tmp_path):
+    """``sweep_yaml(conditions, model_dir="fake")``: a 2-step sweep of ``conditions`` x seeds
+    0, 1, written to ``tmp_path / "sweep.yaml"``; returns its path."""
+
+    def write(conditions, model_dir="fake"):
+        raw = two_classes(model_dir, steps=2)
+        raw["sweep"] = {"seeds": [0, 1], "conditions": conditions}
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write

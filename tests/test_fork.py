@@ -191,7 +191,15 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_pat
     before = (tmp_path / "shared-1" / "sweep.json").read_text()
     other = runner.invoke(
         app,
-        ["run", str(path), "--sweep", "--out", str(tmp_path / "shared-1"), "--set", "steps=4"],
+        [
+            "run",
+            str(path),
+            "--sweep",
+            "--out",
+            str(tmp_path / "shared-1"),
+            "--set",
+            "interaction.questions=2",
+        ],
     )
     text = " ".join(other.output.split())
     assert other.exit_code == 2 and "run from another config" in text, other.output
@@ -201,7 +209,7 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_pat
     mixed = runner.invoke(
         app,
         ["run", str(path), "--sweep", "--out", str(tmp_path / "shared-1")]
-        + ["--seeds", "1", "--set", "steps=4"],
+        + ["--seeds", "1", "--set", "interaction.questions=2"],
     )
     text = " ".join(mixed.output.split())
     assert mixed.exit_code == 2 and "complete/seed-0, late-intra/seed-0: run from" in text

@@ -429,7 +429,10 @@ def run(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue the run in this folder from its last complete step."),
+        typer.Option(
+            help="Continue the run in this folder from its last complete step (with the "
+            "config and a larger --set steps=N: to N steps)."
+        ),
     ] = None,
     scale: Annotated[
         str | None,
@@ -493,7 +496,8 @@ def run(
         typer.Option(
             "--keep-weights",
             help="With --sweep: keep each finished system's model weights (by default they are "
-            "removed; the analyses need only the tables and embeddings).",
+            "removed; the analyses need only the tables and embeddings, but a sweep continued "
+            "later to more steps with --set steps=N needs them).",
         ),
     ] = False,
     set_: Annotated[
@@ -870,6 +874,12 @@ def _run_one(sim, label: str = "") -> None:
 
     total = sim.cfg.steps + 1
     done = sim.last_complete_step() + 1
+    if sim.extended_from is not None:
+        out_console.print(
+            f"{_e(label)}continuing the run from {sim.extended_from} to {sim.cfg.steps} steps "
+            f"(its steps so far stay): {_e(sim.out)}/",
+            highlight=False,
+        )
     if done == total:
         sim.run()  # checks the folder; runs nothing
         out_console.print(

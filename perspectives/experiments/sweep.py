@@ -137,15 +137,19 @@ def system_done(system: SweepSystem) -> bool:
 def check_same_configs(systems: list[SweepSystem], out: Path) -> None:
     """Raise ConfigError, naming the systems, if a system's folder already holds a run of
     another config: a sweep run again with other options into the same folder would otherwise
-    skip its finished systems as done and start new ones from the old systems' steps. A
-    damaged run record is left for the system's own run to report."""
+    skip its finished systems as done and start new ones from the old systems' steps. A run
+    of the same config for fewer steps is continued (``RunFolder.extend``), unless it cannot
+    be (InputError, before any system starts). A damaged run record is left for the system's
+    own run to report."""
     stale = []
     for system in systems:
         try:
-            made = system.run.info()["fingerprint"] if system.run.exists() else None
-        except CorruptStateError:
+            made = system.run.read_config(validate=False) if system.run.exists() else None
+        except (CorruptStateError, ConfigError):
             continue
-        if made is not None and made != system.cfg.fingerprint():
+        if made is not None and system.cfg.extends(made):
+            system.run.check_extensible(system.cfg, made)
+        elif made is not None and made.fingerprint() != system.cfg.fingerprint():
             folder = system.folder
             stale.append(folder.relative_to(out) if folder.is_relative_to(out) else folder)
     if stale:
@@ -362,6 +366,9 @@ class _SweepRun:
                 self.unresolved.discard(id(system))
                 self._say(system, "skipped (finished)")
             else:
+                had = _steps_made(system)
+                if had is not None and had < system.cfg.steps:
+                    self._say(system, f"to be continued from {had} to {system.cfg.steps} steps")
                 todo.append((system, entry))
         return todo
 
@@ -504,6 +511,15 @@ def memory_needed(system: SweepSystem) -> int:
         tuned = g.learning and (g.update or cfg.update).method == "full"
         factor[g.model] = max(factor.get(g.model, 0), MEMORY_LEARNING if tuned else MEMORY_BETWEEN)
     return sum(f * _weights_bytes(model) for model, f in factor.items())
+
+
+def _steps_made(system: SweepSystem) -> int | None:
+    """The steps the system's folder was made for, if it holds a readable run record."""
+    try:
+        steps = system.run.info().get("steps") if system.run.exists() else None
+    except (CorruptStateError, InputError):
+        return None
+    return steps if isinstance(steps, int) else None
 
 
 def steps_done(system: SweepSystem) -> int:

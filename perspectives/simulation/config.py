@@ -205,6 +205,16 @@ class RunConfig(Strict):
                 raw["update"] = g.update.stable_dump()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
+    def extends(self, earlier: RunConfig) -> bool:
+        """Whether this config is ``earlier`` run for more steps, and nothing else changed.
+        Every random choice of a step is seeded by (seed, t) and no schedule depends on the
+        last step, so such a run continued is the run made with these steps from the start."""
+        if self.steps <= earlier.steps:
+            return False
+        return self.model_copy(update={"steps": earlier.steps}).fingerprint() == (
+            earlier.fingerprint()
+        )
+
 
 def load_run_config(source: str | os.PathLike, *, label: str | None = None) -> RunConfig:
     """Read and validate a run YAML (``source`` a path); raises ConfigError naming the key."""

@@ -155,6 +155,8 @@ class Simulation:
     keep_checkpoints: frozenset[int] = frozenset()
     lock_wait: float = 0.0
     placement: Placement | None = None
+    # The steps the run had when ``resume`` continued it to more (None: not continued).
+    extended_from: int | None = field(default=None, init=False)
     # Greedy evaluation answers by agent name, with the agent version they were made at.
     _eval_cache: dict[str, tuple[str, list]] = field(default_factory=dict, repr=False)
     # The databases' items, and the retrieval-only models that place them in the space.
@@ -180,16 +182,21 @@ class Simulation:
     @classmethod
     def resume(cls, out: str | Path | RunFolder, cfg: RunConfig | None = None, **kw) -> Simulation:
         """Reopen a run folder; with ``cfg``, refuse it (ConfigError) if it was made from
-        another config. Raises InputError if ``out`` is not a run folder, CorruptStateError
+        another config, and continue it to ``cfg.steps`` if ``cfg`` is its config for more
+        steps (``RunFolder.extend``; ``extended_from`` then holds the steps it had). Raises
+        InputError if ``out`` is not a run folder or cannot be continued, CorruptStateError
         if its ``run.json`` or ``config.yaml`` is damaged or the config was edited since the
         run started (the rest of the folder is checked when it runs)."""
         folder = out if isinstance(out, RunFolder) else RunFolder(out)
         saved = folder.read_config()  # checked against run.json's fingerprint
-        if cfg is not None and cfg.fingerprint() != saved.fingerprint():
-            raise ConfigError(
-                "the run folder was made from a different config", source=str(folder.path)
-            )
-        return cls(saved, folder, **kw)
+        extended = None
+        if cfg is not None:
+            extended = folder.extend(cfg)
+            if extended is not None:
+                saved = folder.read_config()
+        sim = cls(saved, folder, **kw)
+        sim.extended_from = extended
+        return sim
 
     def _check_data(self) -> None:
         """Record the digests of the data the run reads when it first runs; later, refuse

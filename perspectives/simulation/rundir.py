@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ..config import validate_model
-from ..errors import CorruptStateError, InputError, RunFolderBusy
+from ..errors import ConfigError, CorruptStateError, InputError, RunFolderBusy
 from ..lease import Lease, LeaseHeld
 from ..store import link_or_copy, output_dir, write_json, write_npy, write_parquet, write_text
 from .config import RunConfig, parse_run_config
@@ -250,6 +250,11 @@ class RunFolder:
         # fingerprint.
         if "config_sha256" in info:
             edited = hashlib.sha256(data).hexdigest() != info["config_sha256"]
+            if edited and self._lags_extension(data, info):
+                # Interrupted between run.json and config.yaml: the file holds the config
+                # before the extension, and run.json the steps it was extended to.
+                cfg = cfg.model_copy(update={"steps": info["steps"]})
+                edited = cfg.fingerprint() != info["fingerprint"]
         else:
             edited = cfg.fingerprint() != info["fingerprint"]
         if edited and cfg.fingerprint() == info["fingerprint"]:
@@ -512,6 +517,95 @@ class RunFolder:
         if forked_from is not None:
             info["forked_from"] = forked_from
         write_json(self.run_file, info)
+
+    @staticmethod
+    def _lags_extension(data: bytes, info: dict) -> bool:
+        """Whether ``data`` is the config.yaml of the run before its last extension."""
+        history = info.get("extended")
+        return (
+            isinstance(history, list)
+            and bool(history)
+            and isinstance(history[-1], dict)
+            and history[-1].get("config_sha256") == hashlib.sha256(data).hexdigest()
+            and isinstance(info.get("steps"), int)
+        )
+
+    def extend(self, cfg: RunConfig) -> int | None:
+        """Make the run continue to ``cfg.steps``: ``cfg`` must be the run's config for more
+        steps (``RunConfig.extends``). Its steps so far stay; running it goes on from the last
+        complete one. Returns the steps it had, or None if ``cfg`` is already its config.
+
+        Raises ConfigError if ``cfg`` is another config or fewer steps, RunFolderBusy if
+        another process is running the folder, InputError if the run cannot go on the same
+        way: its agents' weights after its last step were removed (a finished sweep system's,
+        without ``--keep-weights``), or its last step was evaluated only because it was the
+        last (``evaluation.every``), a snapshot later steps would read that the longer run
+        never makes."""
+        earlier = self.read_config(validate=False)
+        same = cfg.fingerprint() == earlier.fingerprint()
+        if not (same or cfg.extends(earlier)):
+            shorter = earlier.extends(cfg)
+            raise ConfigError(
+                "the run folder was made from a different config"
+                + (f" ({earlier.steps} steps; a run goes on, never back)" if shorter else ""),
+                source=str(self.path),
+            )
+        text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        with self.lock():
+            info = self.info()
+            old = _read_bytes(self.config_file)
+            if same:
+                # An extension interrupted before config.yaml was written: finish it.
+                if self._lags_extension(old, info) and sha == info["config_sha256"]:
+                    write_text(self.config_file, text)
+                return None
+            self.check_extensible(cfg, earlier)
+            previous = {
+                "steps": earlier.steps,
+                "fingerprint": info["fingerprint"],
+                "config_sha256": hashlib.sha256(old).hexdigest(),
+            }
+            history = info.get("extended") if isinstance(info.get("extended"), list) else []
+            # run.json first: until config.yaml follows, read_config takes the old file for
+            # the config run.json names (``_lags_extension``): no moment leaves it unreadable.
+            write_json(
+                self.run_file,
+                {
+                    **info,
+                    "fingerprint": cfg.fingerprint(),
+                    "config_sha256": sha,
+                    "steps": cfg.steps,
+                    "extended": [*history, previous],
+                },
+            )
+            write_text(self.config_file, text)
+        return earlier.steps
+
+    def check_extensible(self, cfg: RunConfig, earlier: RunConfig) -> None:
+        """Raise InputError if the run of ``earlier`` cannot go on to ``cfg.steps`` as the
+        longer run would have (see ``extend``)."""
+        last = self.last_complete_step()
+        why = None
+        if last >= 0 and not self.checkpoint(last).is_dir():
+            why = (
+                f"the agents' weights after its last step ({last}) were removed when it "
+                "finished (a sweep keeps them with --keep-weights)"
+            )
+        elif last == earlier.steps and last % earlier.evaluation.every:
+            why = (
+                f"its last step ({last}) was evaluated only because it was the last "
+                f"(evaluation.every = {earlier.evaluation.every}), a snapshot the later steps "
+                "would read and the longer run never makes"
+            )
+        if why is not None:
+            raise InputError(
+                f"cannot continue to {cfg.steps} steps: {why}; start the longer run in "
+                "another folder",
+                source=str(self.path),
+                field="steps",
+                value=cfg.steps,
+            )
 
     def record_data(self, digests: dict[str, str]) -> None:
         """Keep in ``run.json`` the digests of the data the run reads (``data_digests``)."""
