@@ -97,6 +97,14 @@ def test_what_cannot_be_continued_is_refused_before_anything_changes(
     with pytest.raises(InputError, match=r"weights after its last step \(2\) were removed"):
         _sim(tiny_config("fake", steps=4), out)
     assert {p.name: p.read_bytes() for p in (out / "run.json", out / "config.yaml")} == kept
+    # A damaged folder is reported when the longer run starts, before it is extended.
+    whole = run_to_end(tiny_config("fake", steps=2), tmp_path / "damaged")
+    kept = {p.name: p.read_bytes() for p in (whole / "run.json", whole / "config.yaml")}
+    (whole / "tables" / "edges" / "step-00001.parquet").write_bytes(b"not parquet")
+    longer = _sim(tiny_config("fake", steps=4), whole)
+    with pytest.raises(CorruptStateError, match="step-00001.parquet"):
+        longer.run()
+    assert {p.name: p.read_bytes() for p in (whole / "run.json", whole / "config.yaml")} == kept
     # A last step evaluated only because it was the last: the longer run never made it.
     every = {"n_prompts": 4, "every": 2, "sampling": {"do_sample": False, "max_new_tokens": 6}}
     odd = run_to_end(tiny_config("fake", steps=3, evaluation=every), tmp_path / "odd")
@@ -123,16 +131,17 @@ def test_an_extension_interrupted_between_its_two_files_is_read_and_finished(
 
     monkeypatch.setattr(rundir, "write_text", crash)
     with pytest.raises(KeyboardInterrupt):
-        _sim(tiny_config("fake", steps=4), out)
+        _sim(tiny_config("fake", steps=4), out).run()
     monkeypatch.setattr(rundir, "write_text", real)
     assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 2
     # The old file stands for the config run.json names, not for an edit.
     assert RunFolder(out).read_config().steps == 4
-    # The same command again finishes the file and the run.
-    sim = _sim(tiny_config("fake", steps=4), out)
-    assert sim.extended_from is None
-    assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 4
+    assert RunFolder(out).last_complete_step() == 2
+    # Running it again (here without the config) finishes the file and the run.
+    sim = Simulation.resume(out, embedder=get_embedder("hashing"))
+    assert sim.extended_from is None and sim.cfg.steps == 4
     sim.run()
+    assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 4
     _same_tables(out, run_to_end(tiny_config("fake", steps=4), tmp_path / "fresh"), 4)
     # An edit that is not the extension's old file is still an edit.
     raw = yaml.safe_load((out / "config.yaml").read_text())
@@ -153,6 +162,12 @@ def test_a_sweep_continues_to_more_steps_only_with_its_weights_kept(tmp_path, sw
     said = " ".join(refused.output.split())
     assert "cannot continue to 3 steps" in said and "--keep-weights" in said
     assert RunFolder(dropped / "complete" / "seed-0").read_config().steps == 2
+    # One seed continued alone would leave the grid with two horizons.
+    one = runner.invoke(
+        app, ["run", str(path), "--sweep", "--out", str(kept), "--seeds", "1", *longer]
+    )
+    assert one.exit_code == 2 and "complete/seed-0: run from another config" in one.output
+    assert RunFolder(kept / "complete" / "seed-1").read_config().steps == 2
     result = runner.invoke(app, ["run", str(path), "--sweep", "--out", str(kept), *longer])
     assert result.exit_code == 0, result.output
     assert "complete seed 1: to be continued from 2 to 3 steps" in result.output

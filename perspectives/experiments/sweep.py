@@ -134,20 +134,25 @@ def system_done(system: SweepSystem) -> bool:
     return system.run.last_complete_step() >= system.cfg.steps
 
 
-def check_same_configs(systems: list[SweepSystem], out: Path) -> None:
+def check_same_configs(
+    systems: list[SweepSystem], out: Path, others: list[SweepSystem] | None = None
+) -> None:
     """Raise ConfigError, naming the systems, if a system's folder already holds a run of
     another config: a sweep run again with other options into the same folder would otherwise
     skip its finished systems as done and start new ones from the old systems' steps. A run
     of the same config for fewer steps is continued (``RunFolder.extend``), unless it cannot
-    be (InputError, before any system starts). A damaged run record is left for the system's
-    own run to report."""
+    be (InputError, before any system starts). ``others``: the systems of earlier invocations
+    that this one does not run (other seeds), which must hold this config exactly: one
+    continued without them would leave the grid with two horizons. A damaged run record is
+    left for the system's own run to report."""
     stale = []
-    for system in systems:
+    planned = {id(s) for s in systems}
+    for system in [*systems, *(others or [])]:
         try:
             made = system.run.read_config(validate=False) if system.run.exists() else None
         except (CorruptStateError, ConfigError):
             continue
-        if made is not None and system.cfg.extends(made):
+        if made is not None and id(system) in planned and system.cfg.extends(made):
             system.run.check_extensible(system.cfg, made)
         elif made is not None and made.fingerprint() != system.cfg.fingerprint():
             folder = system.folder
@@ -591,7 +596,7 @@ def prepare_sweep(
     if there is not None and not there.is_dir():
         raise InputError("is a file, not a folder", source=str(there), field="--out")
     systems = plan_sweep(preset, out, scale, seeds, sets, share_steps, conditions)
-    check_same_configs(systems + _earlier_systems(preset, out, scale, sets, systems), out)
+    check_same_configs(systems, out, _earlier_systems(preset, out, scale, sets, systems))
     return SweepPlan(name, scale, out, systems)
 
 

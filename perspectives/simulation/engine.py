@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.banks import load_bank
-from ..errors import ConfigError, CorruptStateError, InputError
+from ..errors import CorruptStateError, InputError
 from ..models.contract import Agent
 from ..models.memory import MemoryAgent, MemoryStore
 from ..models.update import UpdateConfig
@@ -53,7 +53,7 @@ from .hosting import (
 )
 from .mechanics import MECHANICS, Interview, Mechanic
 from .policies import Edge, Policy, SystemState
-from .rundir import RunFolder
+from .rundir import RunFolder, other_config
 
 
 @dataclass
@@ -189,13 +189,14 @@ class Simulation:
         run started (the rest of the folder is checked when it runs)."""
         folder = out if isinstance(out, RunFolder) else RunFolder(out)
         saved = folder.read_config()  # checked against run.json's fingerprint
-        extended = None
-        if cfg is not None:
-            extended = folder.extend(cfg)
-            if extended is not None:
-                saved = folder.read_config()
-        sim = cls(saved, folder, **kw)
-        sim.extended_from = extended
+        if cfg is None or cfg.fingerprint() == saved.fingerprint():
+            return cls(saved, folder, **kw)
+        if not cfg.extends(saved):
+            raise other_config(folder, cfg, saved)
+        # Refused now if it cannot go on; written when it runs, once the folder is checked.
+        folder.check_extensible(cfg, saved)
+        sim = cls(cfg, folder, **kw)
+        sim.extended_from = saved.steps
         return sim
 
     def _check_data(self) -> None:
@@ -313,10 +314,9 @@ class Simulation:
         # Everything is checked, and the agents loaded, before anything is removed: a damaged
         # folder is reported, never "repaired" by deleting what looks incomplete.
         last = self.folder.check()
-        if cfg.fingerprint() != self.folder.info()["fingerprint"]:
-            raise ConfigError(
-                "the run folder was made from a different config", source=str(self.folder.path)
-            )
+        made = self.folder.read_config(validate=False)
+        if cfg.fingerprint() != made.fingerprint() and not cfg.extends(made):
+            raise other_config(self.folder, cfg, made)
         if last >= cfg.steps:
             # Complete: nothing to load (a finished sweep system keeps no weights to load).
             return self.folder
@@ -334,6 +334,7 @@ class Simulation:
             self._load_checkpoint(last)
             self._load_databases(last)
             self._note_compute_path(last)
+        self.folder.extend(cfg)  # to more steps, or finishes an extension that was stopped
         self.folder.drop_incomplete(last)
         if self.policy is None:
             self.policy = build_policy(cfg.communication, cfg)

@@ -533,61 +533,55 @@ class RunFolder:
     def extend(self, cfg: RunConfig) -> int | None:
         """Make the run continue to ``cfg.steps``: ``cfg`` must be the run's config for more
         steps (``RunConfig.extends``). Its steps so far stay; running it goes on from the last
-        complete one. Returns the steps it had, or None if ``cfg`` is already its config.
+        complete one. The caller holds the folder's lock, and has checked and loaded the
+        folder first (``Simulation`` does, then extends). Returns the steps it had, or None if
+        ``cfg`` is already its config (an extension stopped before config.yaml is finished).
 
-        Raises ConfigError if ``cfg`` is another config or fewer steps, RunFolderBusy if
-        another process is running the folder, InputError if the run cannot go on the same
-        way: its agents' weights after its last step were removed (a finished sweep system's,
-        without ``--keep-weights``), or its last step was evaluated only because it was the
-        last (``evaluation.every``), a snapshot later steps would read that the longer run
-        never makes."""
+        Raises ConfigError if ``cfg`` is another config or fewer steps, InputError as
+        ``check_extensible``."""
         earlier = self.read_config(validate=False)
-        same = cfg.fingerprint() == earlier.fingerprint()
-        if not (same or cfg.extends(earlier)):
-            shorter = earlier.extends(cfg)
-            raise ConfigError(
-                "the run folder was made from a different config"
-                + (f" ({earlier.steps} steps; a run goes on, never back)" if shorter else ""),
-                source=str(self.path),
-            )
+        info = self.info()
         text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        with self.lock():
-            info = self.info()
-            old = _read_bytes(self.config_file)
-            if same:
-                # An extension interrupted before config.yaml was written: finish it.
-                if self._lags_extension(old, info) and sha == info["config_sha256"]:
-                    write_text(self.config_file, text)
-                return None
-            self.check_extensible(cfg, earlier)
-            previous = {
-                "steps": earlier.steps,
-                "fingerprint": info["fingerprint"],
-                "config_sha256": hashlib.sha256(old).hexdigest(),
-            }
-            history = info.get("extended") if isinstance(info.get("extended"), list) else []
-            # run.json first: until config.yaml follows, read_config takes the old file for
-            # the config run.json names (``_lags_extension``): no moment leaves it unreadable.
-            write_json(
-                self.run_file,
-                {
-                    **info,
-                    "fingerprint": cfg.fingerprint(),
-                    "config_sha256": sha,
-                    "steps": cfg.steps,
-                    "extended": [*history, previous],
-                },
-            )
-            write_text(self.config_file, text)
+        old = _read_bytes(self.config_file)
+        if cfg.fingerprint() == earlier.fingerprint():
+            if self._lags_extension(old, info) and sha == info["config_sha256"]:
+                write_text(self.config_file, text)
+            return None
+        if not cfg.extends(earlier):
+            raise other_config(self, cfg, earlier)
+        self.check_extensible(cfg, earlier)
+        previous = {
+            "steps": earlier.steps,
+            "fingerprint": info["fingerprint"],
+            "config_sha256": hashlib.sha256(old).hexdigest(),
+        }
+        history = info.get("extended") if isinstance(info.get("extended"), list) else []
+        # run.json first: until config.yaml follows, read_config takes the old file for the
+        # config run.json names (``_lags_extension``): no moment leaves the folder unreadable.
+        write_json(
+            self.run_file,
+            {
+                **info,
+                "fingerprint": cfg.fingerprint(),
+                "config_sha256": sha,
+                "steps": cfg.steps,
+                "extended": [*history, previous],
+            },
+        )
+        write_text(self.config_file, text)
         return earlier.steps
 
     def check_extensible(self, cfg: RunConfig, earlier: RunConfig) -> None:
         """Raise InputError if the run of ``earlier`` cannot go on to ``cfg.steps`` as the
-        longer run would have (see ``extend``)."""
+        longer run would have: its agents' weights after its last step were removed (a
+        finished sweep system's, without ``--keep-weights``), or its last step was evaluated
+        only because it was the last (``evaluation.every``), a snapshot later steps would
+        read that the longer run never makes."""
         last = self.last_complete_step()
+        present = {m for s in range(last + 1) for m in earlier.active(s)}
         why = None
-        if last >= 0 and not self.checkpoint(last).is_dir():
+        if (present or earlier.databases) and last >= 0 and not self.checkpoint(last).is_dir():
             why = (
                 f"the agents' weights after its last step ({last}) were removed when it "
                 "finished (a sweep keeps them with --keep-weights)"
@@ -840,6 +834,16 @@ class RunFolder:
                 shutil.rmtree(p, ignore_errors=True)
         if not keep:
             shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+
+
+def other_config(folder: RunFolder, cfg: RunConfig, made: RunConfig) -> ConfigError:
+    """The error for running ``folder``, made from ``made``, with ``cfg``, another config."""
+    shorter = made.extends(cfg)
+    return ConfigError(
+        "the run folder was made from a different config"
+        + (f" ({made.steps} steps; a run goes on, never back)" if shorter else ""),
+        source=str(folder.path),
+    )
 
 
 def read_parts(
