@@ -530,12 +530,12 @@ class RunFolder:
             and isinstance(info.get("steps"), int)
         )
 
-    def extend(self, cfg: RunConfig) -> int | None:
+    def extend(self, cfg: RunConfig) -> None:
         """Make the run continue to ``cfg.steps``: ``cfg`` must be the run's config for more
         steps (``RunConfig.extends``). Its steps so far stay; running it goes on from the last
         complete one. The caller holds the folder's lock, and has checked and loaded the
-        folder first (``Simulation`` does, then extends). Returns the steps it had, or None if
-        ``cfg`` is already its config (an extension stopped before config.yaml is finished).
+        folder first (``Simulation`` does, then extends). With ``cfg`` already its config, it
+        only finishes an extension stopped before config.yaml was written.
 
         Raises ConfigError if ``cfg`` is another config or fewer steps, InputError as
         ``check_extensible``."""
@@ -547,7 +547,7 @@ class RunFolder:
         if cfg.fingerprint() == earlier.fingerprint():
             if self._lags_extension(old, info) and sha == info["config_sha256"]:
                 write_text(self.config_file, text)
-            return None
+            return
         if not cfg.extends(earlier):
             raise other_config(self, cfg, earlier)
         self.check_extensible(cfg, earlier)
@@ -570,7 +570,6 @@ class RunFolder:
             },
         )
         write_text(self.config_file, text)
-        return earlier.steps
 
     def check_extensible(self, cfg: RunConfig, earlier: RunConfig) -> None:
         """Raise InputError if the run of ``earlier`` cannot go on to ``cfg.steps`` as the
