@@ -23,6 +23,11 @@ from .errors import InputError
 # and go up as they are.
 _REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
+# The process's umask (read by setting it, so once, at import): a folder written through a
+# temporary one gets the mode a plain mkdir would have given it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def _cannot(what: str, path: Path, exc: OSError) -> InputError:
     """The InputError for a write the system refused: ``path``, what failed and why."""
@@ -85,6 +90,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _whole_folder(path: str | os.PathLike) -> Path:
+    """``path`` made absolute ("." and ".." have no name to put a new folder beside), for a
+    folder to be replaced whole; raises InputError if it is the current folder or holds it."""
+    target = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise InputError(
+            "the current folder, or one that contains it, cannot be replaced", source=str(path)
+        )
+    return target
+
+
+def replaceable_dir(path: str | os.PathLike, *, marker: str, what: str) -> Path:
+    """Check that ``path`` may be replaced whole by a new folder of kind ``what``: missing,
+    empty, or holding ``marker`` (a file only that kind of folder has); returns it absolute.
+
+    Raises InputError naming ``path`` for a file, a folder holding other things (they would
+    be deleted), or the current folder or one containing it.
+    """
+    target = _whole_folder(path)
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(f"a file is where {what} should be written", source=str(path))
+        if any(target.iterdir()) and not (target / marker).is_file():
+            raise InputError(
+                f"this folder holds other files, which writing {what} here would delete "
+                f"(give a new or empty folder, or {what} to replace)",
+                source=str(path),
+            )
+    return target
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success rename it to ``path``.
@@ -92,7 +129,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     An existing ``path`` is replaced only after the new folder is complete. Raises InputError
     naming ``path`` when the system refuses the write.
     """
-    target = Path(path)
+    target = _whole_folder(path)
     output_dir(target.parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -100,6 +137,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise _cannot("write a folder in this folder", target, exc) from None
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp's 0700 was for the temporary name only
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -650,6 +650,24 @@ OTHER_CASES = [
         files={"d.jsonl": "{}\n"},
     ),
     Case(
+        "instruct-out-holds-other-files",
+        ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "mine"],
+        ["mine", "holds other files"],
+        files={"d.jsonl": "{}\n", "mine/notes.txt": "keep"},
+    ),
+    Case(
+        "instruct-out-is-base",
+        ["instruct-tune", "--base", "b", "--data", "d.jsonl", "--out", "b"],
+        ["replace its base"],
+        files={"d.jsonl": "{}\n", "b/config.json": "{}"},
+    ),
+    Case(
+        "instruct-out-here",
+        ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "."],
+        ["current folder"],
+        files={"d.jsonl": "{}\n"},
+    ),
+    Case(
         "instruct-limit-zero",
         ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "o", "--limit", "0"],
         ["--limit"],

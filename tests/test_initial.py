@@ -234,3 +234,10 @@ def test_instruct_tune_on_a_dolly_fixture(tiny_model_dir, tmp_path):
         "tuned", str(out), prompt_format="appendix-a", dtype="float32", state_dir=tmp_path / "s"
     )
     assert isinstance(tuned.answer(["Name a fruit."])[0], str)
+    # A model folder from an earlier tuning may be replaced; its mode is a plain folder's.
+    args = ["instruct-tune", "--base", str(tiny_model_dir), "--data", str(data), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "2 pairs, 1 epochs" in result.output
+    (tmp_path / "plain").mkdir()
+    assert out.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import yaml
 from badinput import FAKE_CONFIG
 from hypothesis import HealthCheck, given, settings
@@ -139,3 +140,24 @@ def test_any_text_is_a_config_or_one_error(text, tmp_path_factory):
         load_preset(str(path)).config()
     except PerspectivesError as exc:
         assert "cfg.yaml" in str(exc)
+
+
+def test_numbers_are_read_as_yaml_1_2_reads_them():
+    """PyYAML (YAML 1.1) reads 010 as 8 and 1:30 as 90: a config says 10 and a string."""
+    from perspectives.config import parse_yaml
+
+    assert parse_yaml("[010, -007, 1_000, 0x10, 0o17, 1e-4, 12]", "x") == [
+        10,
+        -7,
+        1000,
+        16,
+        15,
+        1e-4,
+        12,
+    ]
+    assert parse_yaml("[1:30, 0b10]", "x") == ["1:30", "0b10"]
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    text = yaml.safe_dump(raw).replace("steps: 3", "steps: 010")
+    assert parse_run_config(parse_yaml(text, "c.yaml"), "c.yaml").steps == 10
+    with pytest.raises(PerspectivesError, match="steps"):
+        parse_run_config(parse_yaml(text.replace("steps: 010", "steps: 1:30"), "c"), "c")

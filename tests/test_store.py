@@ -17,6 +17,7 @@ from perspectives.store import (
     file_lock,
     link_or_copy,
     output_dir,
+    replaceable_dir,
     write_csv,
     write_json,
     write_npy,
@@ -134,3 +135,43 @@ def test_an_error_that_is_not_the_destination_s_goes_up_as_it_is(tmp_path):
         with atomic_path(tmp_path / "out.txt") as tmp:
             tmp.parent.read_bytes()  # the caller's own mistake
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_folder_written_whole_gets_the_mode_of_a_plain_folder(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert (tmp_path / "model").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_the_current_folder_is_never_replaced_whole(tmp_path, monkeypatch):
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    (here / "notes.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    for path in (".", "..", str(here)):
+        with pytest.raises(InputError, match="current folder"):
+            with atomic_dir(path) as tmp:
+                (tmp / "config.json").write_text("{}")
+        with pytest.raises(InputError, match="current folder"):
+            replaceable_dir(path, marker="config.json", what="a model folder")
+    assert (here / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["here"]
+
+
+def test_only_a_new_empty_or_same_kind_folder_may_be_replaced_whole(tmp_path):
+    what = dict(marker="config.json", what="a model folder")
+    assert replaceable_dir(tmp_path / "new", **what) == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    replaceable_dir(tmp_path / "empty", **what)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    replaceable_dir(tmp_path / "model", **what)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="mine: this folder holds other files"):
+        replaceable_dir(tmp_path / "mine", **what)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="a file is where a model folder"):
+        replaceable_dir(tmp_path / "f", **what)

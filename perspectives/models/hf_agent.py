@@ -34,7 +34,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from ..bundled import BUNDLED_MODEL, cache_dir
 from ..config import saved_state_problem
 from ..errors import CorruptStateError, InputError
-from ..store import atomic_dir, atomic_path, link_or_copy
+from ..store import atomic_dir, atomic_path, link_or_copy, replaceable_dir
 from .contract import AgentSpec
 from .device import current_device, current_precision
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
@@ -446,13 +446,15 @@ class HFAgent:
     def export(self, directory: str | Path) -> Path:
         """Write the agent's current network as a transformers model folder (weights and
         tokenizer, with any format tokens), usable as ``model=`` of new agents. Full
-        fine-tuning agents only; raises InputError for LoRA agents."""
+        fine-tuning agents only; raises InputError for LoRA agents, or for a ``directory`` that
+        holds other files than a model (see ``store.replaceable_dir``)."""
         if self.update.method != "full":
             raise InputError(
                 "export needs a full fine-tuning agent",
                 field="update.method",
                 value=self.update.method,
             )
+        replaceable_dir(directory, marker="config.json", what="a model folder")
         bb = self.backbone
         model = bb.load_weights("train", self._owner, self._weights)
         with atomic_dir(directory) as tmp:
