@@ -507,7 +507,9 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
         compare_to_control(attacked, relabelled)
 
 
-def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_and_control):
+def test_monitor_against_a_control_writes_it_and_the_report_shows_it(
+    attacked_and_control, tiny_config, run_to_end, tmp_path
+):
     from perspectives.reporting.report import run_report
     from perspectives.reporting.run_analysis import analyze_run
 
@@ -542,6 +544,18 @@ def test_monitor_against_a_control_writes_it_and_the_report_shows_it(attacked_an
     missing = CliRunner().invoke(app, ["monitor", str(attacked), "--control", "nowhere"])
     assert missing.exit_code != 0 and "nowhere" in missing.output
     assert "Traceback" not in missing.output
+    # The run as its own control, or one too small for the test: refused before the
+    # analysis (which is what takes a monitor its time), so analysis/ is left as it was.
+    small = _adversary_config(tiny_config, 0)
+    small["groups"][0]["count"] = 1
+    small = run_to_end(small, tmp_path / "small")
+    before = {p.name: p.stat().st_mtime_ns for p in (attacked / "analysis").iterdir()}
+    for other, said in ((attacked, "is the run itself"), (small, "share 1 learning")):
+        result = CliRunner().invoke(app, ["monitor", str(attacked), "--control", str(other)])
+        assert result.exit_code != 0 and said in result.output, result.output
+        assert "Traceback" not in result.output
+    after = {p.name: p.stat().st_mtime_ns for p in (attacked / "analysis").iterdir()}
+    assert after == before
 
 
 def test_class_tests_at_every_step_by_hand():

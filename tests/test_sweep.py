@@ -273,6 +273,15 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
     with pytest.raises(CorruptStateError, match="seed 0 names folder 'complete/seed-1'"):
         analyze_sweep(out)
     (out / "sweep.json").write_text(kept)
+    # Folders of two conditions swapped on disk, seeds equal: each run's name says whose.
+    (out / "complete" / "seed-0").rename(out / "x")
+    (out / "intra" / "seed-0").rename(out / "complete" / "seed-0")
+    (out / "x").rename(out / "intra" / "seed-0")
+    with pytest.raises(CorruptStateError, match="not of this condition and seed"):
+        analyze_sweep(out)
+    (out / "intra" / "seed-0").rename(out / "x")
+    (out / "complete" / "seed-0").rename(out / "intra" / "seed-0")
+    (out / "x").rename(out / "complete" / "seed-0")
     early = analyze_run(out / "complete" / "seed-0", upto=1)
     assert early.diversity["t"].tolist() == early.steps == [0, 1]
     for fig in ("polarization", "polarization-kernel", "isomirror", "clusters"):

@@ -1206,7 +1206,10 @@ def monitor(
         raise typer.BadParameter("--interval is the pause between looks of --follow: add it")
     chart = chart or "adaptive"
     if control is not None:
+        from ..reporting.control import check_control
+
         _check_run_folder(control, "--control")
+        check_control(run_dir, control)  # before the analysis, not after it
     settings = MonitorSettings(chart, window, burn_in, reference, k, alpha)
     folder = RunFolder(run_dir)
     total = folder.read_config(validate=False).steps

@@ -208,6 +208,33 @@ def _read_pair(fr: RunFolder, fc: RunFolder):
     return kr, kc
 
 
+def check_control(
+    run: str | os.PathLike, control: str | os.PathLike, *, itself: bool = False
+) -> list[str]:
+    """The learning models ``run`` and ``control`` share, from their configs alone (cheap:
+    checked before any analysis). Raises InputError if either is not a run folder, they
+    share fewer than 4 learning models (the test's minimum), or, unless ``itself`` (a null
+    comparison, which never departs), the control is the run itself."""
+    fr, fc = RunFolder(run), RunFolder(control)
+    for f in (fr, fc):
+        if not f.exists():
+            raise InputError("not a run folder", source=str(f.path))
+    if not itself and fr.path.resolve() == fc.path.resolve():
+        raise InputError(
+            "is the run itself: a control is another run (the same system and seed without "
+            "the intervention)",
+            source=str(fc.path),
+        )
+    learners = sorted(_learning_models(fr)[0] & _learning_models(fc)[0])
+    if len(learners) < MIN_SAMPLES:
+        raise InputError(
+            f"the run and its control share {len(learners)} learning model(s); the test needs "
+            f"{MIN_SAMPLES}",
+            source=str(fc.path),
+        )
+    return learners
+
+
 def compare_to_control(
     run: str | os.PathLike,
     control: str | os.PathLike,
@@ -220,21 +247,16 @@ def compare_to_control(
 
     Raises InputError if either is not a run, if they were evaluated on different prompts,
     share fewer than 4 learning models (the test's minimum) or no step at which 4 of them
-    were evaluated in both, or for ``alpha`` outside (0, 1]."""
+    were evaluated in both, or for ``alpha`` outside (0, 1]. A run against itself is a null
+    comparison: it never departs."""
     if not 0 < alpha <= 1:
         raise InputError("must be in (0, 1]", field="alpha", value=alpha)
+    learners = check_control(run, control, itself=True)
     fr, fc = RunFolder(run), RunFolder(control)
     kr, kc = _read_pair(fr, fc)
     learns_r, fixed_r = _learning_models(fr)
     learns_c, fixed_c = _learning_models(fc)
-    learners = sorted(learns_r & learns_c)
     fixed = sorted(fixed_r & fixed_c)
-    if len(learners) < MIN_SAMPLES:
-        raise InputError(
-            f"the run and its control share {len(learners)} learning model(s); the test needs "
-            f"{MIN_SAMPLES}",
-            source=str(fc.path),
-        )
     # A step is compared on the learners evaluated in both runs (models join and leave),
     # if there are enough of them for the test.
     common = {t for t, _ in kr} & {t for t, _ in kc}

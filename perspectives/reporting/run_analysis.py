@@ -447,19 +447,31 @@ def analyze_sweep(
             if entry["status"] == "done":
                 missing.append(entry)
             continue
+        _check_system(read_run_config(folder), entry, sweep_dir)  # before the long part
         result = analyze_run(folder, n_components=n_components, upto=upto)
-        if result.cfg.seed != entry["seed"]:
-            # Another system's folder: its numbers would count under this seed.
-            raise CorruptStateError(
-                f"system {entry['condition']} seed {entry['seed']} names folder "
-                f"{entry['folder']!r}, whose run has seed {result.cfg.seed}",
-                source=str(sweep_dir / "sweep.json"),
-            )
         result.summary["seed"] = entry["seed"]
         if write and upto is None:
             write_run_analysis(result)
         runs[entry["condition"]].append(result)
     return SweepAnalysis(sweep_dir, record, runs, failed, pending, missing)
+
+
+def _check_system(cfg: RunConfig, entry: dict, sweep_dir: Path) -> None:
+    """Raise CorruptStateError if the run in a system's folder is not that system's: another
+    seed's, another condition's or another sweep's (moved or copied folders), whose numbers
+    would count under this system's name. A sweep names each run ``<name>-<condition>-seed<N>``.
+    """
+    where = f"system {entry['condition']} seed {entry['seed']} names folder {entry['folder']!r}"
+    if cfg.seed != entry["seed"]:
+        raise CorruptStateError(
+            f"{where}, whose run has seed {cfg.seed}", source=str(sweep_dir / "sweep.json")
+        )
+    if not cfg.name.endswith(f"-{entry['condition']}-seed{entry['seed']}"):
+        raise CorruptStateError(
+            f"{where}, whose run {cfg.name!r} is not of this condition and seed (a folder "
+            "moved or copied from elsewhere)",
+            source=str(sweep_dir / "sweep.json"),
+        )
 
 
 def sweep_table(result: SweepAnalysis, metric: str) -> pd.DataFrame:
