@@ -668,6 +668,16 @@ OTHER_CASES = [
         files={"d.jsonl": "{}\n"},
     ),
     Case(
+        "instruct-nothing-passes-the-filter",
+        ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "o"],
+        ["d.jsonl", "paper's filter", "open_qa"],
+        files={
+            "d.jsonl": '{"instruction": "Sort these.", "context": "", "response": "a, b", '
+            '"category": "classification"}\n'
+        },
+        writes_nothing=True,
+    ),
+    Case(
         "instruct-limit-zero",
         ["instruct-tune", "--base", "bundled", "--data", "d.jsonl", "--out", "o", "--limit", "0"],
         ["--limit"],

@@ -190,3 +190,13 @@ def test_presets_keep_each_items_indent_when_its_text_wraps():
     assert lines[scale + 1].startswith("  ") and not lines[scale + 1].startswith("  --")
     reduction = next(i for i, ln in enumerate(lines) if ln.startswith("    - question bank"))
     assert lines[reduction + 1].startswith("    ") and lines[reduction + 1][4] != "-"
+
+
+def test_distance_labels_name_each_point_once_whatever_its_time():
+    from perspectives.space.compare import _point_names
+
+    numeric = pd.DataFrame({"model": ["m0", "m0"], "time": [0, 3]})
+    text = pd.DataFrame({"model": ["m0", "m0"], "time": ["t1", "after"]})
+    assert _point_names(numeric) == ["m0@t0", "m0@t3"]
+    assert _point_names(text) == ["m0@t1", "m0@after"]
+    assert _point_names(pd.DataFrame({"model": ["a", "b"]})) == ["a", "b"]

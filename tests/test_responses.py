@@ -167,3 +167,22 @@ def test_nan_embedding_is_reported():
     df = validate_responses(table(), "r")
     with pytest.raises(InputError, match="NaN or infinite"):
         data_kernels(df, lambda texts: np.full((len(texts), 3), np.nan))
+
+
+def test_a_comma_ending_each_line_is_no_column_and_no_index(tmp_path):
+    """Spreadsheets often end lines with a comma: no `Unnamed: 4` label column appears, and
+    a header without that comma does not turn the models into an index (shifting every
+    column one to the left)."""
+    df = table(group=["a", "a", "b"])
+    lines = df.to_csv(index=False).splitlines()
+    path = tmp_path / "r.csv"
+    for header in (lines[0] + ",", lines[0]):
+        path.write_text("\n".join([header, *(ln + "," for ln in lines[1:])]) + "\n")
+        read = validate_responses(read_table(path), str(path))
+        assert list(read.columns) == list(df.columns)
+        assert read["model"].tolist() == df["model"].tolist()
+        assert read["group"].tolist() == df["group"].tolist()
+    # A column with values but no name has nothing to be read by: refused, named.
+    path.write_text(lines[0].replace("group", "") + "\n" + "\n".join(lines[1:]) + "\n")
+    with pytest.raises(InputError, match=r"r\.csv: column 5 has values but no name"):
+        read_table(path)

@@ -406,6 +406,15 @@ def instruct_tune(
     from ..models.hf_agent import HFAgent
 
     dolly = load_dolly(str(data))
+    if dolly.empty:
+        from ..data.datasets import DOLLY_CATEGORIES, DOLLY_MAX_RESPONSE_CHARS
+
+        raise InputError(
+            "no pair passes the paper's filter (Appendix A: category one of "
+            f"{', '.join(DOLLY_CATEGORIES)}, and a response of 1 to "
+            f"{DOLLY_MAX_RESPONSE_CHARS - 1} characters)",
+            source=str(data),
+        )
     if limit is not None:
         dolly = dolly.head(limit)
     pairs = list(zip(dolly["instruction"], dolly["response"], strict=True))

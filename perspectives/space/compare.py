@@ -308,4 +308,6 @@ def _point_names(points: pd.DataFrame) -> list[str]:
     keys = point_columns(points)
     if keys == ["model"]:
         return points["model"].astype(str).tolist()
-    return (points["model"].astype(str) + "@t" + points["time"].astype(str)).tolist()
+    # A numeric time reads "model@t3"; a text one is shown as it is ("model@t1", not "@tt1").
+    prefix = "@t" if pd.api.types.is_numeric_dtype(points["time"]) else "@"
+    return (points["model"].astype(str) + prefix + points["time"].astype(str)).tolist()

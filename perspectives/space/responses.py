@@ -127,15 +127,25 @@ def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFra
             raise InputError("the header repeats a column", source=source, field=name)
         seen.add(name)
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
             dtype={c: str for c in text_columns},
+            index_col=False,  # a comma ending each row is no index column
         )
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
         detail = str(exc).strip().splitlines()[-1][:200] if str(exc) else type(exc).__name__
         raise InputError(f"cannot read the file as CSV: {detail}", source=source) from None
+    # A column without a name in the header: from a comma ending each line when it is empty
+    # (dropped); one holding values has no name to be read by.
+    unnamed = [i for i, name in enumerate(header) if not name.strip() and i < frame.shape[1]]
+    for position in unnamed:
+        if not frame.iloc[:, position].isna().all():
+            raise InputError(
+                f"column {position + 1} has values but no name in the header", source=source
+            )
+    return frame.drop(columns=frame.columns[unnamed])
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
