@@ -186,3 +186,6 @@ def test_a_comma_ending_each_line_is_no_column_and_no_index(tmp_path):
     path.write_text(lines[0].replace("group", "") + "\n" + "\n".join(lines[1:]) + "\n")
     with pytest.raises(InputError, match=r"r\.csv: column 5 has values but no name"):
         read_table(path)
+    df.to_csv(path)  # pandas' default writes the index as a first, unnamed column
+    with pytest.raises(InputError, match=r"column 1 has values .* index=False"):
+        read_table(path)

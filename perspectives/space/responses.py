@@ -142,8 +142,11 @@ def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFra
     unnamed = [i for i, name in enumerate(header) if not name.strip() and i < frame.shape[1]]
     for position in unnamed:
         if not frame.iloc[:, position].isna().all():
+            hint = " (a table's index, written by to_csv? write it with index=False)"
             raise InputError(
-                f"column {position + 1} has values but no name in the header", source=source
+                f"column {position + 1} has values but no name in the header"
+                + (hint if position == 0 else ""),
+                source=source,
             )
     return frame.drop(columns=frame.columns[unnamed])
 
