@@ -601,6 +601,18 @@ OPTION_CASES = [
         {"data/perspectives.csv": GOOD_CSV},
     ),
     Case(
+        "out-in-a-run-folder",
+        hashing("r.csv", "--out", "myrun/analysis"),
+        ["myrun", "--out", "inside the run or sweep folder"],
+        {"r.csv": GOOD_CSV, "myrun/run.json": "{}", "myrun/analysis/summary.json": "{}"},
+    ),
+    Case(
+        "out-is-a-sweep-folder",
+        hashing("r.csv", "--out", "sweep"),
+        ["sweep", "--out", "inside the run or sweep folder"],
+        {"r.csv": GOOD_CSV, "sweep/sweep.json": "{}"},
+    ),
+    Case(
         "out-output-is-a-folder",
         hashing("r.csv", "--out", "run"),
         ["run", "--out", "space.png"],

@@ -171,9 +171,10 @@ def check_output_dir(
     """Check, before any work, that ``out_dir`` can take a comparison's files.
 
     Nothing is created. Raises InputError (field ``--out``) when ``out_dir`` or a folder above
-    it is a file, when one of ``files`` in it is a folder or is one of ``inputs`` (an output
-    never replaces an input: ``compare perspectives.csv --out .`` is refused), or when the
-    nearest existing folder cannot be written.
+    it is a file, when it is in a run or sweep folder (its analyses would be replaced), when
+    one of ``files`` in it is a folder or is one of ``inputs`` (an output never replaces an
+    input: ``compare perspectives.csv --out .`` is refused), or when the nearest existing
+    folder cannot be written.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -190,6 +191,23 @@ def check_output_dir(
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(
             f"cannot write the output folder: {existing} is not writable",
+            source=str(out),
+            field="--out",
+        )
+    # A run's or a sweep's analyses hold files of these names (summary.json,
+    # perspectives.parquet): a comparison written among them would replace them.
+    inside = next(
+        (
+            p
+            for p in (out, *out.resolve().parents)
+            if (p / "run.json").is_file() or (p / "sweep.json").is_file()
+        ),
+        None,
+    )
+    if inside is not None:
+        raise InputError(
+            f"is inside the run or sweep folder {inside}, whose analyses a comparison would "
+            "overwrite; choose a folder outside it",
             source=str(out),
             field="--out",
         )
