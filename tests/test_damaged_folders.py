@@ -367,12 +367,40 @@ def test_evaluation_answers_of_other_models_are_named(finished, tmp_path, rename
             frame.loc[evals, "model"] = "a-1"
         else:
             frame.loc[evals, "model"] = frame.loc[evals, "model"].replace(rename)
+        frame.attrs.clear()  # as a tool writing a new part would (no digest to check)
         frame.to_parquet(path, index=False)
 
     expect = ["tables/responses", *words]
     for command in ("analyze", "report"):
         check_case(Case(f"{rename}-{command}", COMMANDS[command], expect, setup=setup), tmp_path)
         shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.parametrize("edit", ["shuffle", "swap-texts", "relabel"])
+def test_evaluation_rows_reordered_or_edited_after_the_run_are_named(finished, tmp_path, edit):
+    """Embeddings are paired with evaluation answers by position: rows sorted, or texts or
+    models changed, by a tool after the run would silently pair them with other answers.
+    The part's digest of its evaluation rows names it instead."""
+
+    def setup(tmp: Path) -> None:
+        path = _copy(finished, tmp) / KINDS["responses"]
+        frame = pd.read_parquet(path)
+        evals = frame.index[frame["phase"] == "eval"]
+        if edit == "shuffle":
+            frame = frame.sample(frac=1, random_state=0)
+        elif edit == "swap-texts":
+            a, b = evals[0], evals[-1]
+            frame.loc[[a, b], "text"] = frame.loc[[b, a], "text"].to_numpy()
+        else:
+            frame.loc[evals, "model"] = frame.loc[evals, "model"].replace({"a-1": "intruder"})
+        frame.to_parquet(path, index=False)
+
+    expect = [KINDS["responses"], "not the ones, or not in the order", "embeddings"]
+    for command in ("analyze", "report"):
+        check_case(Case(f"{edit}-{command}", COMMANDS[command], expect, setup=setup), tmp_path)
+        shutil.rmtree(tmp_path / "run")
+    # The engine writes the digest; a run read as it was written is not refused.
+    assert RunFolder(finished).read_part("responses", 1).attrs["eval_digest"]
 
 
 def test_an_edge_without_its_source_is_named(finished, tmp_path):

@@ -494,6 +494,10 @@ def test_a_control_must_match_the_run(attacked_and_control, tiny_config, run_to_
     part = RunFolder(relabelled).table_file("responses", 3)
     rows = pd.read_parquet(part)
     rows.loc[(rows["model"] == "model-2") & (rows["phase"] == "eval"), "model"] = "model-1"
+    rows.to_parquet(part)  # the part's digest of its evaluation rows no longer matches
+    with pytest.raises(CorruptStateError, match=r"step-00003.parquet: its evaluation answers"):
+        compare_to_control(attacked, relabelled)
+    rows.attrs.clear()  # as a tool writing a new part would: then the rows themselves tell
     rows.to_parquet(part)
     with pytest.raises(CorruptStateError, match="of 'model-1' at t = 3 .* where the others have 1"):
         compare_to_control(attacked, relabelled)

@@ -70,6 +70,18 @@ VALUES = {
     "edges": {"t": "integer", "src": "text", "dst": "text"},
 }
 ALLOWED = {"responses": {"phase": ("eval", "interview")}}
+# The key, in a responses part's pandas metadata, of its evaluation rows' digest.
+EVAL_DIGEST = "eval_digest"
+
+
+def eval_digest(ev: pd.DataFrame) -> str:
+    """SHA-256 of evaluation rows' ``model, question_id, replicate, text`` in row order."""
+    h = hashlib.sha256()
+    for row in ev[["model", "question_id", "replicate", "text"]].itertuples(index=False):
+        h.update("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass") + b"\x1e")
+    return h.hexdigest()
+
+
 # The columns that say which row of a part an error is about.
 ROW_KEYS = ("t", "model", "phase", "question_id")
 # Parts that hold one file per step (the agents' checkpoints are folders per step).
@@ -687,10 +699,12 @@ class RunFolder:
         edges: Iterable[tuple[str, str]],
         vectors: np.ndarray | None,
     ) -> None:
-        """Write step ``t``'s responses, edges and evaluation embeddings (not yet committed)."""
-        write_parquet(
-            self.table_file("responses", t), pd.DataFrame(responses, columns=COLUMNS["responses"])
-        )
+        """Write step ``t``'s responses, edges and evaluation embeddings (not yet committed).
+        The responses part carries a digest of its evaluation rows in order (``EVAL_DIGEST``):
+        the embeddings are paired with those rows by position."""
+        frame = pd.DataFrame(responses, columns=COLUMNS["responses"])
+        frame.attrs[EVAL_DIGEST] = eval_digest(frame[frame["phase"] == "eval"])
+        write_parquet(self.table_file("responses", t), frame)
         frame = pd.DataFrame(sorted(edges), columns=["src", "dst"]).assign(t=t)
         write_parquet(self.table_file("edges", t), frame[COLUMNS["edges"]])
         if vectors is not None:
@@ -768,6 +782,14 @@ class RunFolder:
             resp = self.read_part("responses", t)
             ev = resp[resp["phase"] == "eval"].reset_index(drop=True)
             vectors = self._check_embeddings(t, len(ev))
+            written = resp.attrs.get(EVAL_DIGEST)  # parts written before it have none
+            if vectors is not None and written is not None and written != eval_digest(ev):
+                raise CorruptStateError(
+                    "its evaluation answers are not the ones, or not in the order, its "
+                    "embeddings were written for (rows reordered or edited since): each "
+                    "embedding would be read as another answer's",
+                    source=str(self.table_file("responses", t)),
+                )
             if vectors is not None:
                 if not np.isfinite(vectors).all():
                     raise CorruptStateError(
