@@ -611,3 +611,14 @@ def test_a_new_run_is_not_written_over_a_run_that_lost_its_record(finished, tmp_
 
     case = Case("lost-record", ["run", "other.yaml", "--out", "run"], ["run/run.json"], setup=setup)
     check_case(case, tmp_path)
+
+
+def test_too_many_components_names_the_run(finished, tmp_path):
+    """In a sweep of many runs, the space's own error would not say which run it is."""
+
+    def setup(tmp: Path) -> None:
+        _copy(finished, tmp)
+
+    args = ["analyze", "run", "--n-components", "999"]
+    expect = ["run", "n_components", "at most", "points of this run", "999"]
+    check_case(Case("components", args, expect, setup=setup), tmp_path)

@@ -83,7 +83,18 @@ def load_history(
     points["class"] = points["model"].map(classes).fillna("")
     if len(points) < 2:
         return None
-    space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
+    try:
+        space = PerspectiveSpace(n_components=n_components).fit(kernels, labels=points)
+    except InputError as exc:
+        if exc.source is not None:
+            raise
+        # The space's own error knows no run: in a sweep, which run is the one too small.
+        raise InputError(
+            f"{exc.message} ({len(points)} points of this run)",
+            source=str(folder.path),
+            field=exc.field,
+            value=exc.value,
+        ) from None
     return History(
         kernels, points, space, space.to_frame(), ev, _databases(folder, upto, space, prompt_ids)
     )
