@@ -59,7 +59,7 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     base = {"0o": 8, "0x": 16}.get(text[:2], 10)
     try:
         return int(text[2:] if base != 10 else text, base)
-    except ValueError:  # only an explicit !!int tag reaches here with a non-integer
+    except ValueError:  # an explicit !!int tag, or digits only underscores ("0x_")
         raise yaml.constructor.ConstructorError(
             None, None, f"{text!r} is not an integer", node.start_mark
         ) from None
@@ -76,6 +76,22 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting every string that either YAML 1.1 (``yaml.safe_load``)
+    or ``parse_yaml`` would read as a number ("08", "1e5", "1:30"): a config written out
+    reads back as it was, by both."""
+
+
+_QuotingDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+_QuotingDumper.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text, keys in their order, that ``parse_yaml`` and ``yaml.safe_load``
+    both read back equal to ``data``."""
+    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=False)
 
 
 def parse_yaml(text: str, source: str) -> Any:

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +94,21 @@ def _whole_folder(path: str | os.PathLike) -> Path:
     """``path`` made absolute ("." and ".." have no name to put a new folder beside), for a
     folder to be replaced whole; raises InputError if it is the current folder or holds it."""
     target = Path(os.path.abspath(path))
-    cwd = Path.cwd()
-    if target == cwd or target in cwd.parents:
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the folder it was started in is gone: nothing to protect there
+        return target
+    real = target.resolve()  # through symlinks, as the current folder is
+    if real == cwd or real in cwd.parents:
         raise InputError(
             "the current folder, or one that contains it, cannot be replaced", source=str(path)
         )
     return target
 
 
-def replaceable_dir(path: str | os.PathLike, *, marker: str, what: str) -> Path:
+def replaceable_dir(path: str | os.PathLike, *, is_kind: Callable[[Path], bool], what: str) -> Path:
     """Check that ``path`` may be replaced whole by a new folder of kind ``what``: missing,
-    empty, or holding ``marker`` (a file only that kind of folder has); returns it absolute.
+    empty, or one that ``is_kind`` says is of that kind already; returns it absolute.
 
     Raises InputError naming ``path`` for a file, a folder holding other things (they would
     be deleted), or the current folder or one containing it.
@@ -113,7 +117,7 @@ def replaceable_dir(path: str | os.PathLike, *, marker: str, what: str) -> Path:
     if target.exists():
         if not target.is_dir():
             raise InputError(f"a file is where {what} should be written", source=str(path))
-        if any(target.iterdir()) and not (target / marker).is_file():
+        if any(target.iterdir()) and not is_kind(target):
             raise InputError(
                 f"this folder holds other files, which writing {what} here would delete "
                 f"(give a new or empty folder, or {what} to replace)",
@@ -124,10 +128,12 @@ def replaceable_dir(path: str | os.PathLike, *, marker: str, what: str) -> Path:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success rename it to ``path``.
+    """Yield a temporary folder beside ``path``; on success rename it to ``path``, with the
+    mode a new folder there would have.
 
     An existing ``path`` is replaced only after the new folder is complete. Raises InputError
-    naming ``path`` when the system refuses the write.
+    naming ``path`` when the system refuses the write, or when ``path`` is the current folder
+    or one that contains it.
     """
     target = _whole_folder(path)
     output_dir(target.parent)
@@ -137,7 +143,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise _cannot("write a folder in this folder", target, exc) from None
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp's 0700 was for the temporary name only
+        # mkdtemp's 0700 was for the temporary name only; a setgid bit inherited stays.
+        with contextlib.suppress(OSError):  # file systems without modes refuse chmod
+            tmp.chmod((tmp.stat().st_mode & 0o7000) | (0o777 & ~_UMASK))
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -659,7 +659,7 @@ OTHER_CASES = [
         "instruct-out-is-base",
         ["instruct-tune", "--base", "b", "--data", "d.jsonl", "--out", "b"],
         ["replace its base"],
-        files={"d.jsonl": "{}\n", "b/config.json": "{}"},
+        files={"d.jsonl": "{}\n", "b/config.json": '{"model_type": "llama"}'},
     ),
     Case(
         "instruct-out-here",

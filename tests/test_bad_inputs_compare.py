@@ -20,6 +20,8 @@ import pytest
 import yaml
 from badinput import Case, check_case, invoke
 
+from perspectives.errors import InputError
+
 # --------------------------------------------------------------------------- file builders
 
 RESPONSE_ROWS = [
@@ -603,13 +605,13 @@ OPTION_CASES = [
     Case(
         "out-in-a-run-folder",
         hashing("r.csv", "--out", "myrun/analysis"),
-        ["myrun", "--out", "inside the run or sweep folder"],
+        ["myrun", "--out", "run or sweep folder", "analysis/"],
         {"r.csv": GOOD_CSV, "myrun/run.json": "{}", "myrun/analysis/summary.json": "{}"},
     ),
     Case(
         "out-is-a-sweep-folder",
         hashing("r.csv", "--out", "sweep"),
-        ["sweep", "--out", "inside the run or sweep folder"],
+        ["sweep", "--out", "run or sweep folder"],
         {"r.csv": GOOD_CSV, "sweep/sweep.json": "{}"},
     ),
     Case(
@@ -1132,3 +1134,16 @@ def test_an_unusable_cache_place_is_bypassed(tmp_path):
     np.testing.assert_array_equal(_cached(tmp_path / "as-folder.sqlite").embed(TEXTS), _truth())
     (tmp_path / "file").write_text("x")
     np.testing.assert_array_equal(_cached(tmp_path / "file" / "e.sqlite").embed(TEXTS), _truth())
+
+
+def test_a_comparison_may_go_into_a_new_folder_of_a_sweep(tmp_path):
+    """Only a run's or sweep's own folder and its analysis/ hold files a comparison would
+    replace: a folder made for comparisons inside a sweep is fine."""
+    from perspectives.space.compare import check_output_dir
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    out = tmp_path / "sweep" / "comparisons" / "first"
+    assert check_output_dir(out) == out
+    with pytest.raises(InputError, match="run or sweep folder"):
+        check_output_dir(tmp_path / "sweep" / "analysis")

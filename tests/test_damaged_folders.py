@@ -617,8 +617,8 @@ def test_too_many_components_names_the_run(finished, tmp_path):
     """In a sweep of many runs, the space's own error would not say which run it is."""
 
     def setup(tmp: Path) -> None:
-        _copy(finished, tmp)
+        shutil.copytree(finished, tmp / "the-one-run")
 
-    args = ["analyze", "run", "--n-components", "999"]
-    expect = ["run", "n_components", "at most", "points of this run", "999"]
+    args = ["analyze", "the-one-run", "--n-components", "999"]
+    expect = ["error: the-one-run, field 'n_components'", "at most", "points of this run"]
     check_case(Case("components", args, expect, setup=setup), tmp_path)

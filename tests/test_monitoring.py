@@ -616,13 +616,14 @@ def test_monitor_a_sweep_against_its_control_condition(tiny_config, run_to_end, 
         if condition != "targets-2":  # a system not run yet
             run_to_end(_adversary_config(tiny_config, targets), sweep / folder)
         status = "pending" if condition == "targets-2" else "done"
-        systems.append({"condition": condition, "seed": 0, "folder": folder, "status": status})
+        # The runs' own seed (3): a record naming another is refused as another run.
+        systems.append({"condition": condition, "seed": 3, "folder": folder, "status": status})
     record = {"conditions": ["targets-0", "targets-5", "targets-2"], "systems": systems}
     (sweep / "sweep.json").write_text(json.dumps(record))
     result = CliRunner().invoke(app, ["monitor", str(sweep), "--control", "targets-0"])
     assert result.exit_code == 0, result.output
     assert "departed" in result.output and "targets-5" in result.output
-    assert "targets-2 seed 0: no complete step yet" in result.output
+    assert "targets-2 seed 3: no complete step yet" in result.output
     table = pd.read_parquet(sweep / "analysis" / "control.parquet")
     assert table["condition"].tolist() == ["targets-5"] and table["departure"].tolist() == [1]
     assert table["closer_at_T:adversary-1"].iloc[0] > 0.1 and set(table["control"]) == {"targets-0"}

@@ -161,3 +161,25 @@ def test_numbers_are_read_as_yaml_1_2_reads_them():
     assert parse_run_config(parse_yaml(text, "c.yaml"), "c.yaml").steps == 10
     with pytest.raises(PerspectivesError, match="steps"):
         parse_run_config(parse_yaml(text.replace("steps: 010", "steps: 1:30"), "c"), "c")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789oxXbe_:.+-", max_size=6),
+            st.sampled_from(["08", "09", "0o7", "1e5", "1:30", "010", "true", "null", "~"]),
+            st.text(max_size=8),
+        ),
+        max_size=5,
+    )
+)
+def test_any_text_a_config_holds_is_written_and_read_back_as_text(texts):
+    """A group named "08" written by a sweep (system.yaml) or a run (config.yaml) is read
+    back as "08", by the config reader and by yaml.safe_load alike."""
+    from perspectives.config import dump_yaml, parse_yaml
+
+    data = {"names": texts, "count": 3, "lr": 1e-4}
+    text = dump_yaml(data)
+    assert parse_yaml(text, "x") == data
+    assert yaml.safe_load(text) == data

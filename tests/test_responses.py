@@ -182,10 +182,23 @@ def test_a_comma_ending_each_line_is_no_column_and_no_index(tmp_path):
         assert list(read.columns) == list(df.columns)
         assert read["model"].tolist() == df["model"].tolist()
         assert read["group"].tolist() == df["group"].tolist()
-    # A column with values but no name has nothing to be read by: refused, named.
-    path.write_text(lines[0].replace("group", "") + "\n" + "\n".join(lines[1:]) + "\n")
-    with pytest.raises(InputError, match=r"r\.csv: column 5 has values but no name"):
+    # A comma inside an unquoted answer gives a row more values than the header: refused,
+    # not read with its answer cut at the comma.
+    cut = [*lines[:3], lines[3].replace("answer", "yes, answer"), *lines[4:]]
+    path.write_text("\n".join(cut) + "\n")
+    with pytest.raises(InputError, match=r"r\.csv: line 4 has 6 values where the header names 5"):
         read_table(path)
+
+
+def test_a_column_with_values_but_no_name_is_no_label(tmp_path):
+    df = table()
+    path = tmp_path / "r.csv"
     df.to_csv(path)  # pandas' default writes the index as a first, unnamed column
-    with pytest.raises(InputError, match=r"column 1 has values .* index=False"):
-        read_table(path)
+    with pytest.raises(InputError, match=r"field 'Unnamed: 0': .* index=False"):
+        validate_responses(read_table(path), str(path))
+    # Readers of their own columns (a bank, a prompt set) are not stopped by it.
+    from perspectives.data.prompts import load_prompts
+
+    prompts = tmp_path / "p.csv"
+    pd.DataFrame({"prompt_id": ["a", "b"], "prompt": ["Why?", "How?"]}).to_csv(prompts)
+    assert load_prompts(str(prompts))["prompt"].tolist() == ["Why?", "How?"]

@@ -138,6 +138,8 @@ def test_an_error_that_is_not_the_destination_s_goes_up_as_it_is(tmp_path):
 
 
 def test_a_folder_written_whole_gets_the_mode_of_a_plain_folder(tmp_path):
+    os.umask(old := os.umask(0o022))  # under umask 077 a plain folder would be 0700 too
+    assert old & 0o077 != 0o077, "run the tests with a umask that lets others read"
     plain = tmp_path / "plain"
     plain.mkdir()
     with atomic_dir(tmp_path / "model") as tmp:
@@ -155,19 +157,31 @@ def test_the_current_folder_is_never_replaced_whole(tmp_path, monkeypatch):
             with atomic_dir(path) as tmp:
                 (tmp / "config.json").write_text("{}")
         with pytest.raises(InputError, match="current folder"):
-            replaceable_dir(path, marker="config.json", what="a model folder")
+            replaceable_dir(path, is_kind=lambda p: True, what="a model folder")
+    # The same folder through a symbolic link is the same folder.
+    (tmp_path / "link").symlink_to(tmp_path / "work")
+    with pytest.raises(InputError, match="current folder"):
+        with atomic_dir(tmp_path / "link" / "here") as tmp:
+            (tmp / "config.json").write_text("{}")
     assert (here / "notes.txt").read_text() == "keep"
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["here"]
 
 
 def test_only_a_new_empty_or_same_kind_folder_may_be_replaced_whole(tmp_path):
-    what = dict(marker="config.json", what="a model folder")
+    from perspectives.models.sources import is_model_folder
+
+    what = dict(is_kind=is_model_folder, what="a model folder")
     assert replaceable_dir(tmp_path / "new", **what) == tmp_path / "new"
     (tmp_path / "empty").mkdir()
     replaceable_dir(tmp_path / "empty", **what)
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "llama"}')
     replaceable_dir(tmp_path / "model", **what)
+    # A config.json of some other project is no model: its folder is not deleted.
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.json").write_text('{"debug": true}')
+    with pytest.raises(InputError, match="project: this folder holds other files"):
+        replaceable_dir(tmp_path / "project", **what)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(InputError, match="mine: this folder holds other files"):

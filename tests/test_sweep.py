@@ -277,8 +277,19 @@ def test_sweep_runs_the_grid_skips_finished_and_survives_a_failed_system(tmp_pat
     (out / "complete" / "seed-0").rename(out / "x")
     (out / "intra" / "seed-0").rename(out / "complete" / "seed-0")
     (out / "x").rename(out / "intra" / "seed-0")
-    with pytest.raises(CorruptStateError, match="not of this condition and seed"):
+    with pytest.raises(CorruptStateError, match=r"whose run is '.*-intra-seed0', not '.*-comp"):
         analyze_sweep(out)
+    # The seed-1 folders, swapped too: the monitor leaves them out of the comparison, named.
+    (out / "complete" / "seed-1").rename(out / "x")
+    (out / "intra" / "seed-1").rename(out / "complete" / "seed-1")
+    (out / "x").rename(out / "intra" / "seed-1")
+    from perspectives.reporting.control import compare_sweep_to_control
+
+    _, notes = compare_sweep_to_control(out, "complete", n_permutations=9)
+    assert any("intra seed 1: not compared" in n and "whose run is" in n for n in notes), notes
+    (out / "intra" / "seed-1").rename(out / "x")
+    (out / "complete" / "seed-1").rename(out / "intra" / "seed-1")
+    (out / "x").rename(out / "complete" / "seed-1")
     (out / "intra" / "seed-0").rename(out / "x")
     (out / "complete" / "seed-0").rename(out / "intra" / "seed-0")
     (out / "x").rename(out / "complete" / "seed-0")

@@ -395,10 +395,11 @@ def instruct_tune(
     with prompt_format 'appendix-a'.
     """
     _check_positive("--lr", lr)
+    from ..models.sources import is_model_folder
     from ..store import replaceable_dir
 
     # Checked before the hours of training: the model folder replaces --out whole.
-    target = replaceable_dir(out, marker="config.json", what="a model folder")
+    target = replaceable_dir(out, is_kind=is_model_folder, what="a model folder")
     if Path(base).exists() and Path(base).resolve() == target.resolve():
         raise InputError("the tuned model would replace its base model", source=str(out))
     _use_device(device, dtype)

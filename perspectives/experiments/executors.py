@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import yaml
-
+from ..config import dump_yaml
 from ..simulation.placement import available_cores
 
 if TYPE_CHECKING:
@@ -164,7 +163,7 @@ def run_in_subprocess(system: SweepSystem, *, threads: int, device: str = "auto"
     Raises RuntimeError naming the log's last line if the run fails."""
     system.folder.mkdir(parents=True, exist_ok=True)
     cfg_file = system.folder / "system.yaml"
-    cfg_file.write_text(yaml.safe_dump(system.cfg.model_dump(), sort_keys=False))
+    cfg_file.write_text(dump_yaml(system.cfg.model_dump()))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     env[PARENT_ENV] = str(os.getpid())
     cmd = [sys.executable, "-m", "perspectives.cli", "run", str(cfg_file)]

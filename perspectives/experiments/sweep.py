@@ -222,16 +222,7 @@ def _check_record(record: dict, path: Path) -> None:
         where = f"systems.{i}"
         if not isinstance(entry, dict):
             raise bad("must be a record of a system", where, entry)
-        if entry.get("condition") not in conditions:
-            raise bad(
-                "not one of the sweep's conditions", f"{where}.condition", entry.get("condition")
-            )
-        if not isinstance(entry.get("seed"), int) or isinstance(entry.get("seed"), bool):
-            raise bad("must be an integer", f"{where}.seed", entry.get("seed"))
-        if entry.get("status") not in _STATUSES:
-            raise bad(
-                f"must be one of {', '.join(_STATUSES)}", f"{where}.status", entry.get("status")
-            )
+        _check_entry_values(entry, where, conditions, bad)
         folder = entry.get("folder")
         if (
             not isinstance(folder, str)
@@ -252,6 +243,20 @@ def _check_record(record: dict, path: Path) -> None:
                     key[-1],
                 )
             seen[(what, *key)] = i
+
+
+def _check_entry_values(
+    entry: dict, where: str, conditions: list, bad: Callable[[str, str, object], InputError]
+) -> None:
+    """Raise ``bad(...)`` for a system record's condition, seed, status or run name."""
+    if entry.get("condition") not in conditions:
+        raise bad("not one of the sweep's conditions", f"{where}.condition", entry.get("condition"))
+    if not isinstance(entry.get("seed"), int) or isinstance(entry.get("seed"), bool):
+        raise bad("must be an integer", f"{where}.seed", entry.get("seed"))
+    if entry.get("status") not in _STATUSES:
+        raise bad(f"must be one of {', '.join(_STATUSES)}", f"{where}.status", entry.get("status"))
+    if not isinstance(entry.get("run", ""), str):
+        raise bad("must be the name of the system's run", f"{where}.run", entry["run"])
 
 
 def run_sweep(
@@ -330,6 +335,7 @@ class _SweepRun:
                 "folder": str(s.folder.relative_to(out)),
                 "status": "done" if system_done(s) else "pending",
                 "error": None,
+                "run": s.cfg.name,  # whose run the folder must hold (analyses check it)
                 **({"forked_from": f} if (f := _forked_from(s, systems)) else {}),
             }
             for s in systems

@@ -39,6 +39,7 @@ from .contract import AgentSpec
 from .device import current_device, current_precision
 from .formats import add_format_tokens, check_format, encode_pair, render_prompt, stop_token_ids
 from .hf import _resolve_dtype, generate_texts, load_pretrained, resolve_model_path
+from .sources import is_model_folder
 from .spec import Sampling, check_prompts
 from .training import train_on_examples
 from .update import TrainStats, UpdateConfig, check_pairs
@@ -454,7 +455,7 @@ class HFAgent:
                 field="update.method",
                 value=self.update.method,
             )
-        replaceable_dir(directory, marker="config.json", what="a model folder")
+        replaceable_dir(directory, is_kind=is_model_folder, what="a model folder")
         bb = self.backbone
         model = bb.load_weights("train", self._owner, self._weights)
         with atomic_dir(directory) as tmp:

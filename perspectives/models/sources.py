@@ -6,6 +6,7 @@ config is read, before a run folder is made, not when the first agent loads.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..bundled import BUNDLED_MODEL, hub_offline
@@ -41,6 +42,18 @@ def check_hf_source(model: str) -> None:
             field="model",
             value=model,
         )
+
+
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` holds a transformers model: a ``config.json`` naming its
+    ``model_type`` or ``architectures`` (a file of that name alone is common elsewhere)."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(
+        config.get("model_type") or config.get("architectures")
+    )
 
 
 def in_hub_cache(repo_id: str) -> bool:

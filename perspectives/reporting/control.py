@@ -39,7 +39,7 @@ from ..analysis.inference import MIN_SAMPLES, energy_test, model_kernels
 from ..analysis.rounding import negligible
 from ..errors import InputError, PerspectivesError
 from ..simulation.rundir import RunFolder
-from .run_analysis import steps_text, write_analysis_table
+from .run_analysis import check_system, steps_text, write_analysis_table
 
 CONTROL_FILE = "control.parquet"
 
@@ -408,6 +408,29 @@ SWEEP_CONTROL_COLUMNS = [
 ]
 
 
+def _started_systems(record: dict, sweep_dir: Path) -> tuple[dict[tuple, Path], list[str]]:
+    """The folders of the sweep's systems with a complete step and the run the record names,
+    by (condition, seed), and notes on the others."""
+    folders, notes = {}, []
+    for e in record["systems"]:
+        folder, name = sweep_dir / e["folder"], f"{e['condition']} seed {e['seed']}"
+        try:
+            started = folder.is_dir() and RunFolder(folder).last_complete_step() >= 0
+        except PerspectivesError as exc:
+            notes.append(f"{name}: {exc}")
+            continue
+        if not started:
+            notes.append(f"{name}: no complete step yet")
+            continue
+        try:
+            check_system(RunFolder(folder).read_config(validate=False), e, sweep_dir)
+        except PerspectivesError as exc:
+            notes.append(f"{name}: not compared ({exc})")
+            continue
+        folders[(e["condition"], e["seed"])] = folder
+    return folders, notes
+
+
 def compare_sweep_to_control(
     sweep_dir: str | os.PathLike,
     control: str,
@@ -433,18 +456,7 @@ def compare_sweep_to_control(
             field="control",
             value=control,
         )
-    folders, notes = {}, []
-    for e in record["systems"]:
-        folder = sweep_dir / e["folder"]
-        try:
-            started = folder.is_dir() and RunFolder(folder).last_complete_step() >= 0
-        except PerspectivesError as exc:
-            notes.append(f"{e['condition']} seed {e['seed']}: {exc}")
-            continue
-        if started:
-            folders[(e["condition"], e["seed"])] = folder
-        else:
-            notes.append(f"{e['condition']} seed {e['seed']}: no complete step yet")
+    folders, notes = _started_systems(record, sweep_dir)
     rows = []
     for (condition, s), folder in sorted(folders.items(), key=lambda kv: str(kv[0])):
         if condition == control:

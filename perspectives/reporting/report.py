@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import yaml
 from matplotlib.colors import to_hex
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from ..analysis import collapse_note
+from ..config import dump_yaml
 from ..errors import PerspectivesError
 from ..simulation.rundir import RunFolder
 from ..store import write_text
@@ -512,7 +512,7 @@ def run_report(result: RunAnalysis) -> Path:
         "<h2>Summary</h2>",
         f"<pre>{html.escape(json.dumps(s, indent=2))}</pre>",
         "<h2>Config</h2>",
-        f"<pre>{html.escape(yaml.safe_dump(result.cfg.model_dump(), sort_keys=False))}</pre>",
+        f"<pre>{html.escape(dump_yaml(result.cfg.model_dump()))}</pre>",
     ]
     sub = (
         f"{s['models']} models, {len(result.steps)} snapshots (t = {result.steps[0]}.."
@@ -593,7 +593,7 @@ def sweep_report(result: SweepAnalysis) -> Path:
         some = next(iter(first.values()))
         body += [
             "<h2>Config (first condition, first seed)</h2>",
-            f"<pre>{html.escape(yaml.safe_dump(some.cfg.model_dump(), sort_keys=False))}</pre>",
+            f"<pre>{html.escape(dump_yaml(some.cfg.model_dump()))}</pre>",
         ]
     preset = str(result.record.get("preset"))
     title = f"Sweep {Path(preset).stem if preset.endswith(('.yaml', '.yml')) else preset}"

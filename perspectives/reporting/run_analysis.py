@@ -447,7 +447,7 @@ def analyze_sweep(
             if entry["status"] == "done":
                 missing.append(entry)
             continue
-        _check_system(read_run_config(folder), entry, sweep_dir)  # before the long part
+        check_system(read_run_config(folder), entry, sweep_dir)  # before the long part
         result = analyze_run(folder, n_components=n_components, upto=upto)
         result.summary["seed"] = entry["seed"]
         if write and upto is None:
@@ -456,21 +456,22 @@ def analyze_sweep(
     return SweepAnalysis(sweep_dir, record, runs, failed, pending, missing)
 
 
-def _check_system(cfg: RunConfig, entry: dict, sweep_dir: Path) -> None:
-    """Raise CorruptStateError if the run in a system's folder is not that system's: another
-    seed's, another condition's or another sweep's (moved or copied folders), whose numbers
-    would count under this system's name. A sweep names each run ``<name>-<condition>-seed<N>``.
-    """
+def check_system(cfg: RunConfig, entry: dict, sweep_dir: Path) -> None:
+    """Raise CorruptStateError if the run in a system's folder (config ``cfg``) is not the
+    one the sweep record's ``entry`` names: another seed's, another condition's or another
+    sweep's (a moved or copied folder), whose numbers would count under this system. The
+    record names each system's run (``run``); in a record written before it did, or by
+    hand, only the seed is checked."""
     where = f"system {entry['condition']} seed {entry['seed']} names folder {entry['folder']!r}"
+    source = str(sweep_dir / "sweep.json")
     if cfg.seed != entry["seed"]:
+        raise CorruptStateError(f"{where}, whose run has seed {cfg.seed}", source=source)
+    expected = entry.get("run")
+    if expected is not None and cfg.name != expected:
         raise CorruptStateError(
-            f"{where}, whose run has seed {cfg.seed}", source=str(sweep_dir / "sweep.json")
-        )
-    if not cfg.name.endswith(f"-{entry['condition']}-seed{entry['seed']}"):
-        raise CorruptStateError(
-            f"{where}, whose run {cfg.name!r} is not of this condition and seed (a folder "
-            "moved or copied from elsewhere)",
-            source=str(sweep_dir / "sweep.json"),
+            f"{where}, whose run is {cfg.name!r}, not {expected!r} (a folder moved or copied "
+            "from elsewhere)",
+            source=source,
         )
 
 

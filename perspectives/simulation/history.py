@@ -89,7 +89,7 @@ def load_history(
         if exc.source is not None:
             raise
         # The space's own error knows no run: in a sweep, which run is the one too small.
-        raise InputError(
+        raise type(exc)(
             f"{exc.message} ({len(points)} points of this run)",
             source=str(folder.path),
             field=exc.field,

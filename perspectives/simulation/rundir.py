@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from ..config import validate_model
+from ..config import dump_yaml, validate_model
 from ..errors import ConfigError, CorruptStateError, InputError, RunFolderBusy
 from ..lease import Lease, LeaseHeld
 from ..store import link_or_copy, output_dir, write_json, write_npy, write_parquet, write_text
@@ -78,7 +78,7 @@ def eval_digest(ev: pd.DataFrame) -> str:
     """SHA-256 of evaluation rows' ``model, question_id, replicate, text`` in row order."""
     h = hashlib.sha256()
     for row in ev[["model", "question_id", "replicate", "text"]].itertuples(index=False):
-        h.update("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass") + b"\x1e")
+        h.update(json.dumps([str(v) for v in row]).encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
@@ -518,7 +518,7 @@ class RunFolder:
                     source=str(self.run_file),
                 )
         output_dir(self.path)
-        text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        text = dump_yaml(cfg.model_dump())
         write_text(self.config_file, text)
         info = {
             "fingerprint": cfg.fingerprint(),
@@ -553,7 +553,7 @@ class RunFolder:
         ``check_extensible``."""
         earlier = self.read_config(validate=False)
         info = self.info()
-        text = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        text = dump_yaml(cfg.model_dump())
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
         old = _read_bytes(self.config_file)
         if cfg.fingerprint() == earlier.fingerprint():
@@ -639,7 +639,7 @@ class RunFolder:
                 "a folder, where the run writes its config; give another folder",
                 source=str(self.config_file),
             )
-        ours = yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+        ours = dump_yaml(cfg.model_dump())
         if (
             self.config_file.exists()
             and not self.progress_file.exists()
@@ -773,7 +773,9 @@ class RunFolder:
         answers, or with ``databases`` only the databases' (their probes').
 
         Raises CorruptStateError naming a responses part or embeddings file that is missing,
-        damaged, of another length than the other, or holding NaN or infinity."""
+        damaged, of another length than the other, or holding NaN or infinity, or a part whose
+        evaluation rows differ from the digest it was written with (reordered or edited by a
+        tool that kept its metadata, as pandas and pyarrow do)."""
         last = self.last_complete_step()
         if upto is not None:
             last = min(last, upto)

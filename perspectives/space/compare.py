@@ -171,10 +171,10 @@ def check_output_dir(
     """Check, before any work, that ``out_dir`` can take a comparison's files.
 
     Nothing is created. Raises InputError (field ``--out``) when ``out_dir`` or a folder above
-    it is a file, when it is in a run or sweep folder (its analyses would be replaced), when
-    one of ``files`` in it is a folder or is one of ``inputs`` (an output never replaces an
-    input: ``compare perspectives.csv --out .`` is refused), or when the nearest existing
-    folder cannot be written.
+    it is a file, when it is a run or sweep folder or its ``analysis/`` (whose files it would
+    replace), when one of ``files`` in it is a folder or is one of ``inputs`` (an output never
+    replaces an input: ``compare perspectives.csv --out .`` is refused), or when the nearest
+    existing folder cannot be written.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -194,23 +194,17 @@ def check_output_dir(
             source=str(out),
             field="--out",
         )
-    # A run's or a sweep's analyses hold files of these names (summary.json,
-    # perspectives.parquet): a comparison written among them would replace them.
-    inside = next(
-        (
-            p
-            for p in (out, *out.resolve().parents)
-            if (p / "run.json").is_file() or (p / "sweep.json").is_file()
-        ),
-        None,
-    )
-    if inside is not None:
-        raise InputError(
-            f"is inside the run or sweep folder {inside}, whose analyses a comparison would "
-            "overwrite; choose a folder outside it",
-            source=str(out),
-            field="--out",
-        )
+    # A run's or a sweep's folder, and its analysis/, hold files of these names
+    # (summary.json, perspectives.parquet): a comparison written there would replace them.
+    real = out.resolve()
+    for folder in (real, real.parent) if real.name == "analysis" else (real,):
+        if (folder / "run.json").is_file() or (folder / "sweep.json").is_file():
+            raise InputError(
+                f"is the run or sweep folder {folder}, or its analysis/, whose files a "
+                "comparison would overwrite; choose another folder",
+                source=str(out),
+                field="--out",
+            )
     sources = [Path(i) for i in inputs if i]
     for name in files:
         target = out / name

@@ -126,6 +126,19 @@ def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFra
         if name in seen:
             raise InputError("the header repeats a column", source=source, field=name)
         seen.add(name)
+    # pandas, told the first column is no index, drops values beyond the header silently:
+    # empty ones (a comma ending each line) may go, others are the file's error.
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for row in reader:
+            if len(row) > len(header) and any(v.strip() for v in row[len(header) :]):
+                raise InputError(
+                    f"line {reader.line_num} has {len(row)} values where the header names "
+                    f"{len(header)} (a comma inside a text? put the text in double quotes)",
+                    source=source,
+                )
+    except csv.Error:
+        pass  # pandas names the problem below
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -137,18 +150,15 @@ def _read_csv(text: str, source: str, text_columns: Sequence[str]) -> pd.DataFra
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
         detail = str(exc).strip().splitlines()[-1][:200] if str(exc) else type(exc).__name__
         raise InputError(f"cannot read the file as CSV: {detail}", source=source) from None
-    # A column without a name in the header: from a comma ending each line when it is empty
-    # (dropped); one holding values has no name to be read by.
-    unnamed = [i for i, name in enumerate(header) if not name.strip() and i < frame.shape[1]]
-    for position in unnamed:
-        if not frame.iloc[:, position].isna().all():
-            hint = " (a table's index, written by to_csv? write it with index=False)"
-            raise InputError(
-                f"column {position + 1} has values but no name in the header"
-                + (hint if position == 0 else ""),
-                source=source,
-            )
-    return frame.drop(columns=frame.columns[unnamed])
+    # An empty column without a name in the header comes from a comma ending each line:
+    # dropped. One with values keeps pandas' name ("Unnamed: 0"), for the reader to refuse
+    # or ignore (a bank keeps only its own columns).
+    unnamed = [
+        frame.columns[i]
+        for i, name in enumerate(header)
+        if not name.strip() and i < frame.shape[1] and frame.iloc[:, i].isna().all()
+    ]
+    return frame.drop(columns=unnamed)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -426,6 +436,14 @@ def validate_responses(
             "expected a table (a pandas DataFrame)", source=source, value=type(frame).__name__
         )
     check_column_names(frame, source)
+    unnamed = [c for c in frame.columns if re.fullmatch(r"Unnamed: \d+", c)]
+    if unnamed:  # pandas' name for a header cell left blank: no label anyone chose
+        raise InputError(
+            "a column has values but no name in the header (a table's index, written by "
+            "to_csv? write it with index=False)",
+            source=source,
+            field=unnamed[0],
+        )
     require_columns(frame, REQUIRED, source)
     if frame.empty:
         raise InputError("the table has no rows", source=source)
