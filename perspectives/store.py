@@ -57,6 +57,18 @@ def output_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def _plain_file_mode(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the mode a plain write of ``target`` would leave: the file's own if it
+    exists, else a new file's under the umask (mkstemp's 0600 was for the temporary name:
+    left, every table and report of a run would be readable by its owner alone)."""
+    with contextlib.suppress(OSError):  # file systems without modes refuse chmod
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        tmp.chmod(mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
@@ -79,6 +91,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        _plain_file_mode(tmp_path, target)
         os.replace(tmp_path, target)
     except OSError as exc:
         _discard(tmp_path)

@@ -147,6 +147,19 @@ def test_a_folder_written_whole_gets_the_mode_of_a_plain_folder(tmp_path):
     assert (tmp_path / "model").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
+def test_a_file_written_atomically_gets_the_mode_of_a_plain_write(tmp_path):
+    os.umask(old := os.umask(0o022))
+    assert old & 0o077 != 0o077, "run the tests with a umask that lets others read"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    for name, write in WRITERS.items():
+        write(tmp_path / name)  # new: as a plain new file (not mkstemp's 0600)
+        assert (tmp_path / name).stat().st_mode & 0o777 == plain.stat().st_mode & 0o777, name
+        (tmp_path / name).chmod(0o640)
+        write(tmp_path / name)  # replaced: keeps the mode its owner gave it
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
 def test_the_current_folder_is_never_replaced_whole(tmp_path, monkeypatch):
     here = tmp_path / "work" / "here"
     here.mkdir(parents=True)
