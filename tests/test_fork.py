@@ -4,6 +4,7 @@ once gives the tables of one that runs every system from t = 0."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -153,7 +154,8 @@ def test_fork_run_refuses_a_step_without_its_checkpoint_and_a_run_folder(tmp_pat
         )
 
 
-def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_path, tiny_config):
+def _late_intra_sweep(tmp_path, tiny_config):
+    """A sweep of two systems that are one until t = 2 (steps 0 and 1 shared)."""
     raw = tiny_config("fake", steps=3)
     switch = {"type": "switch", "at": 2, "before": {"type": "complete"}}
     late = {"communication": {**switch, "after": {"type": "intra_class"}}}
@@ -163,6 +165,11 @@ def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_pat
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_sweep_that_shares_steps_gives_the_tables_of_one_that_does_not(tmp_path, tiny_config):
+    path = _late_intra_sweep(tmp_path, tiny_config)
     # Side by side, the later system waits for the step it starts from; one at a time, it
     # starts from the finished system's kept checkpoint.
     for jobs in (2, 1):
@@ -327,3 +334,54 @@ def test_a_second_sweep_into_a_folder_in_use_is_refused(tmp_path):
                 executor=FunctionExecutor(ran.append),
             )
     assert ran == [] and not (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_a_sweep_interrupted_while_it_copies_a_source_s_steps_goes_on(
+    tmp_path, tiny_config, monkeypatch
+):
+    """Ctrl-C during the copy of the shared steps left a folder that blocked the whole sweep
+    on its next run, and had removed the source's checkpoint it was copying."""
+    import perspectives.simulation.rundir as rundir
+
+    path = _late_intra_sweep(tmp_path, tiny_config)
+    args = ["run", str(path), "--sweep", "--jobs", "1"]
+    copytree = rundir.shutil.copytree
+
+    def interrupted(src, dst, *args, **kw):  # the step parts linked, the checkpoint copied
+        copytree(src, dst, *args, **kw)
+        if Path(dst).name.startswith("step-"):  # not its subfolders (copytree recurses)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir.shutil, "copytree", interrupted)
+    out = tmp_path / "out"
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 130, res.output
+    monkeypatch.setattr(rundir.shutil, "copytree", copytree)
+    source, copy = out / "complete" / "seed-0", out / "late-intra" / "seed-0"
+    assert (source / "checkpoints" / "step-00001").is_dir()  # kept for the copy to come
+    assert not (copy / "run.json").exists() and not (copy / "progress.json").exists()
+    assert any((copy / "tables").rglob("step-*"))  # which a run folder without its record refuses
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    record = {s["condition"]: s for s in read_sweep(out)["systems"]}
+    assert record["late-intra"]["status"] == "done"
+    assert record["late-intra"]["forked_from"]["step"] == 1
+    assert not (source / "checkpoints").exists()  # gone once the copy was made
+
+    # The source's checkpoint lost as well: the system runs from t = 0, over the leftovers.
+    monkeypatch.setattr(rundir.shutil, "copytree", interrupted)
+    again = tmp_path / "again"
+    assert runner.invoke(app, [*args, "--out", str(again)]).exit_code == 130
+    monkeypatch.setattr(rundir.shutil, "copytree", copytree)
+    import shutil
+
+    shutil.rmtree(again / "complete" / "seed-0" / "checkpoints")
+    res = runner.invoke(app, [*args, "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    record = {s["condition"]: s for s in read_sweep(again)["systems"]}
+    assert record["late-intra"]["status"] == "done" and "forked_from" not in record["late-intra"]
+    for cond in ("complete", "late-intra"):
+        for table in ("responses", "edges"):
+            pd.testing.assert_frame_equal(
+                read_parts(again / cond / "seed-0", table), read_parts(out / cond / "seed-0", table)
+            )

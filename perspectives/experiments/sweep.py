@@ -122,7 +122,7 @@ def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
         best, step = None, min_steps - 1
         for earlier in systems[:i]:
             k = shared_steps(earlier.cfg, system.cfg)
-            if k > step and (earlier.run.last_complete_step() < k or earlier.run.can_fork(k)):
+            if k > step and (_last_step(earlier) < k or earlier.run.can_fork(k)):
                 best, step = earlier, k
         if best is not None:
             system.source, system.fork_step = best, step
@@ -131,7 +131,7 @@ def plan_forks(systems: list[SweepSystem], min_steps: int = 1) -> None:
 
 def system_done(system: SweepSystem) -> bool:
     """Whether the system's run folder holds its last step."""
-    return system.run.last_complete_step() >= system.cfg.steps
+    return _last_step(system) >= system.cfg.steps
 
 
 def check_same_configs(
@@ -393,22 +393,25 @@ class _SweepRun:
         system.run.clean_weights(keep=needed)
 
     def start_from_source(self, system: SweepSystem, entry: dict) -> None:
+        """Start ``system`` from a copy of its source's steps, if it has not started and the
+        source holds them; then the source's checkpoint may go. An interrupted or failed copy
+        keeps it, for the next invocation to copy again."""
         source, step = system.source, system.fork_step
-        try:
-            if not system.run.exists() and source.run.can_fork(step):
-                source.run.fork(step, system.cfg, system.folder)
-                entry["forked_from"] = _forked_from(system, self.systems)
-                self._say(system, f"starts from {source.condition} at step {step}")
-        finally:
-            with self.lock:
-                self.unresolved.discard(id(system))
-                self.clean(source)
+        if not system.run.exists() and source.run.can_fork(step):
+            source.run.fork(step, system.cfg, system.folder)
+            entry["forked_from"] = _forked_from(system, self.systems)
+            self._say(system, f"starts from {source.condition} at step {step}")
+        with self.lock:
+            self.unresolved.discard(id(system))
+            self.clean(source)
 
     def one(self, system: SweepSystem, entry: dict) -> None:
         self.update(system, entry, "running")
         try:
             if system.source is not None:
                 self.start_from_source(system, entry)
+            if system.run.discard_partial_fork():  # its source's checkpoint is gone since
+                self._say(system, "runs from t = 0 (its copy of a source's steps was not finished)")
             if self.stopping.is_set():  # interrupted while it copied its source's steps
                 raise KeyboardInterrupt
             self.executor.run(system)
@@ -430,7 +433,7 @@ class _SweepRun:
         if source is None or system.run.exists() or source.run.can_fork(system.fork_step):
             return True
         status = self.entry_of[id(source)]["status"]
-        return status in ("done", "failed") or source.run.last_complete_step() >= system.fork_step
+        return status in ("done", "failed") or _last_step(source) >= system.fork_step
 
     def side_by_side(self, todo: list, on_wait: Callable[[], None] | None) -> None:
         jobs = self.executor.jobs
@@ -535,7 +538,13 @@ def _steps_made(system: SweepSystem) -> int | None:
 
 def steps_done(system: SweepSystem) -> int:
     """How many of the system's T + 1 snapshots are complete."""
-    return system.run.last_complete_step() + 1
+    return _last_step(system) + 1
+
+
+def _last_step(system: SweepSystem) -> int:
+    """The system's last complete step; -1 while its folder holds only an interrupted copy
+    of a source's steps (which is made again, or removed, when the system runs)."""
+    return -1 if system.run.holds_partial_fork() else system.run.last_complete_step()
 
 
 @dataclass

@@ -73,6 +73,9 @@ ALLOWED = {"responses": {"phase": ("eval", "interview")}}
 # The key, in a responses part's pandas metadata, of its evaluation rows' digest.
 EVAL_DIGEST = "eval_digest"
 
+# Present in a folder while a fork into it is being made (and after one interrupted).
+FORK_MARK = ".fork-incomplete"
+
 
 def eval_digest(ev: pd.DataFrame) -> str:
     """SHA-256 of evaluation rows' ``model, question_id, replicate, text`` in row order."""
@@ -619,7 +622,7 @@ class RunFolder:
     def _check_foreign(self, cfg: RunConfig) -> None:
         """Refuse to make a run in a folder holding files that are not a run's."""
         layout = {"config.yaml", "run.json", "progress.json", LEASE_FILE, "agents", "analysis"}
-        layout |= {"tables", "embeddings", "checkpoints", "report.html"}
+        layout |= {"tables", "embeddings", "checkpoints", "report.html", FORK_MARK}
         # What a sweep's subprocess executor keeps beside the run it starts there.
         layout |= {"system.yaml", "run.log"}
         # Hidden temporary files and folders are the atomic writes of an interrupted run.
@@ -808,8 +811,37 @@ class RunFolder:
 
     # ----------------------------------------------------------- forks, weights
     def can_fork(self, step: int) -> bool:
-        """Whether the folder holds step ``step`` complete, with its agents' checkpoint."""
-        return self.last_complete_step() >= step and self.checkpoint(step).is_dir()
+        """Whether the folder holds a run with step ``step`` complete and its agents'
+        checkpoint."""
+        return (
+            not self.holds_partial_fork()
+            and self.last_complete_step() >= step
+            and self.checkpoint(step).is_dir()
+        )
+
+    def holds_partial_fork(self) -> bool:
+        """Whether the folder holds what an interrupted ``fork`` left, and no run."""
+        return self.fork_mark.exists() and not self.exists()
+
+    @property
+    def fork_mark(self) -> Path:
+        """Present while a ``fork`` into this folder is under way (or was interrupted)."""
+        return self.path / FORK_MARK
+
+    def discard_partial_fork(self) -> bool:
+        """Remove what an interrupted ``fork`` into this folder left (step parts, their
+        record, checkpoints), so that the folder can take a run again; returns whether there
+        was one. Anything else, a damaged run's steps included, is left as it is."""
+        if not self.holds_partial_fork():
+            return False
+        self._clear_steps()
+        self.fork_mark.unlink(missing_ok=True)
+        return True
+
+    def _clear_steps(self) -> None:
+        self.progress_file.unlink(missing_ok=True)
+        for sub in (*STEP_PARTS, "checkpoints", "agents"):
+            shutil.rmtree(self.path / sub, ignore_errors=True)
 
     def fork(self, step: int, cfg: RunConfig, dest: str | os.PathLike) -> RunFolder:
         """Make ``dest`` a run folder of ``cfg`` whose steps 0..``step`` are this run's
@@ -825,10 +857,11 @@ class RunFolder:
             )
         if target.exists():
             raise InputError("already a run folder", source=str(target.path))
-        # Leftovers of an interrupted fork go; progress.json, written last, commits the new one.
-        target.progress_file.unlink(missing_ok=True)
-        for sub in (*STEP_PARTS, "checkpoints", "agents"):
-            shutil.rmtree(target.path / sub, ignore_errors=True)
+        # Leftovers of an interrupted fork go; progress.json, written last, commits the new
+        # one. The mark says, until run.json is written, that the steps here are a copy's.
+        output_dir(target.path)
+        target.fork_mark.touch()
+        target._clear_steps()
         for sub in STEP_PARTS:
             for p in sorted((self.path / sub).glob("step-*")):
                 if step_of(p) <= step:
@@ -841,6 +874,7 @@ class RunFolder:
         data = self.info().get("data") if self.exists() else None
         if isinstance(data, dict):  # its steps 0..step were made on this data
             target.record_data(data)
+        target.fork_mark.unlink()
         return target
 
     def forked_from(self) -> dict | None:
