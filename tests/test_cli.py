@@ -200,3 +200,25 @@ def test_distance_labels_name_each_point_once_whatever_its_time():
     assert _point_names(numeric) == ["m0@t0", "m0@t3"]
     assert _point_names(text) == ["m0@t1", "m0@after"]
     assert _point_names(pd.DataFrame({"model": ["a", "b"]})) == ["a", "b"]
+
+
+def test_sigterm_stops_any_command_as_ctrl_c_does(tmp_path, monkeypatch, tiny_config, run_to_end):
+    """A scheduler's or ``kill``'s SIGTERM ends every command the way Ctrl-C does (one line,
+    exit 130), not only ``run``; the handler is the previous one again afterwards."""
+    import os
+    import signal
+
+    import perspectives.reporting.run_analysis as run_analysis
+
+    run = run_to_end(tiny_config("fake", steps=1), tmp_path / "run")
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(run_analysis, "analyze_run", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    result = runner.invoke(app, ["analyze", str(run)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and "Traceback" not in result.output
+    assert signal.getsignal(signal.SIGTERM) is before

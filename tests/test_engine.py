@@ -203,8 +203,21 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(
         assert proc.returncode == -signal.SIGKILL
     last = json.loads(progress.read_text())["last_complete_step"]
     assert 1 <= last < 4, "the run should have been killed mid-way"
+    # What writes killed half-way leave (a SIGKILL cannot be timed to land in one):
+    # the resume removes its own, and leaves analysis/ to the analyses.
+    debris = [
+        killed / "tables" / "responses" / f".step-0000{last + 1}.parquet.x1.tmp",
+        killed / "agents" / "model-1" / ".model.safetensors.x2.tmp",
+        killed / "agents" / ".model-1.x3.tmp" / "model.safetensors",
+        killed / ".progress.json.x4.tmp",
+    ]
+    for path in [*debris, killed / "analysis" / ".summary.json.x5.tmp"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
     result = runner.invoke(app, ["run", "--resume", str(killed)])
     assert result.exit_code == 0, result.output
+    assert not any(p.exists() for p in debris) and not debris[2].parent.exists()
+    assert (killed / "analysis" / ".summary.json.x5.tmp").exists()
     clear_backbones()
     straight = run_to_end(raw, tmp_path / "straight")
     a, b = tables(killed), tables(straight)

@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +90,7 @@ def _friendly_errors(fn):
         import warnings
 
         shown, warnings.showwarning = warnings.showwarning, _show_warning
+        stop = _sigterm_as_interrupt()
         try:
             return fn(*args, **kwargs)
         except PerspectivesError as exc:
@@ -102,8 +104,22 @@ def _friendly_errors(fn):
             raise typer.Exit(code=130) from None
         finally:
             warnings.showwarning = shown
+            stop()
 
     return wrapper
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM (a scheduler's stop, ``kill``) like Ctrl-C, so every command ends its
+    writes as on Ctrl-C; returns what restores the previous handler. Only the main thread
+    may set handlers (not so under some test runners): then nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -813,13 +829,11 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (a scheduler's or a parent sweep's stop) like Ctrl-C, so the statuses
-    are written; only the main thread may set handlers (not under some test runners)."""
-    import signal
+    """Stop with the parent sweep's process, if any, as on its SIGTERM (which every command
+    treats like Ctrl-C, so the statuses are written); only in the main thread, as there."""
     import threading
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
         from ..experiments.executors import stop_with_parent
 
         stop_with_parent()

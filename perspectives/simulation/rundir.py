@@ -77,6 +77,11 @@ EVAL_DIGEST = "eval_digest"
 FORK_MARK = ".fork-incomplete"
 
 
+def _temporary(name: str) -> bool:
+    """Whether ``name`` is that of an atomic write's temporary file or folder (``store``)."""
+    return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".link"))
+
+
 def eval_digest(ev: pd.DataFrame) -> str:
     """SHA-256 of evaluation rows' ``model, question_id, replicate, text`` in row order."""
     h = hashlib.sha256()
@@ -756,6 +761,21 @@ class RunFolder:
             for p in (self.path / sub).glob("step-*"):
                 if step_of(p) > last:
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+        self._drop_temporaries()
+
+    def _drop_temporaries(self) -> None:
+        """Remove the temporary files and folders of writes a killed process left (a
+        weights file's is as large as the weights). Only the run's writer calls this, under
+        its lease; ``analysis/`` is another command's and is left alone."""
+        for root, dirs, files in os.walk(self.path):
+            here = Path(root)
+            if here == self.path and "analysis" in dirs:
+                dirs.remove("analysis")
+            for name in [d for d in dirs if _temporary(d)]:
+                dirs.remove(name)
+                shutil.rmtree(here / name, ignore_errors=True)
+            for name in filter(_temporary, files):
+                (here / name).unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- reading
     def read_parts(self, table: str, upto: int | None = None) -> pd.DataFrame:
