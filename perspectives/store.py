@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,41 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+@contextlib.contextmanager
+def file_set(
+    folder: str | os.PathLike, owned: Iterable[str], last: str = "summary.json"
+) -> Iterator[Path]:
+    """Yield a staging folder inside ``folder`` to write a set of output files into; on
+    success they replace ``folder``'s, and the files named in ``owned`` that were not
+    written again go (an old figure the new outputs lack). Other files stay (another
+    command's). ``last`` is removed first and moved in last, so that its presence says the
+    set is whole: an interruption leaves the old set, or a set without ``last``.
+
+    On any exception the staging folder is removed and ``folder`` is left as it was. Raises
+    InputError naming ``folder`` when the system refuses the write.
+    """
+    out = output_dir(folder)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise _cannot("write the outputs in this folder", out, exc) from None
+    try:
+        yield staging
+        new = sorted(p.name for p in staging.iterdir())
+        (out / last).unlink(missing_ok=True)
+        for name in set(owned) - set(new):
+            _discard(out / name)
+        for name in sorted(new, key=lambda n: n == last):
+            _plain_file_mode(staging / name, out / name)
+            os.replace(staging / name, out / name)
+    except OSError as exc:
+        if exc.errno not in _REFUSED:
+            raise
+        raise _cannot("write the outputs in this folder", out, exc) from None
+    finally:
+        _discard(staging)
 
 
 @contextlib.contextmanager

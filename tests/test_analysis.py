@@ -406,3 +406,31 @@ def test_the_cli_warns_when_steps_ran_on_two_dtype_paths():
     with console.capture() as out:
         _say_warnings(SimpleNamespace(**{**run.__dict__, "summary": {"compute": paths[:1]}}))
     assert out.get() == ""
+
+
+def test_an_interrupted_analysis_leaves_the_previous_one_whole(tmp_path, tiny_config, run_to_end):
+    """Ctrl-C while ``analyze`` wrote its files left tables of the new analysis beside the
+    old summary and figures; now the folder holds one analysis or the other."""
+    from typer.testing import CliRunner
+
+    import perspectives.reporting.figures as figures
+    from perspectives.cli.app import app
+
+    run = run_to_end(tiny_config("fake", steps=2), tmp_path / "run")
+    runner = CliRunner()
+    assert runner.invoke(app, ["analyze", str(run)]).exit_code == 0
+    analysis = run / "analysis"
+    before = {p.name: p.read_bytes() for p in analysis.iterdir()}
+    other = ["analyze", str(run), "--n-components", "1"]  # another space: other files
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "isomirror_png", interrupted)
+        result = runner.invoke(app, other)
+    assert result.exit_code == 130, result.output
+    assert {p.name: p.read_bytes() for p in analysis.iterdir()} == before
+    assert runner.invoke(app, other).exit_code == 0
+    after = {p.name: p.read_bytes() for p in analysis.iterdir()}
+    assert after.keys() == before.keys() and after["summary.json"] != before["summary.json"]

@@ -202,3 +202,47 @@ def test_only_a_new_empty_or_same_kind_folder_may_be_replaced_whole(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InputError, match="a file is where a model folder"):
         replaceable_dir(tmp_path / "f", **what)
+
+
+def test_a_file_set_replaces_its_own_files_whole_or_not_at_all(tmp_path, monkeypatch):
+    from perspectives.store import file_set
+
+    out = tmp_path / "analysis"
+    out.mkdir()
+    for name in ("a.parquet", "b.png", "summary.json", "alarms.parquet"):
+        (out / name).write_text(f"old {name}")
+    owned = ("a.parquet", "b.png", "summary.json")
+
+    def state():
+        return {p.name: p.read_text() for p in out.iterdir()}
+
+    old = state()
+    with pytest.raises(KeyboardInterrupt):  # while the new set is written: the old stays
+        with file_set(out, owned) as staging:
+            (staging / "a.parquet").write_text("new")
+            raise KeyboardInterrupt
+    assert state() == old
+    replace = os.replace
+    calls = []
+
+    def interrupted(src, dst):  # as the set is moved in: it says it is not whole
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt), file_set(out, owned) as staging:
+        for name in ("a.parquet", "c.csv", "summary.json"):
+            (staging / name).write_text(f"new {name}")
+    monkeypatch.setattr(os, "replace", replace)
+    assert state() == {"a.parquet": "new a.parquet", "alarms.parquet": "old alarms.parquet"}
+    with file_set(out, owned) as staging:
+        for name in ("a.parquet", "summary.json"):
+            (staging / name).write_text(f"new {name}")
+    # An owned file not written again (an old figure) goes; another command's stays.
+    assert state() == {
+        "a.parquet": "new a.parquet",
+        "summary.json": "new summary.json",
+        "alarms.parquet": "old alarms.parquet",
+    }

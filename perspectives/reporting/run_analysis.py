@@ -33,9 +33,41 @@ from ..simulation.config import RunConfig, build_policy
 from ..simulation.databases import database_change_points
 from ..simulation.history import load_history
 from ..simulation.rundir import RunFolder
-from ..store import output_dir, write_csv, write_json, write_parquet
+from ..store import file_set, output_dir, write_csv, write_json, write_parquet
 
 ANALYSIS_DIR = "analysis"
+# Every file the analyses may write into a run's or a sweep's analysis/: one not written
+# again goes (monitor's and the control comparison's files are others' and stay).
+RUN_ANALYSIS_FILES = (
+    "perspectives.parquet",
+    "perspectives.csv",
+    "isomirror.parquet",
+    "clusters.parquet",
+    "cluster_labels.parquet",
+    "class_means.parquet",
+    "class_movement.parquet",
+    "polarization.parquet",
+    "dispersion.parquet",
+    "diversity.parquet",
+    "databases.parquet",
+    "summary.json",
+    "trajectories.png",
+    "isomirror.png",
+    "clusters.png",
+    "polarization.png",
+)
+SWEEP_ANALYSIS_FILES = (
+    "polarization.parquet",
+    "clusters.parquet",
+    "isomirror.parquet",
+    "dispersion.parquet",
+    "diversity.parquet",
+    "summary.json",
+    "polarization.png",
+    "polarization-kernel.png",
+    "isomirror.png",
+    "clusters.png",
+)
 
 
 @dataclass
@@ -365,39 +397,40 @@ def write_analysis_table(folder: str | Path, name: str, frame: pd.DataFrame) -> 
 
 
 def write_run_analysis(result: RunAnalysis) -> Path:
-    """Write the tables, ``summary.json`` and the figures to ``RUN/analysis/``."""
+    """Write the tables, ``summary.json`` and the figures to ``RUN/analysis/``, as one set:
+    an interrupted write leaves the previous set, or a set without ``summary.json``."""
     from .figures import clusters_png, isomirror_png, polarization_png, trajectories_png
 
-    out = result.run_dir / ANALYSIS_DIR
-    output_dir(out)
-    write_parquet(out / "perspectives.parquet", result.perspectives)
-    write_csv(out / "perspectives.csv", result.perspectives)
-    write_parquet(out / "isomirror.parquet", result.isomirror)
-    write_parquet(out / "clusters.parquet", result.clusters)
-    write_parquet(out / "cluster_labels.parquet", result.cluster_labels)
-    write_parquet(out / "class_means.parquet", result.class_means)
-    if result.movement is not None:
-        write_parquet(out / "class_movement.parquet", result.movement)
-    if result.polarization is not None:
-        write_parquet(out / "polarization.parquet", result.polarization)
-    if result.dispersion is not None:
-        write_parquet(out / "dispersion.parquet", result.dispersion)
-    if result.diversity is not None:
-        write_parquet(out / "diversity.parquet", result.diversity)
-    if result.databases is not None:
-        write_parquet(out / "databases.parquet", result.databases)
-    write_json(out / "summary.json", result.summary)
-    marks = disruption_steps(result.cfg)
-    trajectories_png(
-        result.perspectives, out / "trajectories.png", marks=marks, databases=result.databases
-    )
-    isomirror_png({"": result.isomirror}, out / "isomirror.png", marks=marks)
-    clusters_png({"": result.clusters}, out / "clusters.png", marks=marks)
-    if result.polarization is not None:
-        polarization_png(
-            {"": [result.polarization]}, out / "polarization.png", kind=result.polarization_kind
+    folder = result.run_dir / ANALYSIS_DIR
+    with file_set(folder, RUN_ANALYSIS_FILES) as out:
+        write_parquet(out / "perspectives.parquet", result.perspectives)
+        write_csv(out / "perspectives.csv", result.perspectives)
+        write_parquet(out / "isomirror.parquet", result.isomirror)
+        write_parquet(out / "clusters.parquet", result.clusters)
+        write_parquet(out / "cluster_labels.parquet", result.cluster_labels)
+        write_parquet(out / "class_means.parquet", result.class_means)
+        if result.movement is not None:
+            write_parquet(out / "class_movement.parquet", result.movement)
+        if result.polarization is not None:
+            write_parquet(out / "polarization.parquet", result.polarization)
+        if result.dispersion is not None:
+            write_parquet(out / "dispersion.parquet", result.dispersion)
+        if result.diversity is not None:
+            write_parquet(out / "diversity.parquet", result.diversity)
+        if result.databases is not None:
+            write_parquet(out / "databases.parquet", result.databases)
+        write_json(out / "summary.json", result.summary)
+        marks = disruption_steps(result.cfg)
+        trajectories_png(
+            result.perspectives, out / "trajectories.png", marks=marks, databases=result.databases
         )
-    return out
+        isomirror_png({"": result.isomirror}, out / "isomirror.png", marks=marks)
+        clusters_png({"": result.clusters}, out / "clusters.png", marks=marks)
+        if result.polarization is not None:
+            polarization_png(
+                {"": [result.polarization]}, out / "polarization.png", kind=result.polarization_kind
+            )
+    return folder
 
 
 def disruption_steps(cfg: RunConfig) -> list[int]:
@@ -509,35 +542,38 @@ def first_runs(result: SweepAnalysis) -> dict[str, RunAnalysis]:
 
 
 def write_sweep_analysis(result: SweepAnalysis) -> Path:
-    """Write ``SWEEP/analysis/``: long tables over runs, a summary and the comparison figures."""
+    """Write ``SWEEP/analysis/``: long tables over runs, a summary and the comparison figures,
+    as one set (as ``write_run_analysis`` does)."""
     from .figures import clusters_png, isomirror_png, polarization_png
 
-    out = result.sweep_dir / ANALYSIS_DIR
-    output_dir(out)
-    for metric in ("polarization", "clusters", "isomirror", "dispersion", "diversity"):
-        table = sweep_table(result, metric)
-        if not table.empty:
-            write_parquet(out / f"{metric}.parquet", table)
-    summary = {
-        "preset": result.record.get("preset"),
-        "scale": result.record.get("scale"),
-        "conditions": {c: [r.summary for r in runs] for c, runs in result.runs.items() if runs},
-        "failed": result.failed,
-        "pending": [f"{e['condition']} seed {e['seed']}" for e in result.pending],
-    }
-    write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
-    pol, kind = sweep_polarization(result)
-    if pol:
-        polarization_png(pol, out / "polarization.png", kind=kind)
-        if all("polarization_kernel" in f for tables in pol.values() for f in tables):
-            polarization_png(
-                pol, out / "polarization-kernel.png", kind=kind, column="polarization_kernel"
+    folder = result.sweep_dir / ANALYSIS_DIR
+    with file_set(folder, SWEEP_ANALYSIS_FILES) as out:
+        for metric in ("polarization", "clusters", "isomirror", "dispersion", "diversity"):
+            table = sweep_table(result, metric)
+            if not table.empty:
+                write_parquet(out / f"{metric}.parquet", table)
+        summary = {
+            "preset": result.record.get("preset"),
+            "scale": result.record.get("scale"),
+            "conditions": {c: [r.summary for r in runs] for c, runs in result.runs.items() if runs},
+            "failed": result.failed,
+            "pending": [f"{e['condition']} seed {e['seed']}" for e in result.pending],
+        }
+        write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
+        pol, kind = sweep_polarization(result)
+        if pol:
+            polarization_png(pol, out / "polarization.png", kind=kind)
+            if all("polarization_kernel" in f for tables in pol.values() for f in tables):
+                polarization_png(
+                    pol, out / "polarization-kernel.png", kind=kind, column="polarization_kernel"
+                )
+        first = first_runs(result)
+        if first:
+            marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})
+            isomirror_png(
+                {c: r.isomirror for c, r in first.items()}, out / "isomirror.png", marks=marks
             )
-    first = first_runs(result)
-    if first:
-        marks = sorted({m for r in first.values() for m in disruption_steps(r.cfg)})
-        isomirror_png(
-            {c: r.isomirror for c, r in first.items()}, out / "isomirror.png", marks=marks
-        )
-        clusters_png({c: r.clusters for c, r in first.items()}, out / "clusters.png", marks=marks)
-    return out
+            clusters_png(
+                {c: r.clusters for c, r in first.items()}, out / "clusters.png", marks=marks
+            )
+    return folder

@@ -13,7 +13,7 @@ import pandas as pd
 from ..errors import InputError
 from ..reporting.plots import scatter_html, scatter_png
 from ..reporting.progress import progress_bar
-from ..store import write_csv, write_json, write_npy, write_parquet
+from ..store import file_set, write_csv, write_json, write_npy, write_parquet
 from .embed import CachedEmbedder, Embedder, get_embedder
 from .estimator import PerspectiveSpace
 from .responses import (
@@ -251,7 +251,9 @@ def write_comparison(
     title: str = "Perspective space",
     inputs: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Write a comparison's run folder; every file is written atomically.
+    """Write a comparison's run folder, its files as one set: an interrupted write leaves
+    the previous set, or one without ``summary.json`` (an earlier output not written again,
+    a figure say, goes).
 
     Files: ``perspectives.parquet`` / ``.csv`` (labels, z1..zd), ``distances.npy`` and
     ``distances.csv`` (Frobenius distances between points, labelled), ``space.png``,
@@ -273,8 +275,10 @@ def write_comparison(
     files = OUTPUT_FILES if responses is not None else OUTPUT_FILES[1:]
     out = check_output_dir(out_dir, [*comp.inputs, *inputs], files=files)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        return _write(comp, out, color_by, responses, title)
+        # As one set (a responses.parquet not written stays: it may be the input itself).
+        with file_set(out, owned=files) as staging:
+            _write(comp, staging, color_by, responses, title)
+        return out
     except OSError as exc:
         raise InputError(
             f"cannot write the output: {exc.strerror or exc}", source=str(out), field="--out"
