@@ -244,13 +244,14 @@ def _refuse(dst, monkeypatch, real=shutil.copyfile):
 def test_an_unwritable_figures_folder_is_an_input_error_naming_the_file(tmp_path, monkeypatch):
     sweep = tmp_path / "runs" / "cs3-polarization"
     (sweep / "analysis").mkdir(parents=True)
-    (sweep / "analysis" / "polarization.png").write_bytes(b"png")
+    # A figure the analysis does not make (its own, of no runs here, would be removed).
+    (sweep / "analysis" / "extra.png").write_bytes(b"png")
     figures = tmp_path / "figures"
     _refuse(figures, monkeypatch)
     result = SweepAnalysis(sweep, {}, {}, failed=[], pending=[])
     with pytest.raises(InputError) as err:
         reproduction._publish(result, "cs3-polarization", figures)
-    assert err.value.source == str(figures / "cs3-polarization-polarization.png")
+    assert err.value.source == str(figures / "cs3-polarization-extra.png")
     assert "Permission denied" in err.value.message and "'cs3-polarization'" in err.value.message
 
 
