@@ -200,19 +200,29 @@ def file_set(
         staging = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=out))
     except OSError as exc:
         raise _cannot("write the outputs in this folder", out, exc) from None
+    where, what = out, "write the outputs in this folder"
     try:
         yield staging
         new = sorted(p.name for p in staging.iterdir())
-        (out / last).unlink(missing_ok=True)
+        where, what = out / last, "replace this file"
+        where.unlink(missing_ok=True)
         for name in set(owned) - set(new):
             _discard(out / name)
         for name in sorted(new, key=lambda n: n == last):
-            _plain_file_mode(staging / name, out / name)
-            os.replace(staging / name, out / name)
+            where = out / name
+            _plain_file_mode(staging / name, where)
+            os.replace(staging / name, where)
     except OSError as exc:
         if exc.errno not in _REFUSED:
             raise
-        raise _cannot("write the outputs in this folder", out, exc) from None
+        raise _cannot(what, where, exc) from None
+    except InputError as exc:  # a write refused in the staging folder: name the file's place
+        staged = Path(exc.source or "")
+        if staged.parent != staging:
+            raise
+        raise InputError(
+            exc.message, source=str(out / staged.name), field=exc.field, value=exc.value
+        ) from None
     finally:
         _discard(staging)
 

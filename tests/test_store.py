@@ -246,3 +246,25 @@ def test_a_file_set_replaces_its_own_files_whole_or_not_at_all(tmp_path, monkeyp
         "summary.json": "new summary.json",
         "alarms.parquet": "old alarms.parquet",
     }
+
+
+def test_a_file_set_that_cannot_be_written_names_the_file_in_its_folder(tmp_path, monkeypatch):
+    from perspectives.store import file_set
+
+    out = tmp_path / "analysis"
+    replace = os.replace
+
+    def refuse(inside):
+        def refusing(src, dst):
+            if Path(dst).name == "a.json" and (Path(dst).parent == out) != inside:
+                raise DENIED
+            replace(src, dst)
+
+        return refusing
+
+    for inside in (True, False):  # as it is written into the staging folder, or moved in
+        monkeypatch.setattr(os, "replace", refuse(inside))
+        with pytest.raises(InputError) as err, file_set(out, ["a.json"]) as staging:
+            write_json(staging / "a.json", {"a": 1})
+        assert err.value.source == str(out / "a.json") and "Permission denied" in str(err.value)
+        assert os.listdir(out) == []
