@@ -184,13 +184,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def file_set(
-    folder: str | os.PathLike, owned: Iterable[str], last: str = "summary.json"
+    folder: str | os.PathLike, owned: Iterable[str] = (), last: str | None = "summary.json"
 ) -> Iterator[Path]:
     """Yield a staging folder inside ``folder`` to write a set of output files into; on
     success they replace ``folder``'s, and the files named in ``owned`` that were not
     written again go (an old figure the new outputs lack). Other files stay (another
-    command's). ``last`` is removed first and moved in last, so that its presence says the
-    set is whole: an interruption leaves the old set, or a set without ``last``.
+    command's). ``last``, if any, is removed first and moved in last, so that its presence
+    says the set is whole: an interruption leaves the old set, or a set without ``last``.
 
     On any exception the staging folder is removed and ``folder`` is left as it was. Raises
     InputError naming ``folder`` when the system refuses the write.
@@ -204,8 +204,10 @@ def file_set(
     try:
         yield staging
         new = sorted(p.name for p in staging.iterdir())
-        where, what = out / last, "replace this file"
-        where.unlink(missing_ok=True)
+        what = "replace this file"
+        if last is not None:
+            where = out / last
+            where.unlink(missing_ok=True)
         for name in set(owned) - set(new):
             _discard(out / name)
         for name in sorted(new, key=lambda n: n == last):

@@ -633,7 +633,7 @@ def run(
     OUT/<condition>/seed-<s>/ and a system that fails is reported while the others go on.
     """
     _use_device(device, dtype)
-    _stop_on_sigterm()
+    _stop_with_parent_sweep()
     from ..experiments.presets import load_preset
     from ..simulation.engine import Simulation
 
@@ -828,7 +828,7 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_on_sigterm() -> None:
+def _stop_with_parent_sweep() -> None:
     """Stop with the parent sweep's process, if any, as on its SIGTERM (which every command
     treats like Ctrl-C, so the statuses are written); only in the main thread, as there."""
     import threading

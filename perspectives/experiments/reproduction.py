@@ -9,10 +9,8 @@ The prose of the results page is written by hand; the tables between the markers
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from ..reporting.run_analysis import (
     disruption_steps,
     write_sweep_analysis,
 )
-from ..store import output_dir, write_text
+from ..store import file_set, output_dir, write_text
 from .page import read_blocks, replace_block
 from .sweep import read_sweep
 from .verdicts import (
@@ -460,31 +458,10 @@ def regenerate(runs_dir: str | Path, doc: str | Path, scale: str = "cpu") -> lis
         )
     # Only once every block is read, and staged beside the figures until the page is
     # written: a block or a page that fails leaves page and figures as they were.
-    with _staged(doc.parent / "figures", bool(figures)) as staging:
+    to = doc.parent / "figures"
+    staged = file_set(to, last=None) if figures else contextlib.nullcontext(to)
+    with staged as staging:
         for result, name in figures:
             _publish(result, name, staging)
         _write_page(doc, text)
     return found
-
-
-@contextlib.contextmanager
-def _staged(figures: Path, needed: bool):
-    """A folder inside ``figures`` to write into; its files replace those of ``figures`` if
-    the block ends without an error, and are removed in any case. Raises InputError if
-    ``figures`` cannot be written."""
-    if not needed:
-        yield figures
-        return
-    try:
-        output_dir(figures)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=figures))
-    except OSError as exc:
-        raise InputError(
-            f"cannot write the figures ({exc.strerror or exc})", source=str(figures)
-        ) from None
-    try:
-        yield staging
-        for f in sorted(staging.iterdir()):
-            os.replace(f, figures / f.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -414,8 +414,9 @@ def _started_systems(record: dict, sweep_dir: Path) -> tuple[dict[tuple, Path], 
     folders, notes = {}, []
     for e in record["systems"]:
         folder, name = sweep_dir / e["folder"], f"{e['condition']} seed {e['seed']}"
+        run = RunFolder(folder)
         try:
-            started = folder.is_dir() and RunFolder(folder).last_complete_step() >= 0
+            started = folder.is_dir() and run.last_complete_step() >= 0
         except PerspectivesError as exc:
             notes.append(f"{name}: {exc}")
             continue
@@ -423,7 +424,7 @@ def _started_systems(record: dict, sweep_dir: Path) -> tuple[dict[tuple, Path], 
             notes.append(f"{name}: no complete step yet")
             continue
         try:
-            check_system(RunFolder(folder).read_config(validate=False), e, sweep_dir)
+            check_system(run.read_config(validate=False), e, sweep_dir)
         except PerspectivesError as exc:
             notes.append(f"{name}: not compared ({exc})")
             continue
